@@ -1,0 +1,34 @@
+namespace Berth.Agent;
+
+/// <summary>Settings of one agent (one container instance).</summary>
+public sealed record AgentOptions
+{
+    /// <summary>The control plane's URL, e.g. http://127.0.0.1:4566.</summary>
+    public required Uri ServerUrl { get; init; }
+
+    /// <summary>The gRPC (HTTP/2) endpoint to dial; when null the agent asks ServerUrl's /_berth/health for its agentPort.</summary>
+    public Uri? AgentEndpoint { get; init; }
+
+    /// <summary>Directory for the agent's own small state (its id and container instance ARN).</summary>
+    public required string DataDirectory { get; init; }
+
+    public string Cluster { get; init; } = "default";
+
+    /// <summary>CPU units to register instead of 1024 per core.</summary>
+    public int? CpuUnits { get; init; }
+
+    /// <summary>Memory (MiB) to register instead of the host's total.</summary>
+    public long? MemoryMiB { get; init; }
+
+    public string InstanceType { get; init; } = "berth.local";
+    public string AvailabilityZone { get; init; } = "us-east-1a";
+
+    /// <summary>Docker Engine endpoint; unix:///var/run/docker.sock by default (DOCKER_HOST honoured).</summary>
+    public Uri? DockerEndpoint { get; init; }
+
+    /// <summary>Extra labels put on every container this agent creates (tests use one to clean up).</summary>
+    public IReadOnlyDictionary<string, string> ContainerLabels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>How long containers of a stopped task are kept before removal.</summary>
+    public TimeSpan TaskCleanupWait { get; init; } = TimeSpan.FromMinutes(10);
+}

@@ -1,0 +1,126 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Berth.Aws.Protocol;
+
+/// <summary>The single AWS endpoint: dispatches <c>POST /</c> on X-Amz-Target to the mapped JSON services.</summary>
+public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, ILogger<AwsFrontDoor> logger)
+{
+    public const string JsonContentType = "application/x-amz-json-1.1";
+    private const int MaxBodyBytes = 16 * 1024 * 1024;
+
+    private readonly Dictionary<string, AwsJsonService> _byPrefix = services.ToDictionary(s => s.TargetPrefix, StringComparer.Ordinal);
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        var ct = context.RequestAborted;
+        var target = context.Request.Headers["X-Amz-Target"].ToString();
+        string operation = "";
+        try
+        {
+            var dot = target.LastIndexOf('.');
+            if (dot <= 0 || !_byPrefix.TryGetValue(target[..dot], out var service))
+            {
+                throw new AwsException("UnknownOperationException", target.Length == 0 ? "Missing X-Amz-Target header." : $"Unknown operation '{target}'.");
+            }
+            operation = target[(dot + 1)..];
+            var handler = service.Find(operation)
+                ?? throw (service.Model.Operations.ContainsKey(operation)
+                    ? new AwsException("UnsupportedFeatureException", $"Berth does not implement {operation} yet.")
+                    : new AwsException("UnknownOperationException", $"Unknown operation '{target}'."));
+
+            JsonDocument doc;
+            try
+            {
+                doc = await ReadBodyAsync(context.Request, ct).ConfigureAwait(false);
+            }
+            catch (JsonException)
+            {
+                throw new AwsException("SerializationException", "The request body is not valid JSON.");
+            }
+            byte[] payload;
+            using (doc)
+            {
+                payload = await handler(doc.RootElement, ct).ConfigureAwait(false);
+            }
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = JsonContentType;
+            context.Response.Headers["x-amzn-RequestId"] = Guid.NewGuid().ToString();
+            await context.Response.Body.WriteAsync(payload, ct).ConfigureAwait(false);
+        }
+        catch (AwsException e)
+        {
+            await WriteErrorAsync(context, e.StatusCode, e.ErrorType, e.Message).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // client went away
+        }
+        catch (BadHttpRequestException e)
+        {
+            await WriteErrorAsync(context, e.StatusCode == 413 ? 413 : 400, "SerializationException", e.Message).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            LogUnhandled(logger, e, operation);
+            await WriteErrorAsync(context, 500, "ServerException", "An internal error occurred; the request was not applied. See the server log.").ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<JsonDocument> ReadBodyAsync(HttpRequest request, CancellationToken ct)
+    {
+        if (request.ContentLength is > MaxBodyBytes)
+        {
+            throw new AwsException("SerializationException", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+        }
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer, ct).ConfigureAwait(false);
+        if (buffer.Length > MaxBodyBytes)
+        {
+            throw new AwsException("SerializationException", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+        }
+        if (buffer.Length == 0)
+        {
+            return JsonDocument.Parse("{}");
+        }
+        return JsonDocument.Parse(buffer.ToArray(), new JsonDocumentOptions { MaxDepth = 128 });
+    }
+
+    public static Task WriteErrorAsync(HttpContext context, int status, string type, string message)
+    {
+        if (context.Response.HasStarted)
+        {
+            return Task.CompletedTask;
+        }
+        context.Response.StatusCode = status;
+        context.Response.ContentType = JsonContentType;
+        context.Response.Headers["x-amzn-ErrorType"] = type;
+        context.Response.Headers["x-amzn-RequestId"] = Guid.NewGuid().ToString();
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteString("__type", type);
+            w.WriteString("message", message);
+            w.WriteEndObject();
+        }
+        return context.Response.Body.WriteAsync(ms.ToArray(), context.RequestAborted).AsTask();
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in {Operation}")]
+    private static partial void LogUnhandled(ILogger logger, Exception e, string operation);
+}
+
+public static class AwsFrontDoorExtensions
+{
+    /// <summary>Maps <c>POST /</c> for every registered <see cref="AwsJsonService"/>.</summary>
+    public static IEndpointConventionBuilder MapAwsFrontDoor(this IEndpointRouteBuilder endpoints)
+    {
+        var door = ActivatorUtilities.CreateInstance<AwsFrontDoor>(endpoints.ServiceProvider);
+        return endpoints.MapPost("/", door.HandleAsync);
+    }
+}

@@ -1,0 +1,106 @@
+using System.Collections.Frozen;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace Berth.Aws.Protocol;
+
+/// <summary>The parts of an AWS service model the protocol layer needs: operations and shape constraints.</summary>
+/// <remarks>Loaded from the shapes.json that eng/generate_aws_models.py extracts from botocore.</remarks>
+public sealed class ServiceModel
+{
+    public string TargetPrefix { get; }
+    public string Protocol { get; }
+    public FrozenDictionary<string, OperationModel> Operations { get; }
+    public FrozenDictionary<string, ShapeModel> Shapes { get; }
+
+    private ServiceModel(string targetPrefix, string protocol, FrozenDictionary<string, OperationModel> operations, FrozenDictionary<string, ShapeModel> shapes)
+    {
+        TargetPrefix = targetPrefix;
+        Protocol = protocol;
+        Operations = operations;
+        Shapes = shapes;
+    }
+
+    /// <summary>Loads the embedded model of one generated service ("Ecs", "Ecr").</summary>
+    public static ServiceModel Load(string service)
+    {
+        var asm = typeof(ServiceModel).Assembly;
+        var resource = $"{service}/shapes.json";
+        using var stream = asm.GetManifestResourceStream(resource)
+            ?? throw new InvalidOperationException($"Embedded model '{resource}' is missing.");
+        using var doc = JsonDocument.Parse(stream);
+        var root = doc.RootElement;
+        var shapes = new Dictionary<string, ShapeModel>(StringComparer.Ordinal);
+        foreach (var s in root.GetProperty("shapes").EnumerateObject())
+        {
+            shapes[s.Name] = ShapeModel.Parse(s.Name, s.Value);
+        }
+        var ops = new Dictionary<string, OperationModel>(StringComparer.Ordinal);
+        foreach (var o in root.GetProperty("operations").EnumerateObject())
+        {
+            ops[o.Name] = new OperationModel(
+                o.Name,
+                o.Value.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString() : null,
+                o.Value.TryGetProperty("output", out var ou) && ou.ValueKind == JsonValueKind.String ? ou.GetString() : null);
+        }
+        return new ServiceModel(
+            root.TryGetProperty("targetPrefix", out var tp) && tp.ValueKind == JsonValueKind.String ? tp.GetString()! : "",
+            root.GetProperty("protocol").GetString()!,
+            ops.ToFrozenDictionary(StringComparer.Ordinal),
+            shapes.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+}
+
+public sealed record OperationModel(string Name, string? Input, string? Output);
+
+public sealed class ShapeModel
+{
+    public required string Name { get; init; }
+    public required string Type { get; init; }
+    public FrozenDictionary<string, string> Members { get; init; } = FrozenDictionary<string, string>.Empty;
+    public FrozenSet<string> Required { get; init; } = FrozenSet<string>.Empty;
+    public FrozenSet<string>? Enum { get; init; }
+    public double? Min { get; init; }
+    public double? Max { get; init; }
+    public Regex? Pattern { get; init; }
+    public string? Member { get; init; }
+    public string? Key { get; init; }
+    public string? Value { get; init; }
+    public bool Document { get; init; }
+
+    internal static ShapeModel Parse(string name, JsonElement e)
+    {
+        Regex? pattern = null;
+        if (e.TryGetProperty("pattern", out var p))
+        {
+            try
+            {
+                // Model patterns must match the whole value.
+                pattern = new Regex("^(?:" + p.GetString() + ")$", RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100));
+            }
+            catch (ArgumentException)
+            {
+                pattern = null; // a pattern .NET cannot express is not enforced
+            }
+        }
+        return new ShapeModel
+        {
+            Name = name,
+            Type = e.GetProperty("type").GetString()!,
+            Members = e.TryGetProperty("members", out var m)
+                ? m.EnumerateObject().ToFrozenDictionary(x => x.Name, x => x.Value.GetString()!, StringComparer.Ordinal)
+                : FrozenDictionary<string, string>.Empty,
+            Required = e.TryGetProperty("required", out var r)
+                ? r.EnumerateArray().Select(x => x.GetString()!).ToFrozenSet(StringComparer.Ordinal)
+                : FrozenSet<string>.Empty,
+            Enum = e.TryGetProperty("enum", out var en) ? en.EnumerateArray().Select(x => x.GetString()!).ToFrozenSet(StringComparer.Ordinal) : null,
+            Min = e.TryGetProperty("min", out var mn) ? mn.GetDouble() : null,
+            Max = e.TryGetProperty("max", out var mx) ? mx.GetDouble() : null,
+            Pattern = pattern,
+            Member = e.TryGetProperty("member", out var mem) ? mem.GetString() : null,
+            Key = e.TryGetProperty("key", out var k) ? k.GetString() : null,
+            Value = e.TryGetProperty("value", out var v) ? v.GetString() : null,
+            Document = e.TryGetProperty("document", out var d) && d.GetBoolean(),
+        };
+    }
+}

@@ -1,0 +1,245 @@
+using System.CommandLine;
+using Berth.Agent;
+using Berth.ControlPlane.Hosting;
+using Berth.Core;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Berth.Cli;
+
+/// <summary>The berth commands: up (everything in one process), server, agent.</summary>
+internal static class Commands
+{
+    private static readonly Option<string> Listen = Env(new Option<string>("--listen")
+    {
+        Description = "Address and port to listen on (env BERTH_LISTEN).",
+    }, "BERTH_LISTEN", "127.0.0.1:4566");
+
+    private static readonly Option<string> AgentListen = Env(new Option<string>("--agent-listen")
+    {
+        Description = "Address and port of the agents' gRPC (HTTP/2) endpoint; default: the --listen port + 1 (env BERTH_AGENT_LISTEN).",
+    }, "BERTH_AGENT_LISTEN", "");
+
+    private static readonly Option<string> Data = Env(new Option<string>("--data")
+    {
+        Description = "Data directory (env BERTH_DATA).",
+    }, "BERTH_DATA", ".berth");
+
+    private static readonly Option<string> AccountId = Env(new Option<string>("--account-id")
+    {
+        Description = "Account id in every ARN (env BERTH_ACCOUNT_ID).",
+    }, "BERTH_ACCOUNT_ID", BerthIdentity.DefaultAccountId);
+
+    private static readonly Option<string> Region = Env(new Option<string>("--region")
+    {
+        Description = "Region in every ARN (env BERTH_REGION).",
+    }, "BERTH_REGION", BerthIdentity.DefaultRegion);
+
+    private static readonly Option<string> LogLevel = Env(new Option<string>("--log-level")
+    {
+        Description = "Trace, Debug, Information, Warning or Error (env BERTH_LOG_LEVEL).",
+    }, "BERTH_LOG_LEVEL", "Information");
+
+    private static readonly Option<string> Cluster = Env(new Option<string>("--cluster")
+    {
+        Description = "Cluster the agent registers in (env BERTH_CLUSTER).",
+    }, "BERTH_CLUSTER", "default");
+
+    private static readonly Option<int?> Cpu = new("--cpu") { Description = "CPU units to register (default: 1024 per core; env BERTH_AGENT_CPU)." };
+    private static readonly Option<long?> Memory = new("--memory") { Description = "Memory in MiB to register (default: the host's; env BERTH_AGENT_MEMORY)." };
+
+    private static readonly Option<string> InstanceType = Env(new Option<string>("--instance-type")
+    {
+        Description = "ecs.instance-type attribute (env BERTH_INSTANCE_TYPE).",
+    }, "BERTH_INSTANCE_TYPE", "berth.local");
+
+    private static readonly Option<string> Zone = Env(new Option<string>("--availability-zone")
+    {
+        Description = "ecs.availability-zone attribute (env BERTH_AVAILABILITY_ZONE).",
+    }, "BERTH_AVAILABILITY_ZONE", "us-east-1a");
+
+    private static readonly Option<string[]> Labels = new("--container-label")
+    {
+        Description = "KEY=VALUE label added to every container the agent creates (repeatable; env BERTH_CONTAINER_LABELS, comma-separated).",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<string> ServerUrl = Env(new Option<string>("--server")
+    {
+        Description = "Control plane URL the agent dials (env BERTH_SERVER).",
+    }, "BERTH_SERVER", "");
+
+    public static Command Up()
+    {
+        var cmd = new Command("up", "Run the control plane and one local agent in one process.");
+        foreach (var o in new Option[] { Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels })
+        {
+            cmd.Options.Add(o);
+        }
+        cmd.SetAction((p, ct) => RunAsync(p, withServer: true, withAgent: true, ct));
+        return cmd;
+    }
+
+    public static Command Server()
+    {
+        var cmd = new Command("server", "Run the control plane only; agents connect to it with 'berth agent --server URL'.");
+        foreach (var o in new Option[] { Listen, AgentListen, Data, AccountId, Region, LogLevel })
+        {
+            cmd.Options.Add(o);
+        }
+        cmd.SetAction((p, ct) => RunAsync(p, withServer: true, withAgent: false, ct));
+        return cmd;
+    }
+
+    public static Command Agent()
+    {
+        var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
+        foreach (var o in new Option[] { ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels })
+        {
+            cmd.Options.Add(o);
+        }
+        cmd.SetAction((p, ct) => RunAsync(p, withServer: false, withAgent: true, ct));
+        return cmd;
+    }
+
+    private static async Task<int> RunAsync(ParseResult p, bool withServer, bool withAgent, CancellationToken ct)
+    {
+        var data = Path.GetFullPath(p.GetValue(Data)!);
+        Directory.CreateDirectory(data);
+        var listen = p.GetValue(Listen)!;
+        if (!TryParseListen(listen, out var host, out var port))
+        {
+            await Console.Error.WriteLineAsync($"berth: --listen '{listen}' is not HOST:PORT (for example 127.0.0.1:4566).").ConfigureAwait(false);
+            return 2;
+        }
+        var agentListen = p.GetValue(AgentListen);
+        if (string.IsNullOrEmpty(agentListen))
+        {
+            agentListen = $"{host}:{(port == 0 ? 0 : port + 1)}";
+        }
+        if (!TryParseListen(agentListen, out var agentHost, out var agentPort))
+        {
+            await Console.Error.WriteLineAsync($"berth: --agent-listen '{agentListen}' is not HOST:PORT.").ConfigureAwait(false);
+            return 2;
+        }
+        if (!Enum.TryParse<LogLevel>(p.GetValue(LogLevel), ignoreCase: true, out var level))
+        {
+            await Console.Error.WriteLineAsync($"berth: --log-level '{p.GetValue(LogLevel)}' is not one of Trace, Debug, Information, Warning, Error.").ConfigureAwait(false);
+            return 2;
+        }
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.SetMinimumLevel(level);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", level > Microsoft.Extensions.Logging.LogLevel.Information ? level : Microsoft.Extensions.Logging.LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", level > Microsoft.Extensions.Logging.LogLevel.Information ? level : Microsoft.Extensions.Logging.LogLevel.Warning);
+        builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+
+        var endpoint = $"http://{(host is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : host)}:{port}";
+        if (withServer)
+        {
+            builder.WebHost.ConfigureKestrel(k =>
+            {
+                // HTTP/1.1 for the AWS clients and docker; the agents' gRPC streams need HTTP/2 with prior
+                // knowledge, which Kestrel cannot offer on the same cleartext port, so they get their own.
+                k.Listen(ToIp(host), port, l => l.Protocols = HttpProtocols.Http1);
+                k.Listen(ToIp(agentHost), agentPort, l => l.Protocols = HttpProtocols.Http2);
+                k.Limits.MaxRequestBodySize = null;
+            });
+            builder.Services.AddBerthControlPlane(new ControlPlaneOptions
+            {
+                DataDirectory = data,
+                Identity = new BerthIdentity(p.GetValue(AccountId)!, p.GetValue(Region)!),
+                PublicEndpoint = endpoint,
+                AgentPort = agentPort,
+            });
+        }
+        else
+        {
+            builder.WebHost.UseUrls(); // an agent listens on nothing
+            builder.WebHost.ConfigureKestrel(k => k.ListenLocalhost(0));
+        }
+
+        if (withAgent)
+        {
+            var server = withServer ? endpoint : p.GetValue(ServerUrl);
+            if (string.IsNullOrEmpty(server) || !Uri.TryCreate(server, UriKind.Absolute, out var serverUri))
+            {
+                await Console.Error.WriteLineAsync("berth: agent needs --server URL (or BERTH_SERVER), for example --server http://10.0.0.5:4566.").ConfigureAwait(false);
+                return 2;
+            }
+            builder.Services.AddBerthAgent(new AgentOptions
+            {
+                ServerUrl = serverUri,
+                AgentEndpoint = withServer ? new Uri($"http://{(agentHost is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : agentHost)}:{agentPort}") : null,
+                DataDirectory = Path.Combine(data, "agent"),
+                Cluster = p.GetValue(Cluster)!,
+                CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU"),
+                MemoryMiB = p.GetValue(Memory) ?? EnvInt("BERTH_AGENT_MEMORY"),
+                InstanceType = p.GetValue(InstanceType)!,
+                AvailabilityZone = p.GetValue(Zone)!,
+                ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
+            });
+        }
+
+        var app = builder.Build();
+        if (withServer)
+        {
+            app.MapBerthControlPlane();
+        }
+        await app.StartAsync(ct).ConfigureAwait(false);
+        if (withServer)
+        {
+            Console.WriteLine($"Berth is listening on {endpoint} (data: {data}).");
+            Console.WriteLine($"Try: AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={p.GetValue(Region)} aws ecs list-clusters");
+        }
+        await app.WaitForShutdownAsync(ct).ConfigureAwait(false);
+        return 0;
+    }
+
+    private static System.Net.IPAddress ToIp(string host)
+        => host is "localhost" ? System.Net.IPAddress.Loopback : System.Net.IPAddress.Parse(host is "*" ? "0.0.0.0" : host);
+
+    private static bool TryParseListen(string listen, out string host, out int port)
+    {
+        host = "";
+        port = 0;
+        var colon = listen.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(listen[(colon + 1)..], out port) || port is < 0 or > 65535)
+        {
+            return false;
+        }
+        host = listen[..colon].Trim('[', ']');
+        return host is "localhost" or "*" || System.Net.IPAddress.TryParse(host, out _);
+    }
+
+    private static Dictionary<string, string> ParseLabels(string[]? args, string? env)
+    {
+        var all = (args ?? []).Concat((env ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var kv in all)
+        {
+            var eq = kv.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                labels[kv[..eq]] = kv[(eq + 1)..];
+            }
+        }
+        return labels;
+    }
+
+    private static int? EnvInt(string name) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : null;
+
+    private static Option<T> Env<T>(Option<T> option, string variable, T fallback)
+    {
+        option.DefaultValueFactory = _ =>
+        {
+            var v = Environment.GetEnvironmentVariable(variable);
+            return string.IsNullOrEmpty(v) ? fallback : (T)(object)v;
+        };
+        return option;
+    }
+}

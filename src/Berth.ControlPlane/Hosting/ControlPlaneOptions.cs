@@ -1,0 +1,21 @@
+using Berth.Core;
+
+namespace Berth.ControlPlane.Hosting;
+
+/// <summary>Settings of one control-plane process.</summary>
+public sealed record ControlPlaneOptions
+{
+    /// <summary>Directory holding state.db (and, later, registry blobs).</summary>
+    public required string DataDirectory { get; init; }
+
+    public BerthIdentity Identity { get; init; } = new();
+
+    /// <summary>How long an agent may stay silent before its instance is marked agentConnected=false.</summary>
+    public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The public endpoint clients use ("http://127.0.0.1:4566"); used in repositoryUri and proxyEndpoint.</summary>
+    public string PublicEndpoint { get; init; } = "http://127.0.0.1:4566";
+
+    /// <summary>Port of the HTTP/2 listener agents dial; reported by /_berth/health so an agent needs only the public URL.</summary>
+    public int AgentPort { get; init; } = 4567;
+}

@@ -1,0 +1,59 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Berth.State;
+
+namespace Berth.ControlPlane.State;
+
+/// <summary>A stored document with the store revision it was read at (the compare-and-swap token).</summary>
+public sealed record Versioned<T>(string Id, T Value, long Revision);
+
+/// <summary>
+/// The in-memory index of one kind of document, loaded from the store on start and kept current by
+/// <see cref="StateTransaction"/> commits. Cached values are snapshots: never modify one in place,
+/// <see cref="Clone"/> it and write the copy.
+/// </summary>
+public sealed class DocumentTable<T>(string prefix, JsonTypeInfo<T> typeInfo) where T : class
+{
+    private readonly ConcurrentDictionary<string, Versioned<T>> _items = new(StringComparer.Ordinal);
+
+    public string Prefix { get; } = prefix;
+    public JsonTypeInfo<T> TypeInfo { get; } = typeInfo;
+
+    public int Count => _items.Count;
+
+    public Versioned<T>? Get(string id) => _items.GetValueOrDefault(id);
+
+    public T? Find(string id) => _items.TryGetValue(id, out var v) ? v.Value : null;
+
+    /// <summary>All documents, unordered. A point-in-time enumeration: safe while writers commit.</summary>
+    public IEnumerable<Versioned<T>> All => _items.Values;
+
+    public T Clone(T value) => JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(value, TypeInfo), TypeInfo)!;
+
+    internal string Key(string id) => Prefix + id;
+
+    internal byte[] Serialize(T value) => JsonSerializer.SerializeToUtf8Bytes(value, TypeInfo);
+
+    internal void Apply(string id, T? value, long revision)
+    {
+        if (value is null)
+        {
+            _items.TryRemove(id, out _);
+        }
+        else
+        {
+            _items[id] = new Versioned<T>(id, value, revision);
+        }
+    }
+
+    internal async Task LoadAsync(IStateStore store, CancellationToken ct)
+    {
+        _items.Clear();
+        foreach (var e in await store.ListAsync(Prefix, ct).ConfigureAwait(false))
+        {
+            var id = e.Key[Prefix.Length..];
+            _items[id] = new Versioned<T>(id, JsonSerializer.Deserialize(e.Value, TypeInfo)!, e.Revision);
+        }
+    }
+}
