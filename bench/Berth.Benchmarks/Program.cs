@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Berth.Aws.Ecs;
+using Berth.ControlPlane.State;
+using Berth.Core;
+using Berth.State;
+
+// API throughput with a large store.
+//   seed --data DIR [--tasks 10000]      write simulated STOPPED tasks straight into DIR/state.db (berth not running)
+//   load --endpoint URL [--seconds 10] [--concurrency 8] [--pid PID]
+//                                        DescribeTasks (100 tasks a call) and ListTasks (100 a page) per second,
+//                                        and the server's resident memory when --pid is given
+return args.FirstOrDefault() switch
+{
+    "seed" => await SeedAsync(Arg("--data", ".berth-bench"), int.Parse(Arg("--tasks", "10000"), System.Globalization.CultureInfo.InvariantCulture)),
+    "load" => await LoadAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), int.Parse(Arg("--seconds", "10"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--concurrency", "8"), System.Globalization.CultureInfo.InvariantCulture), Arg("--pid", "")),
+    _ => Usage(),
+};
+
+string Arg(string name, string fallback)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+}
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
+    return 2;
+}
+
+static async Task<int> SeedAsync(string data, int count)
+{
+    const string cluster = "bench-api";
+    var arns = new Arns(new BerthIdentity());
+    await using var store = SqliteStateStore.Open(Path.Combine(data, "state.db"));
+    var state = new EcsState(store);
+    await state.LoadAsync();
+    var now = DateTimeOffset.UtcNow;
+    var tdArn = arns.TaskDefinition("bench-api", 1);
+    await using (var tx = await state.BeginAsync())
+    {
+        tx.Put(state.Clusters, cluster, new Cluster { ClusterArn = arns.Cluster(cluster), ClusterName = cluster, Status = "ACTIVE" });
+        tx.Put(state.TaskDefinitions, EcsState.TaskDefinitionId("bench-api", 1), new StoredTaskDefinition
+        {
+            Definition = new TaskDefinition
+            {
+                TaskDefinitionArn = tdArn, Family = "bench-api", Revision = 1, Status = "ACTIVE",
+                ContainerDefinitions = [new ContainerDefinition { Name = "main", Image = "berth-test/busybox:latest", Memory = 16, Essential = true }],
+            },
+        });
+        await tx.CommitAsync();
+    }
+    for (var done = 0; done < count;)
+    {
+        await using var tx = await state.BeginAsync();
+        for (var i = 0; i < 500 && done < count; i++, done++)
+        {
+            var id = Guid.NewGuid().ToString("N");
+            var taskArn = arns.Task(cluster, id);
+            tx.Put(state.Tasks, EcsState.ScopedId(cluster, id), new EcsTask
+            {
+                TaskArn = taskArn, ClusterArn = arns.Cluster(cluster), TaskDefinitionArn = tdArn,
+                LastStatus = "STOPPED", DesiredStatus = "STOPPED", LaunchType = "EC2", Group = "family:bench-api",
+                StartedBy = "bench", Cpu = "0", Memory = "16", CreatedAt = now, StartedAt = now, StoppedAt = now,
+                StopCode = "UserInitiated", StoppedReason = "bench seed", Version = 3,
+                Containers = [new Container
+                {
+                    Name = "main", TaskArn = taskArn, Image = "berth-test/busybox:latest", LastStatus = "STOPPED", ExitCode = 0,
+                    RuntimeId = id + id, ContainerArn = taskArn.Replace(":task/", ":container/", StringComparison.Ordinal) + "/main",
+                }],
+                Overrides = new TaskOverride { ContainerOverrides = [new ContainerOverride { Name = "main" }] },
+            });
+        }
+        await tx.CommitAsync();
+    }
+    Console.WriteLine($"seeded {count} stopped tasks in cluster {cluster} ({Path.GetFullPath(data)})");
+    return 0;
+}
+
+static async Task<int> LoadAsync(Uri endpoint, int seconds, int concurrency, string pid)
+{
+    using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = concurrency * 2 }) { BaseAddress = endpoint };
+    var list = await CallAsync(http, "ListTasks", """{"cluster":"bench-api","desiredStatus":"STOPPED","maxResults":100}""");
+    using var listDoc = JsonDocument.Parse(list);
+    var taskArns = listDoc.RootElement.GetProperty("taskArns").EnumerateArray().Select(e => e.GetString()!).ToArray();
+    if (taskArns.Length == 0)
+    {
+        Console.Error.WriteLine("no tasks in cluster bench-api: run 'seed' first");
+        return 1;
+    }
+    var describe = JsonSerializer.Serialize(new Dictionary<string, object> { ["cluster"] = "bench-api", ["tasks"] = taskArns });
+    foreach (var (name, op, body) in new[]
+    {
+        ("DescribeTasks (100 tasks)", "DescribeTasks", describe),
+        ("ListTasks (page of 100)", "ListTasks", """{"cluster":"bench-api","desiredStatus":"STOPPED","maxResults":100}"""),
+    })
+    {
+        var rate = await MeasureAsync(http, op, body, seconds, concurrency);
+        Console.WriteLine($"| {name} | {rate:F0} req/s |");
+    }
+    if (int.TryParse(pid, out var p))
+    {
+        var status = await File.ReadAllLinesAsync($"/proc/{p}/status");
+        Console.WriteLine($"| server memory | {string.Join(", ", status.Where(l => l.StartsWith("VmRSS", StringComparison.Ordinal) || l.StartsWith("VmHWM", StringComparison.Ordinal)).Select(l => System.Text.RegularExpressions.Regex.Replace(l, @"\s+", " ")))} |");
+    }
+    return 0;
+}
+
+static async Task<double> MeasureAsync(HttpClient http, string op, string body, int seconds, int concurrency)
+{
+    // Warm up, then count completed calls in the window.
+    for (var i = 0; i < 50; i++)
+    {
+        await CallAsync(http, op, body);
+    }
+    var sw = Stopwatch.StartNew();
+    var end = TimeSpan.FromSeconds(seconds);
+    long done = 0;
+    await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+    {
+        while (sw.Elapsed < end)
+        {
+            await CallAsync(http, op, body);
+            Interlocked.Increment(ref done);
+        }
+    }));
+    return done / sw.Elapsed.TotalSeconds;
+}
+
+static async Task<string> CallAsync(HttpClient http, string op, string body)
+{
+    using var req = new HttpRequestMessage(HttpMethod.Post, "/")
+    {
+        Content = new StringContent(body, Encoding.UTF8),
+    };
+    req.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-amz-json-1.1");
+    req.Headers.Add("X-Amz-Target", "AmazonEC2ContainerServiceV20141113." + op);
+    using var resp = await http.SendAsync(req);
+    var text = await resp.Content.ReadAsStringAsync();
+    if (!resp.IsSuccessStatusCode)
+    {
+        throw new InvalidOperationException($"{op} answered {(int)resp.StatusCode}: {text}");
+    }
+    return text;
+}
