@@ -122,7 +122,7 @@ internal sealed partial class AgentGatewayService(
         if (!string.IsNullOrEmpty(reg.ContainerInstanceArn))
         {
             var key = TaskQueries.ScopedIdOf(clusterName, reg.ContainerInstanceArn);
-            if (key.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(key) is { } known)
+            if (key.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(key) is { } known && known.Instance.Status != "INACTIVE")
             {
                 previous = known;
                 id = key[(clusterName.Length + 1)..];
