@@ -8,6 +8,7 @@ public static class AgentGatewayHosting
     public static IServiceCollection AddBerthAgentGateway(this IServiceCollection services)
     {
         services.AddSingleton<AgentGatewayService>();
+        services.AddHostedService<AgentConnectionReset>();
         return services;
     }
 

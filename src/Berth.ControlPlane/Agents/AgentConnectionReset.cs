@@ -1,0 +1,29 @@
+using Berth.ControlPlane.State;
+using Microsoft.Extensions.Hosting;
+
+namespace Berth.ControlPlane.Agents;
+
+/// <summary>
+/// At start no agent stream is open yet, so any instance still marked agentConnected (left over
+/// from a server that was killed) is marked disconnected; agents flip it back when they re-register.
+/// Hosted services start before Kestrel accepts connections, so this cannot race a new stream.
+/// </summary>
+internal sealed class AgentConnectionReset(EcsState state) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await using var tx = await state.BeginAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var v in state.ContainerInstances.All)
+        {
+            if (v.Value.Instance.AgentConnected == true && v.Value.AgentId is not null)
+            {
+                var copy = state.ContainerInstances.Clone(v.Value);
+                copy.Instance.AgentConnected = false;
+                tx.Put(state.ContainerInstances, v.Id, copy);
+            }
+        }
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
