@@ -301,7 +301,7 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
                 _ => t.DesiredStatus == "RUNNING",
             })
             .Where(t => instanceArn is null || t.ContainerInstanceArn == instanceArn)
-            .Where(t => family is null || t.Group == "family:" + family || FamilyOf(t) == family)
+            .Where(t => family is null || FamilyOf(t) == family)
             .Where(t => req.StartedBy is null || t.StartedBy == req.StartedBy)
             .Where(t => req.LaunchType is null || t.LaunchType == req.LaunchType)
             .Select(t => t.TaskArn!)

@@ -57,6 +57,20 @@ public sealed class AgentStreamTests
         Assert.False(f.State.ContainerInstances.All.Single().Value.Instance.AgentConnected);
     }
 
+    [Fact]
+    public async Task Connect_AgentSilentLongerThanTimeout_EndsStreamAndMarksDisconnected()
+    {
+        await using var f = new EcsFixture(agentTimeout: TimeSpan.FromMilliseconds(300));
+        var agent = new FakeStreams();
+        agent.Send(new AgentMessage { Register = EcsFixture.Registration() });
+
+        // Nothing more is sent: the watchdog must end the call on its own.
+        await f.Gateway.Connect(agent.Reader, agent.Writer, new FakeContext(CancellationToken.None)).WaitAsync(Timeout);
+
+        Assert.Equal(ServerMessage.BodyOneofCase.Registered, (await agent.NextAsync()).BodyCase);
+        Assert.False(f.State.ContainerInstances.All.Single().Value.Instance.AgentConnected);
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + Timeout;
