@@ -123,4 +123,37 @@ public sealed class TaskOperationsTests
         var run = await f.CallAsync("RunTask", """{"taskDefinition":"web","count":4}""");
         Assert.All(run.GetProperty("tasks").EnumerateArray(), t => Assert.NotEqual(first, t.GetProperty("containerInstanceArn").GetString()));
     }
+
+    [Fact]
+    public async Task StartTask_NamedInstance_PlacesThereAndReportsMissing()
+    {
+        await using var f = await WithInstanceAsync();
+        await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web(hostPort: 8080));
+        var ci = f.State.ContainerInstances.All.Single().Value.Instance.ContainerInstanceArn;
+
+        var r = await f.CallAsync("StartTask", $$"""{"taskDefinition":"web","containerInstances":["{{ci}}","nope"]}""");
+        Assert.Equal(ci, r.GetProperty("tasks")[0].GetProperty("containerInstanceArn").GetString());
+        Assert.Equal("MISSING", r.GetProperty("failures")[0].GetProperty("reason").GetString());
+
+        // The static host port is now taken on that instance.
+        var again = await f.CallAsync("StartTask", $$"""{"taskDefinition":"web","containerInstances":["{{ci}}"]}""");
+        Assert.Equal("RESOURCE:PORTS", again.GetProperty("failures")[0].GetProperty("reason").GetString());
+        var d = await f.CallAsync("DescribeContainerInstances", $$"""{"containerInstances":["{{ci}}"]}""");
+        var ports = d.GetProperty("containerInstances")[0].GetProperty("remainingResources").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "PORTS");
+        Assert.Contains("8080", ports.GetProperty("stringSetValue").EnumerateArray().Select(x => x.GetString()));
+    }
+
+    [Fact]
+    public async Task DeregisterContainerInstance_WithRunningTasks_NeedsForce()
+    {
+        await using var f = await WithInstanceAsync();
+        await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web());
+        await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
+        var ci = f.State.ContainerInstances.All.Single().Value.Instance.ContainerInstanceArn;
+
+        Assert.Equal("InvalidParameterException", (await f.CallFailsAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{ci}}"}""")).ErrorType);
+        var r = await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{ci}}","force":true}""");
+        Assert.Equal("INACTIVE", r.GetProperty("containerInstance").GetProperty("status").GetString());
+        Assert.Equal(0, (await f.CallAsync("ListContainerInstances", "{}")).GetProperty("containerInstanceArns").GetArrayLength());
+    }
 }
