@@ -8,7 +8,7 @@ public sealed class RestartTests
     [Fact]
     public async Task Kill9_WhileTasksRun_ContainersSurviveAndStateIsTrueAfterRestart()
     {
-        await Docker.RequireAsync();
+        await DockerCli.RequireAsync();
         await using var server = await BerthServer.StartAsync();
         var aws = new AwsCli(server.Endpoint);
         await aws.RunAsync("ecs", "create-cluster");
@@ -20,9 +20,9 @@ public sealed class RestartTests
         var doomedContainer = doomedTask["containers"]![0]!["runtimeId"]!.GetValue<string>();
 
         await server.KillAsync();
-        Assert.Equal(2, (await Docker.ContainersAsync(server.Label, all: false)).Length);
+        Assert.Equal(2, (await DockerCli.ContainersAsync(server.Label, all: false)).Length);
         // Behind berth's back while it is down: one container dies with a code of its own.
-        await Docker.RunAsync("kill", "--signal", "KILL", doomedContainer);
+        await DockerCli.RunAsync("kill", "--signal", "KILL", doomedContainer);
 
         await server.RestartAsync();
         Assert.Contains("survivor", (await aws.RunAsync("ecs", "list-task-definitions"))["taskDefinitionArns"]!.ToJsonString(), StringComparison.Ordinal);
@@ -32,7 +32,7 @@ public sealed class RestartTests
         var alive = await EcsScenario.DescribeAsync(aws, "default", keep);
         Assert.Equal("RUNNING", alive["lastStatus"]!.GetValue<string>());
         // Re-adopted, not recreated: still exactly one running container, the same one.
-        var running = await Docker.ContainersAsync(server.Label, all: false);
+        var running = await DockerCli.ContainersAsync(server.Label, all: false);
         Assert.Single(running);
         Assert.StartsWith(running[0], alive["containers"]![0]!["runtimeId"]!.GetValue<string>(), StringComparison.Ordinal);
     }

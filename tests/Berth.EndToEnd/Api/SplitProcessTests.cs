@@ -8,7 +8,7 @@ public sealed class SplitProcessTests
     [Fact]
     public async Task ServerAndAgent_TwoProcesses_InstanceRegistersAndTaskRuns()
     {
-        await Docker.RequireAsync();
+        await DockerCli.RequireAsync();
         await using var server = await BerthServer.StartAsync("server");
         var aws = new AwsCli(server.Endpoint);
         await aws.RunAsync("ecs", "create-cluster", "--cluster-name", "split");

@@ -11,7 +11,7 @@ public sealed class TaskLifecycleTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        await Docker.RequireAsync();
+        await DockerCli.RequireAsync();
         _server = await BerthServer.StartAsync();
         _aws = new AwsCli(_server.Endpoint);
         await _aws.RunAsync("ecs", "create-cluster");

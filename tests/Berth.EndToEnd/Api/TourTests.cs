@@ -8,7 +8,7 @@ public sealed class TourTests
     [Fact]
     public async Task Tour_RunCurlStop_Works()
     {
-        await Docker.RequireAsync();
+        await DockerCli.RequireAsync();
         await using var server = await BerthServer.StartAsync();
         var aws = new AwsCli(server.Endpoint);
 
@@ -37,6 +37,6 @@ public sealed class TourTests
         Assert.Equal("tour over", stopped["stoppedReason"]!.GetValue<string>());
         Assert.NotNull(stopped["stoppedAt"]);
         Assert.NotNull(stopped["pullStartedAt"]);
-        Assert.Empty(await Docker.ContainersAsync(server.Label, all: false));
+        Assert.Empty(await DockerCli.ContainersAsync(server.Label, all: false));
     }
 }

@@ -120,7 +120,7 @@ public sealed class BerthServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await KillAsync();
-        await Docker.RemoveByLabelAsync(Label);
+        await DockerCli.RemoveByLabelAsync(Label);
         try
         {
             Directory.Delete(DataDirectory, recursive: true);

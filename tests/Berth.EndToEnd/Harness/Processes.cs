@@ -76,7 +76,7 @@ public static class Boto3
         });
 }
 
-public static class Docker
+public static class DockerCli
 {
     private static readonly Lazy<Task<bool>> Available = new(async () =>
     {
