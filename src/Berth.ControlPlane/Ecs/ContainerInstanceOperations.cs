@@ -1,14 +1,214 @@
+using System.Text;
+using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
 using Berth.Core;
+using Berth.Scheduling;
+using static Berth.ControlPlane.Ecs.EcsApi;
 
 namespace Berth.ControlPlane.Ecs;
 
+/// <summary>RegisterContainerInstance, DeregisterContainerInstance, DescribeContainerInstances, ListContainerInstances, UpdateContainerInstancesState.</summary>
 internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, TimeProvider time)
 {
     public void Map(AwsJsonService s)
     {
-        // Operations are mapped here as they are implemented.
-        _ = (s, state, arns, time);
+        s.Map(EcsOperations.RegisterContainerInstance, Json.RegisterContainerInstanceRequest, Json.RegisterContainerInstanceResponse, RegisterAsync);
+        s.Map(EcsOperations.DeregisterContainerInstance, Json.DeregisterContainerInstanceRequest, Json.DeregisterContainerInstanceResponse, DeregisterAsync);
+        s.Map(EcsOperations.DescribeContainerInstances, Json.DescribeContainerInstancesRequest, Json.DescribeContainerInstancesResponse, DescribeAsync);
+        s.Map(EcsOperations.ListContainerInstances, Json.ListContainerInstancesRequest, Json.ListContainerInstancesResponse, ListAsync);
+        s.Map(EcsOperations.UpdateContainerInstancesState, Json.UpdateContainerInstancesStateRequest, Json.UpdateContainerInstancesStateResponse, UpdateStateAsync);
+    }
+
+    /// <summary>The instance as clients see it: remaining resources and task counts computed from live tasks.</summary>
+    private ContainerInstance View(ContainerInstance i, bool withTags)
+    {
+        var copy = JsonClone(i);
+        copy.RemainingResources = TaskQueries.Remaining(state, i);
+        var live = TaskQueries.LiveTasksOn(state, i.ContainerInstanceArn!).ToList();
+        copy.RunningTasksCount = live.Count(t => t.LastStatus == "RUNNING");
+        copy.PendingTasksCount = live.Count(t => t.LastStatus is "PROVISIONING" or "PENDING" or "ACTIVATING");
+        copy.Tags = withTags ? i.Tags ?? [] : null;
+        return copy;
+    }
+
+    private static ContainerInstance JsonClone(ContainerInstance i)
+        => System.Text.Json.JsonSerializer.Deserialize(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(i, Json.ContainerInstance), Json.ContainerInstance)!;
+
+    private StoredContainerInstance? FindIn(string clusterName, string reference)
+    {
+        var key = TaskQueries.ScopedIdOf(clusterName, reference);
+        return key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? state.ContainerInstances.Find(key) : null;
+    }
+
+    private async Task<RegisterContainerInstanceResponse> RegisterAsync(RegisterContainerInstanceRequest req, CancellationToken ct)
+    {
+        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        var resources = req.TotalResources ?? [];
+        int Int(string name) => resources.FirstOrDefault(r => r.Name == name)?.IntegerValue ?? 0;
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var previous = req.ContainerInstanceArn is null ? null : FindIn(clusterName, req.ContainerInstanceArn);
+        var id = previous is null ? Guid.NewGuid().ToString("N") : Arns.NameOf(previous.Instance.ContainerInstanceArn!);
+        var ports = TaskQueries.EcsReservedPorts.Concat(resources.FirstOrDefault(r => r.Name == "PORTS")?.StringSetValue ?? []).Distinct().ToList();
+        var instance = new ContainerInstance
+        {
+            ContainerInstanceArn = arns.ContainerInstance(clusterName, id),
+            Ec2InstanceId = previous?.Instance.Ec2InstanceId ?? "i-" + id[..17],
+            Status = "ACTIVE",
+            // Registered through the API: no berth agent holds a stream for it.
+            AgentConnected = false,
+            RegisteredAt = previous?.Instance.RegisteredAt ?? time.GetUtcNow(),
+            Version = (previous?.Instance.Version ?? 0) + 1,
+            VersionInfo = req.VersionInfo ?? new VersionInfo(),
+            RegisteredResources =
+            [
+                new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = Int("CPU"), DoubleValue = 0, LongValue = 0 },
+                new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = Int("MEMORY"), DoubleValue = 0, LongValue = 0 },
+                new Resource { Name = "PORTS", Type = "STRINGSET", StringSetValue = ports, DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
+                new Resource { Name = "PORTS_UDP", Type = "STRINGSET", StringSetValue = resources.FirstOrDefault(r => r.Name == "PORTS_UDP")?.StringSetValue ?? [], DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
+            ],
+            Attributes = req.Attributes ?? [],
+            Tags = req.Tags is { Count: > 0 } ? req.Tags : previous?.Instance.Tags,
+            Attachments = [],
+        };
+        tx.Put(state.ContainerInstances, EcsState.ScopedId(clusterName, id), new StoredContainerInstance { Cluster = clusterName, Instance = instance, AgentId = previous?.AgentId });
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new RegisterContainerInstanceResponse { ContainerInstance = View(instance, withTags: true) };
+    }
+
+    private async Task<DeregisterContainerInstanceResponse> DeregisterAsync(DeregisterContainerInstanceRequest req, CancellationToken ct)
+    {
+        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        if (req.ContainerInstance is null || FindIn(clusterName, req.ContainerInstance) is not { } found || found.Instance.Status == "INACTIVE")
+        {
+            throw AwsException.InvalidParameter("containerInstance: the referenced container instance was not found.");
+        }
+        var arn = found.Instance.ContainerInstanceArn!;
+        if (req.Force != true && TaskQueries.LiveTasksOn(state, arn).Any(t => t.DesiredStatus == "RUNNING"))
+        {
+            throw AwsException.InvalidParameter("Found running tasks on the instance. Stop them or deregister with force.");
+        }
+        var copy = state.ContainerInstances.Clone(found);
+        copy.Instance.Status = "INACTIVE";
+        copy.Instance.AgentConnected = false;
+        copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
+        tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(clusterName, arn), copy);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new DeregisterContainerInstanceResponse { ContainerInstance = View(copy.Instance, withTags: false) };
+    }
+
+    private Task<DescribeContainerInstancesResponse> DescribeAsync(DescribeContainerInstancesRequest req, CancellationToken ct)
+    {
+        _ = ct;
+        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        if (req.ContainerInstances is not { Count: > 0 and <= 100 })
+        {
+            throw AwsException.InvalidParameter("containerInstances: between 1 and 100 container instances must be given.");
+        }
+        var withTags = req.Include?.Contains("TAGS") == true;
+        var result = new DescribeContainerInstancesResponse { ContainerInstances = [], Failures = [] };
+        foreach (var reference in req.ContainerInstances)
+        {
+            if (FindIn(clusterName, reference) is { } found)
+            {
+                result.ContainerInstances.Add(View(found.Instance, withTags));
+            }
+            else
+            {
+                result.Failures.Add(new Failure { Arn = reference, Reason = "MISSING" });
+            }
+        }
+        return Task.FromResult(result);
+    }
+
+    private Task<ListContainerInstancesResponse> ListAsync(ListContainerInstancesRequest req, CancellationToken ct)
+    {
+        _ = ct;
+        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        if (req.MaxResults is < 1 or > 100)
+        {
+            throw AwsException.InvalidParameter("maxResults: must be between 1 and 100.");
+        }
+        QueryExpression? filter = null;
+        if (!string.IsNullOrWhiteSpace(req.Filter) && !QueryExpression.TryParse(req.Filter, out filter, out var error))
+        {
+            throw AwsException.InvalidParameter("filter: " + error);
+        }
+        var after = DecodeToken(req.NextToken);
+        var all = state.ContainerInstances.All.Select(v => v.Value)
+            .Where(s => s.Cluster == clusterName)
+            .Select(s => s.Instance)
+            .Where(i => req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
+            .Where(i => filter is null || filter.Matches(TaskQueries.AttributeMap(i)))
+            .Select(i => i.ContainerInstanceArn!)
+            .Where(a => after is null || string.CompareOrdinal(a, after) > 0)
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        var max = req.MaxResults ?? 100;
+        var page = all.Take(max).ToList();
+        return Task.FromResult(new ListContainerInstancesResponse
+        {
+            ContainerInstanceArns = page,
+            NextToken = all.Count > max ? EncodeToken(page[^1]) : null,
+        });
+    }
+
+    private async Task<UpdateContainerInstancesStateResponse> UpdateStateAsync(UpdateContainerInstancesStateRequest req, CancellationToken ct)
+    {
+        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        if (req.Status is not ("ACTIVE" or "DRAINING"))
+        {
+            throw AwsException.InvalidParameter("status: must be ACTIVE or DRAINING.");
+        }
+        if (req.ContainerInstances is not { Count: > 0 and <= 10 })
+        {
+            throw AwsException.InvalidParameter("containerInstances: between 1 and 10 container instances must be given.");
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var result = new UpdateContainerInstancesStateResponse { ContainerInstances = [], Failures = [] };
+        var updated = new List<ContainerInstance>();
+        foreach (var reference in req.ContainerInstances)
+        {
+            if (FindIn(clusterName, reference) is not { } found || found.Instance.Status == "INACTIVE")
+            {
+                result.Failures.Add(new Failure { Arn = reference, Reason = "MISSING" });
+                continue;
+            }
+            var copy = state.ContainerInstances.Clone(found);
+            if (copy.Instance.Status != req.Status)
+            {
+                copy.Instance.Status = req.Status;
+                copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
+                tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(clusterName, copy.Instance.ContainerInstanceArn!), copy);
+            }
+            updated.Add(copy.Instance);
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        result.ContainerInstances.AddRange(updated.Select(i => View(i, withTags: false)));
+        return result;
+    }
+
+    private static string EncodeToken(string lastKey) => Convert.ToBase64String(Encoding.UTF8.GetBytes("i1:" + lastKey));
+
+    private static string? DecodeToken(string? token)
+    {
+        if (string.IsNullOrEmpty(token))
+        {
+            return null;
+        }
+        try
+        {
+            var s = Encoding.UTF8.GetString(Convert.FromBase64String(token));
+            if (s.StartsWith("i1:", StringComparison.Ordinal))
+            {
+                return s[3..];
+            }
+        }
+        catch (FormatException)
+        {
+            // fall through to the client error below
+        }
+        throw AwsException.InvalidParameter("nextToken: the token is not valid.");
     }
 }

@@ -1,0 +1,95 @@
+using Berth.Aws.Ecs;
+using Berth.ControlPlane.State;
+using Berth.Core.Agent;
+
+namespace Berth.UnitTests.Agents;
+
+public sealed class AgentGatewayTests
+{
+    [Fact]
+    public async Task Register_NoDefaultCluster_CreatesItAndAnActiveInstance()
+    {
+        await using var f = new EcsFixture();
+
+        var (stored, id, rejection) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+
+        Assert.Null(rejection);
+        Assert.Equal("ACTIVE", f.State.Clusters.Find("default")?.Status);
+        var i = stored!.Instance;
+        Assert.Equal(f.Arns.ContainerInstance("default", id), i.ContainerInstanceArn);
+        Assert.True(i.AgentConnected);
+        Assert.Equal("DockerVersion: 20.10.24", i.VersionInfo?.DockerVersion);
+        Assert.Equal(2048, i.RegisteredResources!.Single(r => r.Name == "CPU").IntegerValue);
+        Assert.Contains("8000", i.RegisteredResources!.Single(r => r.Name == "PORTS").StringSetValue!);
+        Assert.Contains("51678", i.RegisteredResources!.Single(r => r.Name == "PORTS").StringSetValue!);
+        Assert.Contains(i.Attributes!, a => a is { Name: "ecs.os-type", Value: "linux" });
+    }
+
+    [Fact]
+    public async Task Register_UnknownCluster_IsRejected()
+    {
+        await using var f = new EcsFixture();
+        var (stored, _, rejection) = await f.Gateway.RegisterAsync(EcsFixture.Registration(cluster: "nope"), CancellationToken.None);
+        Assert.Null(stored);
+        Assert.Equal("Cluster not found", rejection);
+        Assert.Equal(0, f.State.ContainerInstances.Count);
+    }
+
+    [Fact]
+    public async Task Register_SameAgentAgain_ReusesInstanceAndKeepsCustomAttributes()
+    {
+        await using var f = new EcsFixture();
+        var (first, id, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        await using (var tx = await f.State.BeginAsync())
+        {
+            var copy = f.State.ContainerInstances.Clone(first!);
+            copy.Instance.Attributes!.Add(new EcsAttribute { Name = "team", Value = "blue" });
+            tx.Put(f.State.ContainerInstances, EcsState.ScopedId("default", id), copy);
+            await tx.CommitAsync();
+        }
+
+        var (second, id2, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+
+        Assert.Equal(id, id2);
+        Assert.Equal(1, f.State.ContainerInstances.Count);
+        Assert.Contains(second!.Instance.Attributes!, a => a is { Name: "team", Value: "blue" });
+    }
+
+    [Fact]
+    public async Task ApplyStatus_RunningThenEssentialExit_RecordsLifecycle()
+    {
+        await using var f = new EcsFixture();
+        await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web());
+        var run = await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
+        var taskArn = run.GetProperty("tasks")[0].GetProperty("taskArn").GetString()!;
+        var key = EcsState.ScopedId("default", taskArn[(taskArn.LastIndexOf('/') + 1)..]);
+
+        var running = new TaskStatusReport { TaskArn = taskArn, LastStatus = "RUNNING", StartedAt = 1_700_000_000_000 };
+        running.Containers.Add(new ContainerStatus { Name = "web", RuntimeId = "c1", LastStatus = "RUNNING", NetworkBindings = { new PortBinding { BindIp = "0.0.0.0", ContainerPort = 80, HostPort = 32768, Protocol = "tcp" } } });
+        await f.Gateway.ApplyStatusAsync(running, CancellationToken.None);
+
+        var t = f.State.Tasks.Find(key)!;
+        Assert.Equal("RUNNING", t.LastStatus);
+        Assert.Equal("CONNECTED", t.Connectivity);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000), t.StartedAt);
+        Assert.Equal(32768, t.Containers!.Single().NetworkBindings!.Single().HostPort);
+        Assert.Equal(2, t.Version);
+
+        var exited = new TaskStatusReport { TaskArn = taskArn, LastStatus = "STOPPED", StopCode = "EssentialContainerExited", StoppedReason = "Essential container in task exited" };
+        exited.Containers.Add(new ContainerStatus { Name = "web", LastStatus = "STOPPED", HasExitCode = true, ExitCode = 3 });
+        await f.Gateway.ApplyStatusAsync(exited, CancellationToken.None);
+
+        t = f.State.Tasks.Find(key)!;
+        Assert.Equal("STOPPED", t.LastStatus);
+        Assert.Equal("STOPPED", t.DesiredStatus);
+        Assert.Equal("EssentialContainerExited", t.StopCode);
+        Assert.Equal(3, t.Containers!.Single().ExitCode);
+        Assert.NotNull(t.StoppedAt);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000), t.StartedAt); // 0 keeps the earlier value
+
+        // A late report after STOPPED changes nothing.
+        await f.Gateway.ApplyStatusAsync(running, CancellationToken.None);
+        Assert.Equal("STOPPED", f.State.Tasks.Find(key)!.LastStatus);
+    }
+}
