@@ -101,15 +101,7 @@ internal sealed partial class AgentGatewayService(
         if (cluster is null && clusterName == "default")
         {
             // ECS creates the default cluster on first use.
-            cluster = new Cluster
-            {
-                ClusterArn = arns.Cluster(clusterName),
-                ClusterName = clusterName,
-                Status = "ACTIVE",
-                Settings = [new ClusterSetting { Name = "containerInsights", Value = "disabled" }],
-                CapacityProviders = [],
-                DefaultCapacityProviderStrategy = [],
-            };
+            cluster = Berth.ControlPlane.Ecs.ClusterOperations.NewCluster(arns, clusterName);
             tx.Put(state.Clusters, clusterName, cluster);
         }
         if (cluster is not { Status: "ACTIVE" })

@@ -7,11 +7,16 @@ using static Berth.ControlPlane.Ecs.EcsApi;
 namespace Berth.ControlPlane.Ecs;
 
 /// <summary>CreateCluster, DescribeClusters, ListClusters, DeleteCluster, UpdateCluster, UpdateClusterSettings.</summary>
-internal sealed class ClusterOperations(EcsState state, Arns arns, TimeProvider time)
+internal sealed class ClusterOperations(EcsState state, Arns arns)
 {
     public void Map(AwsJsonService s)
     {
         s.Map(EcsOperations.CreateCluster, Json.CreateClusterRequest, Json.CreateClusterResponse, CreateAsync);
+        s.Map(EcsOperations.DescribeClusters, Json.DescribeClustersRequest, Json.DescribeClustersResponse, (r, _) => Task.FromResult(Describe(r)));
+        s.Map(EcsOperations.ListClusters, Json.ListClustersRequest, Json.ListClustersResponse, (r, _) => Task.FromResult(List(r)));
+        s.Map(EcsOperations.DeleteCluster, Json.DeleteClusterRequest, Json.DeleteClusterResponse, DeleteAsync);
+        s.Map(EcsOperations.UpdateCluster, Json.UpdateClusterRequest, Json.UpdateClusterResponse, UpdateAsync);
+        s.Map(EcsOperations.UpdateClusterSettings, Json.UpdateClusterSettingsRequest, Json.UpdateClusterSettingsResponse, UpdateSettingsAsync);
     }
 
     private async Task<CreateClusterResponse> CreateAsync(CreateClusterRequest req, CancellationToken ct)
@@ -21,25 +26,141 @@ internal sealed class ClusterOperations(EcsState state, Arns arns, TimeProvider 
         {
             throw AwsException.InvalidParameter("clusterName: up to 255 letters (uppercase and lowercase), numbers, hyphens and underscores are allowed.");
         }
+        Tags.Validate(req.Tags);
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         if (state.Clusters.Find(name) is { Status: "ACTIVE" } existing)
         {
-            return new CreateClusterResponse { Cluster = existing }; // idempotent on name
+            return new CreateClusterResponse { Cluster = View(existing, full: true) }; // idempotent on name
         }
-        var cluster = new Cluster
-        {
-            ClusterArn = arns.Cluster(name),
-            ClusterName = name,
-            Status = "ACTIVE",
-            Tags = req.Tags is { Count: > 0 } ? req.Tags : null,
-            Settings = req.Settings ?? [new ClusterSetting { Name = "containerInsights", Value = "disabled" }],
-            Configuration = req.Configuration,
-            CapacityProviders = req.CapacityProviders ?? [],
-            DefaultCapacityProviderStrategy = req.DefaultCapacityProviderStrategy ?? [],
-        };
-        _ = time;
+        var cluster = NewCluster(arns, name);
+        cluster.Tags = req.Tags is { Count: > 0 } ? req.Tags : null;
+        cluster.Settings = req.Settings ?? cluster.Settings;
+        cluster.Configuration = req.Configuration;
+        cluster.CapacityProviders = req.CapacityProviders ?? [];
+        cluster.DefaultCapacityProviderStrategy = req.DefaultCapacityProviderStrategy ?? [];
         tx.Put(state.Clusters, name, cluster);
         await tx.CommitAsync(ct).ConfigureAwait(false);
-        return new CreateClusterResponse { Cluster = cluster };
+        return new CreateClusterResponse { Cluster = View(cluster, full: true) };
+    }
+
+    /// <summary>A new ACTIVE cluster with ECS's defaults (also used when an agent registers into "default").</summary>
+    public static Cluster NewCluster(Arns arns, string name) => new()
+    {
+        ClusterArn = arns.Cluster(name),
+        ClusterName = name,
+        Status = "ACTIVE",
+        Settings = [new ClusterSetting { Name = "containerInsights", Value = "disabled" }],
+        CapacityProviders = [],
+        DefaultCapacityProviderStrategy = [],
+    };
+
+    private DescribeClustersResponse Describe(DescribeClustersRequest req)
+    {
+        var include = req.Include ?? [];
+        var resp = new DescribeClustersResponse { Clusters = [], Failures = [] };
+        foreach (var reference in req.Clusters is { Count: > 0 } c ? c : ["default"])
+        {
+            var name = Arns.NameOf(reference);
+            if (state.Clusters.Find(name) is { } cluster)
+            {
+                var view = View(cluster, full: false);
+                if (include.Contains("TAGS"))
+                {
+                    view.Tags = cluster.Tags ?? [];
+                }
+                if (include.Contains("SETTINGS"))
+                {
+                    view.Settings = cluster.Settings;
+                }
+                if (include.Contains("CONFIGURATIONS"))
+                {
+                    view.Configuration = cluster.Configuration;
+                }
+                if (include.Contains("STATISTICS"))
+                {
+                    view.Statistics = [];
+                }
+                resp.Clusters.Add(view);
+            }
+            else
+            {
+                resp.Failures.Add(new Failure { Arn = reference.StartsWith("arn:", StringComparison.Ordinal) ? reference : arns.Cluster(name), Reason = "MISSING" });
+            }
+        }
+        return resp;
+    }
+
+    private ListClustersResponse List(ListClustersRequest req)
+    {
+        var active = state.Clusters.All.Where(v => v.Value.Status == "ACTIVE").Select(v => v.Value.ClusterArn!);
+        var (page, next) = Pagination.Page(active, req.MaxResults, req.NextToken);
+        return new ListClustersResponse { ClusterArns = page, NextToken = next };
+    }
+
+    private async Task<DeleteClusterResponse> DeleteAsync(DeleteClusterRequest req, CancellationToken ct)
+    {
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var name = TaskQueries.ResolveCluster(state, req.Cluster);
+        var cluster = state.Clusters.Find(name)!;
+        if (state.ContainerInstances.All.Any(v => v.Value.Cluster == name && v.Value.Instance.Status is "ACTIVE" or "DRAINING"))
+        {
+            throw new AwsException("ClusterContainsContainerInstancesException", "The cluster cannot be deleted while container instances are active or draining.");
+        }
+        if (state.Tasks.All.Any(v => v.Value.ClusterArn == cluster.ClusterArn && v.Value.LastStatus != "STOPPED"))
+        {
+            throw new AwsException("ClusterContainsTasksException", "The cluster cannot be deleted while tasks are active.");
+        }
+        var updated = state.Clusters.Clone(cluster);
+        updated.Status = "INACTIVE";
+        tx.Put(state.Clusters, name, updated);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new DeleteClusterResponse { Cluster = View(updated, full: true) };
+    }
+
+    private async Task<UpdateClusterResponse> UpdateAsync(UpdateClusterRequest req, CancellationToken ct)
+    {
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var name = TaskQueries.ResolveCluster(state, req.Cluster);
+        var updated = state.Clusters.Clone(state.Clusters.Find(name)!);
+        updated.Settings = req.Settings ?? updated.Settings;
+        updated.Configuration = req.Configuration ?? updated.Configuration;
+        updated.ServiceConnectDefaults = req.ServiceConnectDefaults is { Namespace: { } ns } ? new ClusterServiceConnectDefaults { Namespace = ns } : updated.ServiceConnectDefaults;
+        tx.Put(state.Clusters, name, updated);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new UpdateClusterResponse { Cluster = View(updated, full: true) };
+    }
+
+    private async Task<UpdateClusterSettingsResponse> UpdateSettingsAsync(UpdateClusterSettingsRequest req, CancellationToken ct)
+    {
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var name = TaskQueries.ResolveCluster(state, req.Cluster);
+        var updated = state.Clusters.Clone(state.Clusters.Find(name)!);
+        var settings = (updated.Settings ?? []).ToDictionary(x => x.Name ?? "", StringComparer.Ordinal);
+        foreach (var setting in req.Settings ?? [])
+        {
+            settings[setting.Name!] = setting;
+        }
+        updated.Settings = [.. settings.Values];
+        tx.Put(state.Clusters, name, updated);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new UpdateClusterSettingsResponse { Cluster = View(updated, full: true) };
+    }
+
+    /// <summary>A copy of the stored cluster with live counts; tags and settings only when <paramref name="full"/>.</summary>
+    private Cluster View(Cluster stored, bool full)
+    {
+        var c = state.Clusters.Clone(stored);
+        c.RegisteredContainerInstancesCount = state.ContainerInstances.All.Count(v => v.Value.Cluster == c.ClusterName && v.Value.Instance.Status is "ACTIVE" or "DRAINING");
+        var tasks = state.Tasks.All.Select(v => v.Value).Where(t => t.ClusterArn == c.ClusterArn).ToList();
+        c.RunningTasksCount = tasks.Count(t => t.LastStatus == "RUNNING");
+        c.PendingTasksCount = tasks.Count(t => t.LastStatus is "PENDING" or "PROVISIONING");
+        c.ActiveServicesCount = 0;
+        if (!full)
+        {
+            c.Tags = null;
+            c.Settings = null;
+            c.Configuration = null;
+        }
+        return c;
     }
 }

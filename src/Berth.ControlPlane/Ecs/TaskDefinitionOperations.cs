@@ -1,14 +1,286 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
 using Berth.Core;
+using static Berth.ControlPlane.Ecs.EcsApi;
 
 namespace Berth.ControlPlane.Ecs;
 
-internal sealed class TaskDefinitionOperations(EcsState state, Arns arns, TimeProvider time)
+/// <summary>Register/Describe/List/Deregister/Delete task definitions and ListTaskDefinitionFamilies.</summary>
+internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns, TimeProvider time)
 {
     public void Map(AwsJsonService s)
     {
-        // Operations are mapped here as they are implemented.
-        _ = (s, state, arns, time);
+        s.Map(EcsOperations.RegisterTaskDefinition, Json.RegisterTaskDefinitionRequest, Json.RegisterTaskDefinitionResponse, RegisterAsync);
+        s.Map(EcsOperations.DescribeTaskDefinition, Json.DescribeTaskDefinitionRequest, Json.DescribeTaskDefinitionResponse, (r, _) => Task.FromResult(Describe(r)));
+        s.Map(EcsOperations.ListTaskDefinitions, Json.ListTaskDefinitionsRequest, Json.ListTaskDefinitionsResponse, (r, _) => Task.FromResult(List(r)));
+        s.Map(EcsOperations.ListTaskDefinitionFamilies, Json.ListTaskDefinitionFamiliesRequest, Json.ListTaskDefinitionFamiliesResponse, (r, _) => Task.FromResult(ListFamilies(r)));
+        s.Map(EcsOperations.DeregisterTaskDefinition, Json.DeregisterTaskDefinitionRequest, Json.DeregisterTaskDefinitionResponse, DeregisterAsync);
+        s.Map(EcsOperations.DeleteTaskDefinitions, Json.DeleteTaskDefinitionsRequest, Json.DeleteTaskDefinitionsResponse, DeleteAsync);
+    }
+
+    private async Task<RegisterTaskDefinitionResponse> RegisterAsync(RegisterTaskDefinitionRequest req, CancellationToken ct)
+    {
+        Validate(req);
+        Tags.Validate(req.Tags);
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var family = req.Family!;
+        var revision = state.TaskDefinitions.All.Where(v => v.Value.Definition.Family == family).Select(v => v.Value.Definition.Revision ?? 0).DefaultIfEmpty(0).Max() + 1;
+        foreach (var c in req.ContainerDefinitions!)
+        {
+            c.Essential ??= true;
+            c.PortMappings ??= [];
+            c.Environment ??= [];
+            c.MountPoints ??= [];
+            c.VolumesFrom ??= [];
+            c.Cpu ??= 0;
+            foreach (var pm in c.PortMappings)
+            {
+                pm.Protocol ??= "tcp";
+                if (req.NetworkMode is "host" or "awsvpc")
+                {
+                    pm.HostPort ??= pm.ContainerPort;
+                }
+            }
+        }
+        var def = new TaskDefinition
+        {
+            TaskDefinitionArn = arns.TaskDefinition(family, revision),
+            Family = family,
+            Revision = revision,
+            ContainerDefinitions = req.ContainerDefinitions,
+            TaskRoleArn = req.TaskRoleArn,
+            ExecutionRoleArn = req.ExecutionRoleArn,
+            NetworkMode = req.NetworkMode ?? "bridge",
+            Volumes = req.Volumes ?? [],
+            PlacementConstraints = req.PlacementConstraints ?? [],
+            RequiresCompatibilities = req.RequiresCompatibilities,
+            Compatibilities = ["EXTERNAL", "EC2"],
+            Cpu = req.Cpu,
+            Memory = req.Memory,
+            PidMode = req.PidMode,
+            IpcMode = req.IpcMode,
+            ProxyConfiguration = req.ProxyConfiguration,
+            InferenceAccelerators = req.InferenceAccelerators,
+            EphemeralStorage = req.EphemeralStorage,
+            RuntimePlatform = req.RuntimePlatform,
+            EnableFaultInjection = req.EnableFaultInjection,
+            Status = "ACTIVE",
+            RequiresAttributes = [],
+            RegisteredAt = time.GetUtcNow(),
+            RegisteredBy = $"arn:aws:iam::{arns.Identity.AccountId}:root",
+        };
+        var stored = new StoredTaskDefinition { Definition = def, Tags = req.Tags is { Count: > 0 } ? req.Tags : null };
+        tx.Put(state.TaskDefinitions, EcsState.TaskDefinitionId(family, revision), stored, expectedRevision: 0);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new RegisterTaskDefinitionResponse { TaskDefinition = def, Tags = stored.Tags };
+    }
+
+    /// <summary>ECS's semantic checks; the model has already checked types, required members and enums.</summary>
+    private static void Validate(RegisterTaskDefinitionRequest req)
+    {
+        if (!Names.IsValidFamily(req.Family!))
+        {
+            throw AwsException.Client("family: up to 255 letters (uppercase and lowercase), numbers, underscores and hyphens are allowed.");
+        }
+        var containers = req.ContainerDefinitions!;
+        if (containers.Count == 0)
+        {
+            throw AwsException.Client("containerDefinitions: a task definition needs at least one container.");
+        }
+        var taskMemory = ParseMemory(req.Memory, "memory");
+        ParseCpu(req.Cpu);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var hostPorts = new HashSet<(int, string)>();
+        for (var i = 0; i < containers.Count; i++)
+        {
+            var c = containers[i];
+            var at = $"containerDefinitions[{i}]";
+            if (c.Name is null || !Names.IsValidFamily(c.Name))
+            {
+                throw AwsException.Client($"{at}.name: a container name is required: up to 255 letters, numbers, underscores and hyphens.");
+            }
+            if (!names.Add(c.Name))
+            {
+                throw AwsException.Client($"{at}.name: duplicate container name '{c.Name}'.");
+            }
+            if (string.IsNullOrWhiteSpace(c.Image))
+            {
+                throw AwsException.Client($"{at}.image: an image is required.");
+            }
+            if (c.Memory is null && c.MemoryReservation is null && taskMemory is null)
+            {
+                throw AwsException.Client($"{at}.memory: invalid setting for container '{c.Name}'. At least one of 'memory' or 'memoryReservation' must be specified.");
+            }
+            if (c.Memory is { } hard && c.MemoryReservation is { } soft && soft > hard)
+            {
+                throw AwsException.Client($"{at}.memoryReservation: must be less than or equal to memory ({hard} MiB) for container '{c.Name}'.");
+            }
+            if (c.Memory is < 6 || c.MemoryReservation is < 6)
+            {
+                throw AwsException.Client($"{at}.memory: the minimum allowed memory for a container is 6 MiB.");
+            }
+            var pms = c.PortMappings ?? [];
+            for (var j = 0; j < pms.Count; j++)
+            {
+                var pm = pms[j];
+                var pat = $"{at}.portMappings[{j}]";
+                if (pm.ContainerPort is { } cp && (cp < 1 || cp > 65535))
+                {
+                    throw AwsException.Client($"{pat}.containerPort: must be between 1 and 65535.");
+                }
+                if (pm.HostPort is { } hp && (hp < 0 || hp > 65535))
+                {
+                    throw AwsException.Client($"{pat}.hostPort: must be between 0 and 65535.");
+                }
+                if (req.NetworkMode is "host" or "awsvpc" && pm.HostPort is { } h && h != pm.ContainerPort)
+                {
+                    throw AwsException.Client($"{pat}.hostPort: must be empty or equal to containerPort in {req.NetworkMode} network mode.");
+                }
+                var effectiveHost = req.NetworkMode is "host" or "awsvpc" ? pm.ContainerPort ?? 0 : pm.HostPort ?? 0;
+                if (effectiveHost > 0 && !hostPorts.Add((effectiveHost, pm.Protocol ?? "tcp")))
+                {
+                    throw AwsException.Client($"{pat}.hostPort: host port {effectiveHost}/{pm.Protocol ?? "tcp"} is used twice in the task definition.");
+                }
+            }
+        }
+        if (!containers.Any(c => c.Essential != false))
+        {
+            throw AwsException.Client("containerDefinitions: a task definition must have at least one essential container.");
+        }
+    }
+
+    /// <summary>Task-level memory: "512", "512 MiB", "1 GB", "2GB" → MiB.</summary>
+    private static int? ParseMemory(string? value, string field)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return null;
+        }
+        var m = MemoryPattern().Match(value.Trim());
+        if (!m.Success)
+        {
+            throw AwsException.Client($"{field}: '{value}' is not a memory size (for example 512 or 1 GB).");
+        }
+        var n = double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+        return (int)(m.Groups[2].Value.StartsWith('g') || m.Groups[2].Value.StartsWith('G') ? n * 1024 : n);
+    }
+
+    private static void ParseCpu(string? value)
+    {
+        if (!string.IsNullOrWhiteSpace(value) && !CpuPattern().IsMatch(value.Trim()))
+        {
+            throw AwsException.Client($"cpu: '{value}' is not a CPU size (for example 256 or 1 vCPU).");
+        }
+    }
+
+    [GeneratedRegex(@"^(\d+(?:\.\d+)?)\s*(|mib|mb|gib|gb)$", RegexOptions.IgnoreCase)]
+    private static partial Regex MemoryPattern();
+
+    [GeneratedRegex(@"^\d+(?:\.\d+)?\s*(vcpu)?$", RegexOptions.IgnoreCase)]
+    private static partial Regex CpuPattern();
+
+    private DescribeTaskDefinitionResponse Describe(DescribeTaskDefinitionRequest req)
+    {
+        var stored = Find(req.TaskDefinition!, activeOnlyForFamily: true)
+            ?? throw AwsException.Client("Unable to describe task definition.");
+        return new DescribeTaskDefinitionResponse
+        {
+            TaskDefinition = stored.Definition,
+            Tags = req.Include?.Contains("TAGS") == true ? stored.Tags ?? [] : null,
+        };
+    }
+
+    /// <summary>family (latest ACTIVE revision), family:revision or ARN.</summary>
+    private StoredTaskDefinition? Find(string reference, bool activeOnlyForFamily)
+    {
+        var r = reference.StartsWith("arn:", StringComparison.Ordinal) ? reference[(reference.IndexOf('/') + 1)..] : reference;
+        var colon = r.LastIndexOf(':');
+        if (colon > 0 && int.TryParse(r[(colon + 1)..], CultureInfo.InvariantCulture, out var rev))
+        {
+            return state.TaskDefinitions.Find(EcsState.TaskDefinitionId(r[..colon], rev));
+        }
+        return state.TaskDefinitions.All.Select(v => v.Value)
+            .Where(d => d.Definition.Family == r && (!activeOnlyForFamily || d.Definition.Status == "ACTIVE"))
+            .MaxBy(d => d.Definition.Revision);
+    }
+
+    private ListTaskDefinitionsResponse List(ListTaskDefinitionsRequest req)
+    {
+        var status = req.Status ?? "ACTIVE";
+        var matching = state.TaskDefinitions.All
+            .Where(v => v.Value.Definition.Status == status && (req.FamilyPrefix is null || v.Value.Definition.Family!.StartsWith(req.FamilyPrefix, StringComparison.Ordinal)))
+            .Select(v => v.Id);
+        IComparer<string> order = req.Sort == "DESC" ? Comparer<string>.Create((a, b) => string.CompareOrdinal(b, a)) : StringComparer.Ordinal;
+        var (page, next) = Pagination.Page(matching, req.MaxResults, req.NextToken, order);
+        return new ListTaskDefinitionsResponse { TaskDefinitionArns = page.Select(id => state.TaskDefinitions.Find(id)?.Definition.TaskDefinitionArn ?? "").ToList(), NextToken = next };
+    }
+
+    private ListTaskDefinitionFamiliesResponse ListFamilies(ListTaskDefinitionFamiliesRequest req)
+    {
+        var status = req.Status ?? "ACTIVE";
+        var families = state.TaskDefinitions.All.Select(v => v.Value.Definition)
+            .Where(d => req.FamilyPrefix is null || d.Family!.StartsWith(req.FamilyPrefix, StringComparison.Ordinal))
+            .GroupBy(d => d.Family!)
+            .Where(g => status switch
+            {
+                "ALL" => true,
+                "ACTIVE" => g.Any(d => d.Status == "ACTIVE"),
+                _ => g.All(d => d.Status != "ACTIVE"),
+            })
+            .Select(g => g.Key);
+        var (page, next) = Pagination.Page(families, req.MaxResults, req.NextToken);
+        return new ListTaskDefinitionFamiliesResponse { Families = page, NextToken = next };
+    }
+
+    private async Task<DeregisterTaskDefinitionResponse> DeregisterAsync(DeregisterTaskDefinitionRequest req, CancellationToken ct)
+    {
+        var r = req.TaskDefinition!;
+        var path = r.StartsWith("arn:", StringComparison.Ordinal) ? r[(r.IndexOf('/') + 1)..] : r;
+        if (!path.Contains(':', StringComparison.Ordinal))
+        {
+            throw AwsException.InvalidParameter("taskDefinition: a revision is required (family:revision or the full ARN).");
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var stored = Find(r, activeOnlyForFamily: false) ?? throw AwsException.Client("The specified task definition does not exist.");
+        var copy = state.TaskDefinitions.Clone(stored);
+        if (copy.Definition.Status == "ACTIVE")
+        {
+            copy.Definition.Status = "INACTIVE";
+            copy.Definition.DeregisteredAt = time.GetUtcNow();
+            tx.Put(state.TaskDefinitions, EcsState.TaskDefinitionId(copy.Definition.Family!, copy.Definition.Revision!.Value), copy);
+            await tx.CommitAsync(ct).ConfigureAwait(false);
+        }
+        return new DeregisterTaskDefinitionResponse { TaskDefinition = copy.Definition };
+    }
+
+    private async Task<DeleteTaskDefinitionsResponse> DeleteAsync(DeleteTaskDefinitionsRequest req, CancellationToken ct)
+    {
+        var resp = new DeleteTaskDefinitionsResponse { TaskDefinitions = [], Failures = [] };
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        foreach (var r in req.TaskDefinitions!)
+        {
+            var path = r.StartsWith("arn:", StringComparison.Ordinal) ? r[(r.IndexOf('/') + 1)..] : r;
+            var stored = path.Contains(':', StringComparison.Ordinal) ? Find(r, activeOnlyForFamily: false) : null;
+            if (stored is null)
+            {
+                resp.Failures.Add(new Failure { Arn = r, Reason = "The specified task definition does not exist. Specify a valid task definition and try again." });
+                continue;
+            }
+            if (stored.Definition.Status == "ACTIVE")
+            {
+                resp.Failures.Add(new Failure { Arn = stored.Definition.TaskDefinitionArn, Reason = "The specified task definition is still in ACTIVE status. Deregister the target task definition before deleting." });
+                continue;
+            }
+            var gone = state.TaskDefinitions.Clone(stored).Definition;
+            gone.Status = "DELETE_IN_PROGRESS";
+            gone.DeleteRequestedAt = time.GetUtcNow();
+            tx.Delete(state.TaskDefinitions, EcsState.TaskDefinitionId(gone.Family!, gone.Revision!.Value));
+            resp.TaskDefinitions.Add(gone);
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return resp;
     }
 }

@@ -1,0 +1,12 @@
+namespace Berth.Agent;
+
+/// <summary>The Docker labels ECS's agent writes, plus Berth's own; containers are found again by these alone.</summary>
+internal static class ContainerLabels
+{
+    public const string TaskArn = "com.amazonaws.ecs.task-arn";
+    public const string ContainerName = "com.amazonaws.ecs.container-name";
+    public const string Cluster = "com.amazonaws.ecs.cluster";
+    public const string Family = "com.amazonaws.ecs.task-definition-family";
+    public const string Version = "com.amazonaws.ecs.task-definition-version";
+    public const string AgentId = "berth.agent-id";
+}

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Berth.EndToEnd.Harness;
+
+/// <summary>
+/// The real <c>berth</c> binary as a child process on free loopback ports with a data directory of its
+/// own. Every container its agent creates carries <c>berth.test-run=&lt;RunId&gt;</c>; disposing kills the
+/// process and removes those containers, so tests run in parallel and beside a developer's berth.
+/// </summary>
+public sealed class BerthServer : IAsyncDisposable
+{
+    private readonly StringBuilder _log = new();
+    private Process? _process;
+    private Process? _agent;
+
+    private BerthServer(string mode, int port, int agentPort, string dataDir, string runId)
+    {
+        Mode = mode;
+        Port = port;
+        AgentPort = agentPort;
+        DataDirectory = dataDir;
+        RunId = runId;
+    }
+
+    public string Mode { get; }
+    public int Port { get; }
+    public int AgentPort { get; }
+    public string DataDirectory { get; }
+    public string RunId { get; }
+    public string Endpoint => $"http://127.0.0.1:{Port}";
+    public string Label => $"berth.test-run={RunId}";
+    public string Log { get { lock (_log) { return _log.ToString(); } } }
+    public int? Pid => _process is { HasExited: false } p ? p.Id : null;
+
+    /// <summary>Starts <c>berth up</c> (or <c>berth server</c> when <paramref name="mode"/> is "server").</summary>
+    public static async Task<BerthServer> StartAsync(string mode = "up", params string[] extraArgs)
+    {
+        var server = new BerthServer(mode, FreePort(), FreePort(), Path.Combine(Path.GetTempPath(), "berth-e2e-" + Guid.NewGuid().ToString("N")), Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(server.DataDirectory);
+        await server.RestartAsync(extraArgs);
+        return server;
+    }
+
+    /// <summary>(Re)starts the process on the same ports and data directory.</summary>
+    public async Task RestartAsync(params string[] extraArgs)
+    {
+        _process = Spawn(["--log-level", "Warning", Mode, "--listen", $"127.0.0.1:{Port}", "--agent-listen", $"127.0.0.1:{AgentPort}",
+            "--data", DataDirectory, "--container-label", Label, .. (Mode == "up" ? new[] { "--memory", "2048", "--cpu", "2048" } : []), .. extraArgs], "server");
+        await WaitHealthyAsync(TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>Starts a separate <c>berth agent</c> process dialling this server.</summary>
+    public void StartAgent(string cluster = "default")
+    {
+        _agent = Spawn(["agent", "--server", Endpoint, "--data", Path.Combine(DataDirectory, "agent-proc"), "--cluster", cluster,
+            "--container-label", Label, "--memory", "2048", "--cpu", "2048", "--log-level", "Warning"], "agent");
+    }
+
+    /// <summary>kill -9 of the server process (and of the separate agent when there is one).</summary>
+    public async Task KillAsync()
+    {
+        foreach (var p in new[] { _process, _agent })
+        {
+            if (p is { HasExited: false })
+            {
+                p.Kill(entireProcessTree: true);
+                await p.WaitForExitAsync();
+            }
+        }
+    }
+
+    private Process Spawn(string[] args, string tag)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(BerthDll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start berth");
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (_log) { _log.Append('[').Append(tag).Append("] ").AppendLine(e.Data); } } };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (_log) { _log.Append('[').Append(tag).Append("] ").AppendLine(e.Data); } } };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    private async Task WaitHealthyAsync(TimeSpan timeout)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < timeout)
+        {
+            if (_process is { HasExited: true })
+            {
+                throw new InvalidOperationException($"berth exited with {_process.ExitCode}:\n{Log}");
+            }
+            try
+            {
+                using var r = await http.GetAsync($"{Endpoint}/_berth/health");
+                if (r.StatusCode == HttpStatusCode.OK)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"berth did not become healthy in {timeout}:\n{Log}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        await DockerCli.RemoveByLabelAsync(Label);
+        try
+        {
+            Directory.Delete(DataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
+    private static string BerthDll
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Berth.slnx")))
+            {
+                dir = dir.Parent;
+            }
+            if (dir is null)
+            {
+                throw new InvalidOperationException("Berth.slnx not found above " + AppContext.BaseDirectory);
+            }
+#if DEBUG
+            const string config = "Debug";
+#else
+            const string config = "Release";
+#endif
+            var dll = Path.Combine(dir.FullName, "src", "Berth.Cli", "bin", config, "net10.0", "berth.dll");
+            return File.Exists(dll) ? dll : throw new InvalidOperationException($"{dll} is missing: build src/Berth.Cli -c {config} first");
+        }
+    }
+}
