@@ -108,13 +108,14 @@ internal static class Commands
     {
         var data = Path.GetFullPath(p.GetValue(Data)!);
         Directory.CreateDirectory(data);
-        var listen = p.GetValue(Listen)!;
+        // An agent alone listens on nothing; only the server options carry --listen.
+        var listen = withServer ? p.GetValue(Listen)! : "127.0.0.1:0";
         if (!TryParseListen(listen, out var host, out var port))
         {
             await Console.Error.WriteLineAsync($"berth: --listen '{listen}' is not HOST:PORT (for example 127.0.0.1:4566).").ConfigureAwait(false);
             return 2;
         }
-        var agentListen = p.GetValue(AgentListen);
+        var agentListen = withServer ? p.GetValue(AgentListen) : "";
         if (string.IsNullOrEmpty(agentListen))
         {
             agentListen = $"{host}:{(port == 0 ? 0 : port + 1)}";
@@ -160,7 +161,7 @@ internal static class Commands
         else
         {
             builder.WebHost.UseUrls(); // an agent listens on nothing
-            builder.WebHost.ConfigureKestrel(k => k.ListenLocalhost(0));
+            builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0));
         }
 
         if (withAgent)

@@ -58,7 +58,8 @@ public sealed class ShapeModel
     public required string Name { get; init; }
     public required string Type { get; init; }
     public FrozenDictionary<string, string> Members { get; init; } = FrozenDictionary<string, string>.Empty;
-    public FrozenSet<string> Required { get; init; } = FrozenSet<string>.Empty;
+    /// <summary>Required members in model order, so the first missing one reported is the one the docs list first.</summary>
+    public IReadOnlyList<string> Required { get; init; } = [];
     public FrozenSet<string>? Enum { get; init; }
     public double? Min { get; init; }
     public double? Max { get; init; }
@@ -91,8 +92,8 @@ public sealed class ShapeModel
                 ? m.EnumerateObject().ToFrozenDictionary(x => x.Name, x => x.Value.GetString()!, StringComparer.Ordinal)
                 : FrozenDictionary<string, string>.Empty,
             Required = e.TryGetProperty("required", out var r)
-                ? r.EnumerateArray().Select(x => x.GetString()!).ToFrozenSet(StringComparer.Ordinal)
-                : FrozenSet<string>.Empty,
+                ? r.EnumerateArray().Select(x => x.GetString()!).ToArray()
+                : [],
             Enum = e.TryGetProperty("enum", out var en) ? en.EnumerateArray().Select(x => x.GetString()!).ToFrozenSet(StringComparer.Ordinal) : null,
             Min = e.TryGetProperty("min", out var mn) ? mn.GetDouble() : null,
             Max = e.TryGetProperty("max", out var mx) ? mx.GetDouble() : null,

@@ -138,7 +138,11 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         var settings = (updated.Settings ?? []).ToDictionary(x => x.Name ?? "", StringComparer.Ordinal);
         foreach (var setting in req.Settings ?? [])
         {
-            settings[setting.Name!] = setting;
+            if (setting.Name is null || setting.Value is null)
+            {
+                throw AwsException.InvalidParameter("settings: each setting needs a name and a value.");
+            }
+            settings[setting.Name] = setting;
         }
         updated.Settings = [.. settings.Values];
         tx.Put(state.Clusters, name, updated);

@@ -19,12 +19,18 @@ internal static class Tags
         {
             throw AwsException.InvalidParameter("tags: a resource can have at most 50 tags.");
         }
+        var i = 0;
         foreach (var t in tags)
         {
-            if (t.Key is { } key && key.StartsWith("aws:", StringComparison.OrdinalIgnoreCase))
+            if (string.IsNullOrEmpty(t.Key))
             {
-                throw AwsException.InvalidParameter($"tags: the key '{key}' uses the reserved prefix aws:.");
+                throw AwsException.InvalidParameter($"tags[{i}].key: every tag needs a key.");
             }
+            if (t.Key.StartsWith("aws:", StringComparison.OrdinalIgnoreCase))
+            {
+                throw AwsException.InvalidParameter($"tags[{i}].key: the key '{t.Key}' uses the reserved prefix aws:.");
+            }
+            i++;
         }
     }
 

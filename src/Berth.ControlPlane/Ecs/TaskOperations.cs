@@ -51,6 +51,7 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
 
     private async Task<RunTaskResponse> RunAsync(RunTaskRequest req, CancellationToken ct)
     {
+        Tags.Validate(req.Tags);
         var count = req.Count ?? 1;
         if (count is < 1 or > 10)
         {
@@ -110,6 +111,7 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
 
     private async Task<StartTaskResponse> StartAsync(StartTaskRequest req, CancellationToken ct)
     {
+        Tags.Validate(req.Tags);
         var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
         if (req.ContainerInstances is not { Count: > 0 and <= 10 })
         {

@@ -14,7 +14,7 @@ public sealed class TourTests
 
         await aws.RunAsync("ecs", "create-cluster", "--cluster-name", "default");
         var td = await EcsScenario.RegisterAsync(aws, "web",
-            """[{"name":"web","image":"berth-test/busybox:latest","memory":64,"essential":true,"portMappings":[{"containerPort":80,"hostPort":0}],"command":["httpd","-f","-p","80","-h","/www"]}]""");
+            """[{"name":"web","image":"berth-test/busybox:latest","memory":64,"essential":true,"stopTimeout":2,"portMappings":[{"containerPort":80,"hostPort":0}],"command":["httpd","-f","-p","80","-h","/www"]}]""");
         Assert.EndsWith("task-definition/web:1", td, StringComparison.Ordinal);
 
         var task = await EcsScenario.RunOneAsync(aws, "default", "web");

@@ -47,8 +47,8 @@ public sealed class BerthServer : IAsyncDisposable
     /// <summary>(Re)starts the process on the same ports and data directory.</summary>
     public async Task RestartAsync(params string[] extraArgs)
     {
-        _process = Spawn(["--log-level", "Warning", Mode, "--listen", $"127.0.0.1:{Port}", "--agent-listen", $"127.0.0.1:{AgentPort}",
-            "--data", DataDirectory, "--container-label", Label, .. (Mode == "up" ? new[] { "--memory", "2048", "--cpu", "2048" } : []), .. extraArgs], "server");
+        _process = Spawn([Mode, "--log-level", "Warning", "--listen", $"127.0.0.1:{Port}", "--agent-listen", $"127.0.0.1:{AgentPort}",
+            "--data", DataDirectory, .. (Mode == "up" ? new[] { "--container-label", Label, "--memory", "2048", "--cpu", "2048" } : []), .. extraArgs], "server");
         await WaitHealthyAsync(TimeSpan.FromSeconds(60));
     }
 
