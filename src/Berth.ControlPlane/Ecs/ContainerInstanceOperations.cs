@@ -135,23 +135,14 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         {
             throw AwsException.InvalidParameter("filter: " + error);
         }
-        var after = DecodeToken(req.NextToken);
-        var all = state.ContainerInstances.All.Select(v => v.Value)
+        var matching = state.ContainerInstances.All.Select(v => v.Value)
             .Where(s => s.Cluster == clusterName)
             .Select(s => s.Instance)
             .Where(i => req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
             .Where(i => filter is null || filter.Matches(TaskQueries.AttributeMap(i)))
-            .Select(i => i.ContainerInstanceArn!)
-            .Where(a => after is null || string.CompareOrdinal(a, after) > 0)
-            .Order(StringComparer.Ordinal)
-            .ToList();
-        var max = req.MaxResults ?? 100;
-        var page = all.Take(max).ToList();
-        return Task.FromResult(new ListContainerInstancesResponse
-        {
-            ContainerInstanceArns = page,
-            NextToken = all.Count > max ? EncodeToken(page[^1]) : null,
-        });
+            .Select(i => i.ContainerInstanceArn!);
+        var (page, next) = Pagination.Page(matching, req.MaxResults, req.NextToken);
+        return Task.FromResult(new ListContainerInstancesResponse { ContainerInstanceArns = page, NextToken = next });
     }
 
     private async Task<UpdateContainerInstancesStateResponse> UpdateStateAsync(UpdateContainerInstancesStateRequest req, CancellationToken ct)
@@ -187,28 +178,5 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         await tx.CommitAsync(ct).ConfigureAwait(false);
         result.ContainerInstances.AddRange(updated.Select(i => View(i, withTags: false)));
         return result;
-    }
-
-    private static string EncodeToken(string lastKey) => Convert.ToBase64String(Encoding.UTF8.GetBytes("i1:" + lastKey));
-
-    private static string? DecodeToken(string? token)
-    {
-        if (string.IsNullOrEmpty(token))
-        {
-            return null;
-        }
-        try
-        {
-            var s = Encoding.UTF8.GetString(Convert.FromBase64String(token));
-            if (s.StartsWith("i1:", StringComparison.Ordinal))
-            {
-                return s[3..];
-            }
-        }
-        catch (FormatException)
-        {
-            // fall through to the client error below
-        }
-        throw AwsException.InvalidParameter("nextToken: the token is not valid.");
     }
 }

@@ -292,8 +292,7 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
         }
         var family = req.Family is null ? null : Arns.NameOf(req.Family);
         var prefix = clusterName + "/";
-        var after = DecodeToken(req.NextToken);
-        var arnsSorted = state.Tasks.All
+        var matching = state.Tasks.All
             .Where(v => v.Id.StartsWith(prefix, StringComparison.Ordinal))
             .Select(v => v.Value)
             .Where(t => desired switch
@@ -306,17 +305,9 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
             .Where(t => family is null || FamilyOf(t) == family)
             .Where(t => req.StartedBy is null || t.StartedBy == req.StartedBy)
             .Where(t => req.LaunchType is null || t.LaunchType == req.LaunchType)
-            .Select(t => t.TaskArn!)
-            .Where(a => after is null || string.CompareOrdinal(a, after) > 0)
-            .Order(StringComparer.Ordinal)
-            .ToList();
-        var max = req.MaxResults ?? 100;
-        var page = arnsSorted.Take(max).ToList();
-        return Task.FromResult(new ListTasksResponse
-        {
-            TaskArns = page,
-            NextToken = arnsSorted.Count > max ? EncodeToken(page[^1]) : null,
-        });
+            .Select(t => t.TaskArn!);
+        var (page, next) = Pagination.Page(matching, req.MaxResults, req.NextToken);
+        return Task.FromResult(new ListTasksResponse { TaskArns = page, NextToken = next });
     }
 
     private static string? FamilyOf(EcsTask t)
@@ -329,29 +320,5 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
         var name = arn[(arn.IndexOf('/') + 1)..];
         var colon = name.LastIndexOf(':');
         return colon > 0 ? name[..colon] : name;
-    }
-
-    // Opaque continuation token: the last ARN returned, so pages stay stable while tasks come and go.
-    internal static string EncodeToken(string lastKey) => Convert.ToBase64String(Encoding.UTF8.GetBytes("t1:" + lastKey));
-
-    internal static string? DecodeToken(string? token)
-    {
-        if (string.IsNullOrEmpty(token))
-        {
-            return null;
-        }
-        try
-        {
-            var s = Encoding.UTF8.GetString(Convert.FromBase64String(token));
-            if (s.StartsWith("t1:", StringComparison.Ordinal))
-            {
-                return s[3..];
-            }
-        }
-        catch (FormatException)
-        {
-            // fall through to the client error below
-        }
-        throw AwsException.InvalidParameter("nextToken: the token is not valid.");
     }
 }
