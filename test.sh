@@ -6,6 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")"
 . eng/scripts/prereqs.sh
 set -e
+# Pass CI through to the test processes even when it was set but not exported.
+export CI="${CI:-}"
 
 [ -x /bin/busybox ] || berth_apt_install busybox-static
 berth_need_cmd skopeo skopeo

@@ -79,44 +79,36 @@ internal sealed class TagOperations(EcsState state)
             throw AwsException.InvalidParameter($"resourceArn: '{arn}' is not an ECS resource ARN.");
         }
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        switch (p.ResourceType)
+        var found = p.ResourceType switch
         {
-            case "cluster" when state.Clusters.Find(p.Path) is { } c:
-                if (edit(c.Tags) is { } ct1)
-                {
-                    var copy = state.Clusters.Clone(c);
-                    copy.Tags = ct1;
-                    tx.Put(state.Clusters, p.Path, copy);
-                }
-                break;
-            case "task-definition" when TaskDefinitionId(p.Path) is { } id && state.TaskDefinitions.Find(id) is { } td:
-                if (edit(td.Tags) is { } ct2)
-                {
-                    var copy = state.TaskDefinitions.Clone(td);
-                    copy.Tags = ct2;
-                    tx.Put(state.TaskDefinitions, id, copy);
-                }
-                break;
-            case "task" when state.Tasks.Find(p.Path) is { } t:
-                if (edit(t.Tags) is { } ct3)
-                {
-                    var copy = state.Tasks.Clone(t);
-                    copy.Tags = ct3;
-                    tx.Put(state.Tasks, p.Path, copy);
-                }
-                break;
-            case "container-instance" when state.ContainerInstances.Find(p.Path) is { } ci:
-                if (edit(ci.Instance.Tags) is { } ct4)
-                {
-                    var copy = state.ContainerInstances.Clone(ci);
-                    copy.Instance.Tags = ct4;
-                    tx.Put(state.ContainerInstances, p.Path, copy);
-                }
-                break;
-            default:
-                throw AwsException.InvalidParameter($"resourceArn: the specified resource '{arn}' is not found.");
+            "cluster" => Retag(tx, state.Clusters, p.Path, c => c.Tags, (c, t) => c.Tags = t, edit),
+            "task-definition" => TaskDefinitionId(p.Path) is { } id && Retag(tx, state.TaskDefinitions, id, d => d.Tags, (d, t) => d.Tags = t, edit),
+            "task" => Retag(tx, state.Tasks, p.Path, t => t.Tags, (t, tags) => t.Tags = tags, edit),
+            "container-instance" => Retag(tx, state.ContainerInstances, p.Path, i => i.Instance.Tags, (i, t) => i.Instance.Tags = t, edit),
+            _ => false,
+        };
+        if (!found)
+        {
+            throw AwsException.InvalidParameter($"resourceArn: the specified resource '{arn}' is not found.");
         }
         await tx.CommitAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Applies <paramref name="edit"/> to one document's tags; false when there is no such document.</summary>
+    private static bool Retag<T>(StateTransaction tx, DocumentTable<T> table, string id, Func<T, List<Tag>?> get, Action<T, List<Tag>> set, Func<List<Tag>?, List<Tag>?> edit)
+        where T : class
+    {
+        if (table.Find(id) is not { } doc)
+        {
+            return false;
+        }
+        if (edit(get(doc)) is { } tags)
+        {
+            var copy = table.Clone(doc);
+            set(copy, tags);
+            tx.Put(table, id, copy);
+        }
+        return true;
     }
 
     private static string? TaskDefinitionId(string path)

@@ -193,8 +193,10 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         };
     }
 
-    /// <summary>family (latest ACTIVE revision), family:revision or ARN.</summary>
-    private StoredTaskDefinition? Find(string reference, bool activeOnlyForFamily)
+    private StoredTaskDefinition? Find(string reference, bool activeOnlyForFamily) => Find(state, reference, activeOnlyForFamily);
+
+    /// <summary>family (its latest revision; only ACTIVE ones when <paramref name="activeOnlyForFamily"/>), family:revision or ARN.</summary>
+    internal static StoredTaskDefinition? Find(EcsState state, string reference, bool activeOnlyForFamily)
     {
         var r = reference.StartsWith("arn:", StringComparison.Ordinal) ? reference[(reference.IndexOf('/') + 1)..] : reference;
         var colon = r.LastIndexOf(':');

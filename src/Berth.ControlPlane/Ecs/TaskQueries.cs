@@ -29,19 +29,7 @@ internal static class TaskQueries
         {
             throw AwsException.InvalidParameter("taskDefinition: must be specified.");
         }
-        var r = reference.StartsWith("arn:", StringComparison.Ordinal) ? reference[(reference.IndexOf('/') + 1)..] : reference;
-        var colon = r.LastIndexOf(':');
-        TaskDefinition? found;
-        if (colon > 0 && int.TryParse(r[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var rev))
-        {
-            found = state.TaskDefinitions.Find(EcsState.TaskDefinitionId(r[..colon], rev))?.Definition;
-        }
-        else
-        {
-            found = state.TaskDefinitions.All.Select(v => v.Value.Definition)
-                .Where(d => d.Family == r && d.Status == "ACTIVE")
-                .MaxBy(d => d.Revision);
-        }
+        var found = TaskDefinitionOperations.Find(state, reference, activeOnlyForFamily: true)?.Definition;
         if (found is null)
         {
             throw new AwsException("ClientException", "Unable to describe task definition.");
