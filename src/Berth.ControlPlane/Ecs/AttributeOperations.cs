@@ -1,14 +1,92 @@
+using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
-using Berth.Core;
+using static Berth.ControlPlane.Ecs.EcsApi;
 
 namespace Berth.ControlPlane.Ecs;
 
-internal sealed class AttributeOperations(EcsState state, Arns arns, TimeProvider time)
+/// <summary>PutAttributes, DeleteAttributes and ListAttributes on container instances (the only target type ECS has).</summary>
+internal sealed class AttributeOperations(EcsState state)
 {
+    private const int MaxPerCall = 10;
+
     public void Map(AwsJsonService s)
     {
-        // Operations are mapped here as they are implemented.
-        _ = (s, state, arns, time);
+        s.Map(EcsOperations.PutAttributes, Json.PutAttributesRequest, Json.PutAttributesResponse, async (r, ct) =>
+            new PutAttributesResponse { Attributes = await EditAsync(r.Cluster, r.Attributes!, remove: false, ct).ConfigureAwait(false) });
+        s.Map(EcsOperations.DeleteAttributes, Json.DeleteAttributesRequest, Json.DeleteAttributesResponse, async (r, ct) =>
+            new DeleteAttributesResponse { Attributes = await EditAsync(r.Cluster, r.Attributes!, remove: true, ct).ConfigureAwait(false) });
+        s.Map(EcsOperations.ListAttributes, Json.ListAttributesRequest, Json.ListAttributesResponse, (r, _) => Task.FromResult(List(r)));
+    }
+
+    private async Task<List<EcsAttribute>> EditAsync(string? cluster, List<EcsAttribute> attributes, bool remove, CancellationToken ct)
+    {
+        if (attributes.Count > MaxPerCall)
+        {
+            throw new AwsException("AttributeLimitExceededException", $"attributes: at most {MaxPerCall} attributes can be changed in one call.");
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var clusterName = TaskQueries.ResolveCluster(state, cluster);
+        var changed = new Dictionary<string, StoredContainerInstance>(StringComparer.Ordinal);
+        for (var i = 0; i < attributes.Count; i++)
+        {
+            var a = attributes[i];
+            if (a.TargetType is not (null or "container-instance"))
+            {
+                throw AwsException.InvalidParameter($"attributes[{i}].targetType: only container-instance is supported.");
+            }
+            if (string.IsNullOrEmpty(a.TargetId))
+            {
+                throw AwsException.InvalidParameter($"attributes[{i}].targetId: the container instance the attribute belongs to is required.");
+            }
+            var id = TaskQueries.ScopedIdOf(clusterName, a.TargetId);
+            if (!changed.TryGetValue(id, out var doc))
+            {
+                doc = state.ContainerInstances.Find(id) is { } found ? state.ContainerInstances.Clone(found)
+                    : throw new AwsException("TargetNotFoundException", $"attributes[{i}].targetId: container instance '{a.TargetId}' was not found in cluster '{clusterName}'.");
+                changed[id] = doc;
+            }
+            var list = doc.Instance.Attributes ??= [];
+            list.RemoveAll(x => x.Name == a.Name);
+            if (!remove)
+            {
+                list.Add(new EcsAttribute { Name = a.Name, Value = a.Value });
+            }
+        }
+        foreach (var (id, doc) in changed)
+        {
+            tx.Put(state.ContainerInstances, id, doc);
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return attributes.Select(a => new EcsAttribute
+        {
+            Name = a.Name,
+            Value = remove ? null : a.Value,
+            TargetType = "container-instance",
+            TargetId = changed[TaskQueries.ScopedIdOf(clusterName, a.TargetId!)].Instance.ContainerInstanceArn,
+        }).ToList();
+    }
+
+    private ListAttributesResponse List(ListAttributesRequest req)
+    {
+        if (req.TargetType != "container-instance")
+        {
+            throw AwsException.InvalidParameter("targetType: only container-instance is supported.");
+        }
+        if (req.AttributeValue is not null && req.AttributeName is null)
+        {
+            throw AwsException.InvalidParameter("attributeValue: can only be used together with attributeName.");
+        }
+        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        var all = state.ContainerInstances.All.Select(v => v.Value).Where(d => d.Cluster == clusterName)
+            .SelectMany(d => (d.Instance.Attributes ?? []).Select(a => (Arn: d.Instance.ContainerInstanceArn!, a)))
+            .Where(x => (req.AttributeName is null || x.a.Name == req.AttributeName) && (req.AttributeValue is null || x.a.Value == req.AttributeValue))
+            .ToDictionary(x => $"{x.Arn}|{x.a.Name}", StringComparer.Ordinal);
+        var (page, next) = Pagination.Page(all.Keys, req.MaxResults, req.NextToken);
+        return new ListAttributesResponse
+        {
+            Attributes = page.Select(k => new EcsAttribute { Name = all[k].a.Name, Value = all[k].a.Value, TargetType = "container-instance", TargetId = all[k].Arn }).ToList(),
+            NextToken = next,
+        };
     }
 }

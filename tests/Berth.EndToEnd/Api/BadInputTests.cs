@@ -91,6 +91,11 @@ public sealed class BadInputTests : IAsyncLifetime
         { "ListTasks", """{"cluster":"bad-input","desiredStatus":"DANCING"}""", 400, "InvalidParameterException", "desiredStatus" },
         { "ListTasks", """{"cluster":"no-such-cluster"}""", 400, "ClusterNotFoundException", "Cluster not found" },
         { "TagResource", """{"resourceArn":"arn:aws:ecs:us-east-1:000000000000:cluster/bad-input","tags":[{"key":"aws:reserved","value":"x"}]}""", 400, "InvalidParameterException", "aws:" },
+        { "PutAttributes", """{"cluster":"bad-input","attributes":[{"name":"a","value":"b","targetId":"nope"}]}""", 400, "TargetNotFoundException", "targetId" },
+        { "PutAttributes", """{"cluster":"bad-input","attributes":[{"name":"a","value":"b"}]}""", 400, "InvalidParameterException", "attributes[0].targetId" },
+        { "ListAttributes", """{"cluster":"bad-input","targetType":"container-instance","attributeValue":"x"}""", 400, "InvalidParameterException", "attributeValue" },
+        { "PutAccountSetting", """{"name":"notASetting","value":"x"}""", 400, "InvalidParameterException", "name" },
+        { "ListAccountSettings", """{"maxResults":11}""", 400, "InvalidParameterException", "maxResults" },
         { "UpdateContainerInstancesState", """{"containerInstances":["x"],"status":"ASLEEP"}""", 400, "InvalidParameterException", "status" },
     };
 
