@@ -1,4 +1,5 @@
 using Berth.ControlPlane.State;
+using Berth.State;
 using Microsoft.Extensions.Hosting;
 
 namespace Berth.ControlPlane.Agents;

@@ -4,6 +4,7 @@ using Berth.Aws.Ecs;
 using Berth.ControlPlane.Ecs;
 using Berth.ControlPlane.Hosting;
 using Berth.ControlPlane.State;
+using Berth.State;
 using Berth.Core;
 using Berth.Core.Agent;
 using Grpc.Core;

@@ -1,6 +1,7 @@
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
+using Berth.State;
 using static Berth.ControlPlane.Ecs.EcsApi;
 
 namespace Berth.ControlPlane.Ecs;

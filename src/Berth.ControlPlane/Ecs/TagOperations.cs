@@ -1,6 +1,7 @@
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
+using Berth.State;
 using Berth.Core;
 using static Berth.ControlPlane.Ecs.EcsApi;
 

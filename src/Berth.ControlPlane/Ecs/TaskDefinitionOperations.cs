@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
+using Berth.State;
 using Berth.Core;
 using static Berth.ControlPlane.Ecs.EcsApi;
 

@@ -2,6 +2,7 @@ using System.Text;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.State;
+using Berth.State;
 using Berth.Core;
 using Berth.Scheduling;
 using static Berth.ControlPlane.Ecs.EcsApi;

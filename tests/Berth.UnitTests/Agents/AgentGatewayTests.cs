@@ -1,5 +1,6 @@
 using Berth.Aws.Ecs;
 using Berth.ControlPlane.State;
+using Berth.State;
 using Berth.Core.Agent;
 
 namespace Berth.UnitTests.Agents;

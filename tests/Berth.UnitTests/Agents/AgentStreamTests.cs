@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Berth.ControlPlane.State;
+using Berth.State;
 using Berth.Core.Agent;
 using Grpc.Core;
 

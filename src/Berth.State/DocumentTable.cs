@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
-using Berth.State;
 
-namespace Berth.ControlPlane.State;
+namespace Berth.State;
 
 /// <summary>A stored document with the store revision it was read at (the compare-and-swap token).</summary>
 public sealed record Versioned<T>(string Id, T Value, long Revision);
@@ -31,11 +30,11 @@ public sealed class DocumentTable<T>(string prefix, JsonTypeInfo<T> typeInfo) wh
 
     public T Clone(T value) => JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(value, TypeInfo), TypeInfo)!;
 
-    internal string Key(string id) => Prefix + id;
+    public string Key(string id) => Prefix + id;
 
-    internal byte[] Serialize(T value) => JsonSerializer.SerializeToUtf8Bytes(value, TypeInfo);
+    public byte[] Serialize(T value) => JsonSerializer.SerializeToUtf8Bytes(value, TypeInfo);
 
-    internal void Apply(string id, T? value, long revision)
+    public void Apply(string id, T? value, long revision)
     {
         if (value is null)
         {
@@ -47,7 +46,7 @@ public sealed class DocumentTable<T>(string prefix, JsonTypeInfo<T> typeInfo) wh
         }
     }
 
-    internal async Task LoadAsync(IStateStore store, CancellationToken ct)
+    public async Task LoadAsync(IStateStore store, CancellationToken ct)
     {
         _items.Clear();
         foreach (var e in await store.ListAsync(Prefix, ct).ConfigureAwait(false))

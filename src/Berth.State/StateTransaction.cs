@@ -1,20 +1,18 @@
-using Berth.State;
-
-namespace Berth.ControlPlane.State;
+namespace Berth.State;
 
 /// <summary>
 /// A unit of change to the control plane's state: holds the state's write lock from
-/// <see cref="EcsState.BeginAsync"/> until disposed, so read-decide-write sequences (placement,
+/// <see cref="DocumentState.BeginAsync"/> until disposed, so read-decide-write sequences (placement,
 /// name uniqueness, revision numbers) never race. Nothing is visible until <see cref="CommitAsync"/>.
 /// </summary>
 public sealed class StateTransaction : IAsyncDisposable
 {
-    private readonly EcsState _state;
+    private readonly DocumentState _state;
     private readonly List<StoreWrite> _writes = [];
     private readonly List<Action<long>> _apply = [];
     private bool _released;
 
-    internal StateTransaction(EcsState state) => _state = state;
+    internal StateTransaction(DocumentState state) => _state = state;
 
     /// <summary>Writes <paramref name="value"/> under <paramref name="id"/>; with <paramref name="expectedRevision"/> only if it is unchanged (0 = must not exist).</summary>
     public StateTransaction Put<T>(DocumentTable<T> table, string id, T value, long? expectedRevision = null) where T : class
