@@ -2,6 +2,7 @@ using System.CommandLine;
 using Berth.Agent;
 using Berth.ControlPlane.Hosting;
 using Berth.Core;
+using Berth.Registry.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -71,10 +72,33 @@ internal static class Commands
         Description = "Control plane URL the agent dials (env BERTH_SERVER).",
     }, "BERTH_SERVER", "");
 
+    private static readonly Option<string> RegistryHost = Env(new Option<string>("--registry-host")
+    {
+        Description = "Registry host:port as docker names images, used in repositoryUri (default localhost:PORT; env BERTH_REGISTRY_HOST).",
+    }, "BERTH_REGISTRY_HOST", "");
+
+    private static readonly Option<bool> RegistryAuth = new("--registry-auth")
+    {
+        Description = "Require 'docker login' with a token from 'aws ecr get-login-password' on /v2/ (env BERTH_REGISTRY_AUTH=true).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("BERTH_REGISTRY_AUTH") is "1" or "true" or "TRUE" or "True",
+    };
+
+    private static readonly Option<int?> RegistrySweepSeconds = new("--registry-sweep-interval")
+    {
+        Description = "Seconds between registry maintenance runs: lifecycle policies, then garbage collection (default 300).",
+    };
+
+    private static readonly Option<int?> RegistryGcGraceSeconds = new("--registry-gc-grace")
+    {
+        Description = "Seconds an unreferenced blob is kept before garbage collection removes it (default 3600).",
+    };
+
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds];
+
     public static Command Up()
     {
         var cmd = new Command("up", "Run the control plane and one local agent in one process.");
-        foreach (var o in new Option[] { Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels })
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList])
         {
             cmd.Options.Add(o);
         }
@@ -85,7 +109,7 @@ internal static class Commands
     public static Command Server()
     {
         var cmd = new Command("server", "Run the control plane only; agents connect to it with 'berth agent --server URL'.");
-        foreach (var o in new Option[] { Listen, AgentListen, Data, AccountId, Region, LogLevel })
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, .. RegistryOptionsList])
         {
             cmd.Options.Add(o);
         }
@@ -157,6 +181,17 @@ internal static class Commands
                 PublicEndpoint = endpoint,
                 AgentPort = agentPort,
             });
+            var registryHost = p.GetValue(RegistryHost);
+            var localHosts = new[] { $"localhost:{port}", $"127.0.0.1:{port}" };
+            builder.Services.AddBerthRegistry(new RegistryOptions
+            {
+                DataDirectory = Path.Combine(data, "registry"),
+                Host = string.IsNullOrEmpty(registryHost) ? localHosts[0] : registryHost,
+                Aliases = localHosts,
+                RequireAuth = p.GetValue(RegistryAuth),
+                SweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(RegistrySweepSeconds) ?? 300)),
+                GcGracePeriod = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(RegistryGcGraceSeconds) ?? 3600)),
+            });
         }
         else
         {
@@ -190,6 +225,7 @@ internal static class Commands
         if (withServer)
         {
             app.MapBerthControlPlane();
+            app.MapBerthRegistry();
         }
         await app.StartAsync(ct).ConfigureAwait(false);
         if (withServer)

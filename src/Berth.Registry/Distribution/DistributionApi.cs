@@ -1,0 +1,636 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Berth.Registry.Auth;
+using Berth.Registry.Metadata;
+using Berth.Registry.Storage;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+
+namespace Berth.Registry.Distribution;
+
+/// <summary>
+/// The OCI distribution API (v1.1) under /v2/: one handler that routes on the path from its end,
+/// since repository names may contain slashes (and even the words "blobs" or "manifests").
+/// </summary>
+public sealed partial class DistributionApi(RegistryService registry, RegistryTokens tokens, ILogger<DistributionApi> logger)
+{
+    private const string ApiVersionHeader = "Docker-Distribution-API-Version";
+    private const string DigestHeader = "Docker-Content-Digest";
+    private const string UploadUuidHeader = "Docker-Upload-UUID";
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        var ct = context.RequestAborted;
+        context.Response.Headers[ApiVersionHeader] = "registry/2.0";
+        try
+        {
+            if (registry.Options.RequireAuth && !tokens.IsValidBasic(context.Request.Headers.Authorization.ToString()))
+            {
+                context.Response.Headers.WWWAuthenticate = "Basic realm=\"Berth registry\"";
+                throw new RegistryException("UNAUTHORIZED", "authentication required; run: aws ecr get-login-password | docker login --username AWS --password-stdin " + registry.Options.Host, 401);
+            }
+            await RouteAsync(context, ct).ConfigureAwait(false);
+        }
+        catch (RegistryException e)
+        {
+            await WriteErrorAsync(context, e).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (BadHttpRequestException e)
+        {
+            await WriteErrorAsync(context, new RegistryException(e.StatusCode == 413 ? "SIZE_INVALID" : "UNSUPPORTED", e.Message, e.StatusCode)).ConfigureAwait(false);
+        }
+        catch (IOException) when (ct.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            LogUnhandled(logger, e, context.Request.Method, context.Request.Path);
+            await WriteErrorAsync(context, new RegistryException("UNKNOWN", "internal error; the request was not applied (see the server log)", 500)).ConfigureAwait(false);
+        }
+    }
+
+    private Task RouteAsync(HttpContext context, CancellationToken ct)
+    {
+        var method = context.Request.Method;
+        var path = context.Request.Path.Value ?? "/v2/";
+        var rest = path.Length > 4 ? path[4..] : "";
+        if (rest.Length == 0)
+        {
+            return method is "GET" or "HEAD" ? WriteJsonAsync(context, 200, "{}"u8.ToArray()) : throw MethodNotAllowed();
+        }
+        if (rest == "_catalog")
+        {
+            return method == "GET" ? CatalogAsync(context) : throw MethodNotAllowed();
+        }
+        var segs = rest.Split('/');
+        if (segs.Length >= 3 && segs[^1] == "list" && segs[^2] == "tags")
+        {
+            var name = Name(segs, 2);
+            return method == "GET" ? TagsListAsync(context, name) : throw MethodNotAllowed();
+        }
+        if (segs.Length >= 3 && segs[^2] == "manifests")
+        {
+            var name = Name(segs, 2);
+            return method switch
+            {
+                "GET" or "HEAD" => GetManifestAsync(context, name, segs[^1], ct),
+                "PUT" => PutManifestAsync(context, name, segs[^1], ct),
+                "DELETE" => DeleteManifestAsync(context, name, segs[^1], ct),
+                _ => throw MethodNotAllowed(),
+            };
+        }
+        if (segs.Length >= 3 && segs[^2] == "referrers")
+        {
+            var name = Name(segs, 2);
+            return method == "GET" ? ReferrersAsync(context, name, segs[^1]) : throw MethodNotAllowed();
+        }
+        if (segs.Length >= 4 && segs[^1] == "" && segs[^2] == "uploads" && segs[^3] == "blobs")
+        {
+            var name = Name(segs, 3);
+            return method == "POST" ? StartUploadAsync(context, name, ct) : throw MethodNotAllowed();
+        }
+        if (segs.Length >= 3 && segs[^1] == "uploads" && segs[^2] == "blobs" && method == "POST")
+        {
+            return StartUploadAsync(context, Name(segs, 2), ct);
+        }
+        if (segs.Length >= 4 && segs[^2] == "uploads" && segs[^3] == "blobs")
+        {
+            var name = Name(segs, 3);
+            var session = registry.Blobs.FindUpload(segs[^1]);
+            if (session is null || session.Repository != name)
+            {
+                throw RegistryException.UploadUnknown(segs[^1]);
+            }
+            return method switch
+            {
+                "GET" => UploadStatusAsync(context, name, session),
+                "PATCH" => PatchUploadAsync(context, name, session, ct),
+                "PUT" => FinishUploadAsync(context, name, session, ct),
+                "DELETE" => CancelUploadAsync(context, session),
+                _ => throw MethodNotAllowed(),
+            };
+        }
+        if (segs.Length >= 3 && segs[^2] == "blobs")
+        {
+            var name = Name(segs, 2);
+            return method switch
+            {
+                "GET" or "HEAD" => GetBlobAsync(context, name, segs[^1], ct),
+                "DELETE" => DeleteBlobAsync(context, name, segs[^1], ct),
+                _ => throw MethodNotAllowed(),
+            };
+        }
+        throw new RegistryException("NOT_FOUND", "no such registry endpoint", 404, path);
+    }
+
+    private static string Name(string[] segs, int suffix)
+    {
+        var name = string.Join('/', segs[..^suffix]);
+        RegistryService.ValidateName(name);
+        return name;
+    }
+
+    private static RegistryException MethodNotAllowed() => RegistryException.Unsupported("the operation is unsupported");
+
+    // ---- blobs --------------------------------------------------------------------------------
+
+    private static Digest ParseDigest(string? value)
+        => Digest.TryParse(value, out var d) ? d.Value : throw RegistryException.DigestInvalid("provided digest did not match the format algorithm:hex (sha256 or sha512)", value);
+
+    private async Task GetBlobAsync(HttpContext context, string name, string digestText, CancellationToken ct)
+    {
+        var digest = ParseDigest(digestText);
+        if (registry.FindRepository(name) is null)
+        {
+            throw RegistryException.NameUnknown(name);
+        }
+        if (registry.StatBlob(name, digest) is null)
+        {
+            throw RegistryException.BlobUnknown(digestText);
+        }
+        await using var stream = registry.Blobs.OpenRead(digest) ?? throw RegistryException.BlobUnknown(digestText);
+        var size = stream.Length;
+        var response = context.Response;
+        response.Headers[DigestHeader] = digestText;
+        response.Headers.AcceptRanges = "bytes";
+        response.Headers.ETag = "\"" + digestText + "\"";
+        response.Headers.CacheControl = "max-age=31536000";
+        response.ContentType = "application/octet-stream";
+
+        long offset = 0, length = size;
+        var range = context.Request.Headers.Range.ToString();
+        if (range.Length > 0)
+        {
+            if (!TryParseRange(range, size, out offset, out length))
+            {
+                response.Headers.ContentRange = $"bytes */{size}";
+                throw new RegistryException("BLOB_UNKNOWN", "requested range not satisfiable", 416, range);
+            }
+            response.StatusCode = 206;
+            response.Headers.ContentRange = $"bytes {offset}-{offset + length - 1}/{size}";
+        }
+        else
+        {
+            response.StatusCode = 200;
+        }
+        response.ContentLength = length;
+        if (HttpMethods.IsHead(context.Request.Method))
+        {
+            return;
+        }
+        if (offset > 0)
+        {
+            stream.Seek(offset, SeekOrigin.Begin);
+        }
+        await StreamCopy.CopyAsync(stream, response.Body, length, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>One range of <c>bytes=a-b</c>, <c>bytes=a-</c> or <c>bytes=-n</c>.</summary>
+    internal static bool TryParseRange(string header, long size, out long offset, out long length)
+    {
+        offset = 0;
+        length = 0;
+        if (!header.StartsWith("bytes=", StringComparison.OrdinalIgnoreCase) || header.Contains(',', StringComparison.Ordinal))
+        {
+            return false;
+        }
+        var spec = header[6..].Trim();
+        var dash = spec.IndexOf('-', StringComparison.Ordinal);
+        if (dash < 0)
+        {
+            return false;
+        }
+        var a = spec[..dash];
+        var b = spec[(dash + 1)..];
+        if (a.Length == 0)
+        {
+            if (!long.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out var suffix) || suffix == 0 || size == 0)
+            {
+                return false;
+            }
+            length = Math.Min(suffix, size);
+            offset = size - length;
+            return true;
+        }
+        if (!long.TryParse(a, NumberStyles.None, CultureInfo.InvariantCulture, out offset) || offset >= size)
+        {
+            return false;
+        }
+        long end = size - 1;
+        if (b.Length > 0 && (!long.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out end) || end < offset))
+        {
+            return false;
+        }
+        end = Math.Min(end, size - 1);
+        length = end - offset + 1;
+        return true;
+    }
+
+    private async Task DeleteBlobAsync(HttpContext context, string name, string digestText, CancellationToken ct)
+    {
+        var digest = ParseDigest(digestText);
+        registry.RequireRepository(name);
+        await registry.UnlinkBlobAsync(name, digest, ct).ConfigureAwait(false);
+        context.Response.StatusCode = 202;
+        context.Response.ContentLength = 0;
+    }
+
+    private async Task StartUploadAsync(HttpContext context, string name, CancellationToken ct)
+    {
+        var query = context.Request.Query;
+        await registry.RepositoryForPushAsync(name, ct).ConfigureAwait(false);
+        if (query.TryGetValue("mount", out var mount))
+        {
+            var digest = ParseDigest(mount.ToString());
+            var from = query["from"].ToString();
+            if (from.Length > 0 && await registry.MountAsync(name, digest, from, ct).ConfigureAwait(false) is not null)
+            {
+                BlobCreated(context, name, digest);
+                return;
+            }
+            // Not mountable: fall back to an ordinary upload session, as the spec allows.
+        }
+        var session = registry.Blobs.StartUpload(name);
+        if (query.TryGetValue("digest", out var monolithic))
+        {
+            var digest = ParseDigest(monolithic.ToString());
+            AllowLargeBody(context);
+            await registry.Blobs.AppendAsync(session, context.Request.Body, null, ct).ConfigureAwait(false);
+            await CompleteAsync(context, name, session, digest, ct).ConfigureAwait(false);
+            return;
+        }
+        UploadAccepted(context, name, session, 202);
+    }
+
+    private Task UploadStatusAsync(HttpContext context, string name, UploadSession session)
+    {
+        UploadAccepted(context, name, session, 204);
+        return Task.CompletedTask;
+    }
+
+    private async Task PatchUploadAsync(HttpContext context, string name, UploadSession session, CancellationToken ct)
+    {
+        AllowLargeBody(context);
+        long? start = null;
+        var contentRange = context.Request.Headers.ContentRange.ToString();
+        if (contentRange.Length > 0)
+        {
+            if (!TryParseChunkRange(contentRange, out var s, out var e) || (context.Request.ContentLength is { } len && len != e - s + 1))
+            {
+                throw RegistryException.RangeInvalid($"invalid Content-Range '{contentRange}'");
+            }
+            start = s;
+        }
+        if (!await registry.Blobs.AppendAsync(session, context.Request.Body, start, ct).ConfigureAwait(false))
+        {
+            context.Response.Headers.Range = session.Length == 0 ? "0-0" : $"0-{session.Length - 1}";
+            context.Response.Headers.Location = UploadLocation(name, session);
+            throw RegistryException.RangeInvalid($"chunk starts at {start} but the upload has {session.Length} bytes");
+        }
+        UploadAccepted(context, name, session, 202);
+    }
+
+    /// <summary>Content-Range of a chunk: "start-end" (the spec's form) or "bytes start-end/*".</summary>
+    internal static bool TryParseChunkRange(string value, out long start, out long end)
+    {
+        start = end = 0;
+        var v = value.Trim();
+        if (v.StartsWith("bytes ", StringComparison.OrdinalIgnoreCase))
+        {
+            v = v[6..];
+        }
+        var slash = v.IndexOf('/', StringComparison.Ordinal);
+        if (slash >= 0)
+        {
+            v = v[..slash];
+        }
+        var dash = v.IndexOf('-', StringComparison.Ordinal);
+        return dash > 0
+            && long.TryParse(v[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out start)
+            && long.TryParse(v[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out end)
+            && end >= start;
+    }
+
+    private async Task FinishUploadAsync(HttpContext context, string name, UploadSession session, CancellationToken ct)
+    {
+        var digestText = context.Request.Query["digest"].ToString();
+        if (digestText.Length == 0)
+        {
+            throw RegistryException.DigestInvalid("the digest query parameter is required to complete an upload");
+        }
+        var digest = ParseDigest(digestText);
+        AllowLargeBody(context);
+        long? start = null;
+        var contentRange = context.Request.Headers.ContentRange.ToString();
+        if (contentRange.Length > 0)
+        {
+            if (!TryParseChunkRange(contentRange, out var s, out _))
+            {
+                throw RegistryException.RangeInvalid($"invalid Content-Range '{contentRange}'");
+            }
+            start = s;
+        }
+        if (!await registry.Blobs.AppendAsync(session, context.Request.Body, start, ct).ConfigureAwait(false))
+        {
+            throw RegistryException.RangeInvalid($"final chunk starts at {start} but the upload has {session.Length} bytes");
+        }
+        await CompleteAsync(context, name, session, digest, ct).ConfigureAwait(false);
+    }
+
+    private async Task CompleteAsync(HttpContext context, string name, UploadSession session, Digest digest, CancellationToken ct)
+    {
+        if (await registry.Blobs.CompleteAsync(session, digest, ct).ConfigureAwait(false) is not { } size)
+        {
+            throw RegistryException.DigestInvalid("provided digest did not match uploaded content", digest.ToString());
+        }
+        await registry.LinkAsync(name, digest, size, ct).ConfigureAwait(false);
+        BlobCreated(context, name, digest);
+    }
+
+    private Task CancelUploadAsync(HttpContext context, UploadSession session)
+    {
+        registry.Blobs.CancelUpload(session);
+        context.Response.StatusCode = 204;
+        return Task.CompletedTask;
+    }
+
+    private static void BlobCreated(HttpContext context, string name, Digest digest)
+    {
+        context.Response.StatusCode = 201;
+        context.Response.Headers.Location = $"/v2/{name}/blobs/{digest}";
+        context.Response.Headers[DigestHeader] = digest.ToString();
+        context.Response.ContentLength = 0;
+    }
+
+    private static void UploadAccepted(HttpContext context, string name, UploadSession session, int status)
+    {
+        context.Response.StatusCode = status;
+        context.Response.Headers.Location = UploadLocation(name, session);
+        context.Response.Headers.Range = session.Length == 0 ? "0-0" : $"0-{session.Length - 1}";
+        context.Response.Headers[UploadUuidHeader] = session.Id;
+        context.Response.ContentLength = 0;
+    }
+
+    private static string UploadLocation(string name, UploadSession session) => $"/v2/{name}/blobs/uploads/{session.Id}";
+
+    private static void AllowLargeBody(HttpContext context)
+    {
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = null;
+        }
+    }
+
+    // ---- manifests ----------------------------------------------------------------------------
+
+    private async Task GetManifestAsync(HttpContext context, string name, string reference, CancellationToken ct)
+    {
+        if (Digest.LooksLikeDigest(reference))
+        {
+            ParseDigest(reference);
+        }
+        else if (!RegistryNames.IsValidTag(reference))
+        {
+            throw RegistryException.TagInvalid(reference);
+        }
+        if (registry.FindRepository(name) is null)
+        {
+            throw RegistryException.NameUnknown(name);
+        }
+        var manifest = registry.FindManifest(name, reference) ?? throw RegistryException.ManifestUnknown(reference);
+        if (!Acceptable(context.Request.Headers.Accept, manifest.MediaType))
+        {
+            throw new RegistryException("MANIFEST_UNKNOWN", $"manifest is of type {manifest.MediaType}, which the Accept header does not allow", 404, reference);
+        }
+        var bytes = await registry.ReadManifestAsync(manifest, ct).ConfigureAwait(false) ?? throw RegistryException.ManifestUnknown(reference);
+        var response = context.Response;
+        response.StatusCode = 200;
+        response.ContentType = manifest.MediaType;
+        response.ContentLength = bytes.Length;
+        response.Headers[DigestHeader] = manifest.Digest;
+        response.Headers.ETag = "\"" + manifest.Digest + "\"";
+        if (HttpMethods.IsHead(context.Request.Method))
+        {
+            return;
+        }
+        await response.Body.WriteAsync(bytes, ct).ConfigureAwait(false);
+        await registry.RecordPullAsync(manifest, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Docker schema 2 content is served to everyone (clients that list only schema 1 still read it);
+    /// OCI content only to clients that accept it (or send no Accept, or */*).
+    /// </summary>
+    private static bool Acceptable(Microsoft.Extensions.Primitives.StringValues accept, string mediaType)
+    {
+        if (mediaType is MediaTypes.DockerManifest or MediaTypes.DockerManifestList)
+        {
+            return true;
+        }
+        var any = false;
+        foreach (var header in accept)
+        {
+            foreach (var part in (header ?? "").Split(','))
+            {
+                var type = ManifestParser.NormalizeContentType(part);
+                if (type is null)
+                {
+                    continue;
+                }
+                any = true;
+                if (type == mediaType || type is "*/*" or "application/*")
+                {
+                    return true;
+                }
+            }
+        }
+        return !any;
+    }
+
+    private async Task PutManifestAsync(HttpContext context, string name, string reference, CancellationToken ct)
+    {
+        if (context.Request.ContentLength > ManifestParser.MaxManifestBytes)
+        {
+            throw RegistryException.SizeInvalid($"manifest is larger than {ManifestParser.MaxManifestBytes} bytes", 413);
+        }
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = await context.Request.Body.ReadAsync(chunk, ct).ConfigureAwait(false)) > 0)
+        {
+            if (buffer.Length + n > ManifestParser.MaxManifestBytes)
+            {
+                throw RegistryException.SizeInvalid($"manifest is larger than {ManifestParser.MaxManifestBytes} bytes", 413);
+            }
+            buffer.Write(chunk, 0, n);
+        }
+        var manifest = await registry.PutManifestAsync(name, reference, buffer.ToArray(), context.Request.ContentType, ct).ConfigureAwait(false);
+        var response = context.Response;
+        response.StatusCode = 201;
+        response.Headers.Location = $"/v2/{name}/manifests/{manifest.Digest}";
+        response.Headers[DigestHeader] = manifest.Digest;
+        if (manifest.Subject is not null)
+        {
+            response.Headers["OCI-Subject"] = manifest.Subject;
+        }
+        response.ContentLength = 0;
+    }
+
+    private async Task DeleteManifestAsync(HttpContext context, string name, string reference, CancellationToken ct)
+    {
+        registry.RequireRepository(name);
+        if (Digest.LooksLikeDigest(reference))
+        {
+            await registry.DeleteManifestAsync(name, ParseDigest(reference).ToString(), ct).ConfigureAwait(false);
+        }
+        else if (RegistryNames.IsValidTag(reference))
+        {
+            await registry.DeleteTagAsync(name, reference, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            throw RegistryException.TagInvalid(reference);
+        }
+        context.Response.StatusCode = 202;
+        context.Response.ContentLength = 0;
+    }
+
+    // ---- discovery ----------------------------------------------------------------------------
+
+    private Task TagsListAsync(HttpContext context, string name)
+    {
+        registry.RequireRepository(name);
+        var (n, last) = Paging(context);
+        var tags = registry.State.TagsOf(name).Select(t => t.Tag).Order(StringComparer.Ordinal).ToList();
+        var page = Page(tags, n, last, out var more);
+        if (more)
+        {
+            context.Response.Headers.Link = $"</v2/{name}/tags/list?n={n}&last={Uri.EscapeDataString(page[^1])}>; rel=\"next\"";
+        }
+        return WriteJsonAsync(context, 200, JsonSerializer.SerializeToUtf8Bytes(new TagList(name, page), DistributionJsonContext.Default.TagList));
+    }
+
+    private Task CatalogAsync(HttpContext context)
+    {
+        var (n, last) = Paging(context);
+        var names = registry.State.Repositories.All.Select(r => r.Id).Order(StringComparer.Ordinal).ToList();
+        var page = Page(names, n, last, out var more);
+        if (more)
+        {
+            context.Response.Headers.Link = $"</v2/_catalog?n={n}&last={Uri.EscapeDataString(page[^1])}>; rel=\"next\"";
+        }
+        return WriteJsonAsync(context, 200, JsonSerializer.SerializeToUtf8Bytes(new Catalog(page), DistributionJsonContext.Default.Catalog));
+    }
+
+    private static (int? N, string? Last) Paging(HttpContext context)
+    {
+        int? n = null;
+        var q = context.Request.Query;
+        if (q.TryGetValue("n", out var nv))
+        {
+            if (!int.TryParse(nv.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var parsed) || parsed > 10000)
+            {
+                throw new RegistryException("PAGINATION_NUMBER_INVALID", "invalid number of results requested: n must be an integer from 0 to 10000", 400, nv.ToString());
+            }
+            n = parsed;
+        }
+        var last = q.TryGetValue("last", out var lv) ? lv.ToString() : null;
+        return (n, last);
+    }
+
+    private static List<string> Page(List<string> sorted, int? n, string? last, out bool more)
+    {
+        IEnumerable<string> items = sorted;
+        if (!string.IsNullOrEmpty(last))
+        {
+            items = items.Where(x => string.CompareOrdinal(x, last) > 0);
+        }
+        var rest = items.ToList();
+        if (n is { } take && rest.Count > take)
+        {
+            more = take > 0;
+            return rest.Take(take).ToList();
+        }
+        more = false;
+        return rest;
+    }
+
+    private Task ReferrersAsync(HttpContext context, string name, string digestText)
+    {
+        var digest = ParseDigest(digestText).ToString();
+        var artifactType = context.Request.Query["artifactType"].ToString();
+        var referrers = registry.State.ManifestsOf(name)
+            .Where(m => m.Subject == digest)
+            .Select(m => new ReferrerDescriptor(m.MediaType, m.Digest, m.Size, m.ArtifactType ?? m.ConfigMediaType, m.Annotations))
+            .Where(d => artifactType.Length == 0 || d.ArtifactType == artifactType)
+            .OrderBy(d => d.Digest, StringComparer.Ordinal)
+            .ToList();
+        if (artifactType.Length > 0)
+        {
+            context.Response.Headers["OCI-Filters-Applied"] = "artifactType";
+        }
+        var index = new ReferrersIndex(2, MediaTypes.OciIndex, referrers);
+        context.Response.StatusCode = 200;
+        context.Response.ContentType = MediaTypes.OciIndex;
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(index, DistributionJsonContext.Default.ReferrersIndex);
+        context.Response.ContentLength = bytes.Length;
+        return context.Response.Body.WriteAsync(bytes, context.RequestAborted).AsTask();
+    }
+
+    // ---- responses ----------------------------------------------------------------------------
+
+    private static Task WriteJsonAsync(HttpContext context, int status, byte[] body)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = body.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : context.Response.Body.WriteAsync(body, context.RequestAborted).AsTask();
+    }
+
+    private static Task WriteErrorAsync(HttpContext context, RegistryException e)
+    {
+        if (context.Response.HasStarted)
+        {
+            return Task.CompletedTask;
+        }
+        context.Response.StatusCode = e.Status;
+        var body = JsonSerializer.SerializeToUtf8Bytes(new ErrorList([new ErrorEntry(e.Code, e.Message, e.Detail)]), DistributionJsonContext.Default.ErrorList);
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = HttpMethods.IsHead(context.Request.Method) ? null : body.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : context.Response.Body.WriteAsync(body, CancellationToken.None).AsTask();
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
+    private static partial void LogUnhandled(ILogger logger, Exception e, string method, PathString path);
+}
+
+internal static class StreamCopy
+{
+    /// <summary>Copies exactly <paramref name="length"/> bytes with one pooled buffer (memory stays flat in blob size).</summary>
+    public static async Task CopyAsync(Stream source, Stream destination, long length, CancellationToken ct)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            while (length > 0)
+            {
+                var n = await source.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, length)), ct).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    throw new IOException("blob ended early");
+                }
+                await destination.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+                length -= n;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+using Berth.Aws.Ecr;
+using Berth.Aws.Protocol;
+using Berth.Registry.Auth;
+using Berth.Registry.Hosting;
+using static Berth.Registry.Ecr.EcrApi;
+
+namespace Berth.Registry.Ecr;
+
+/// <summary>GetAuthorizationToken: a 12-hour registry password, as base64 "AWS:password", for docker login.</summary>
+internal sealed class AuthorizationOperations(RegistryTokens tokens, RegistryOptions options)
+{
+    public void Map(AwsJsonService s)
+        => s.Map(EcrOperations.GetAuthorizationToken, Json.GetAuthorizationTokenRequest, Json.GetAuthorizationTokenResponse, (_, _) =>
+        {
+            var (password, expires) = tokens.Issue();
+            return Task.FromResult(new GetAuthorizationTokenResponse
+            {
+                AuthorizationData =
+                [
+                    new AuthorizationData { AuthorizationToken = RegistryTokens.AuthorizationToken(password), ExpiresAt = expires, ProxyEndpoint = "http://" + options.Host },
+                ],
+            });
+        });
+}

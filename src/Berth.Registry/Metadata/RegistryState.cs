@@ -1,0 +1,146 @@
+using System.Text.Json.Serialization;
+using Berth.Aws.Ecr;
+using Berth.State;
+
+namespace Berth.Registry.Metadata;
+
+/// <summary>
+/// The registry's metadata in the Berth store; blob bytes live in <see cref="Storage.BlobStore"/>.
+/// </summary>
+/// <remarks>
+/// Key layout ('@' and ':' never occur in repository names, so a prefix scan never crosses repositories):
+///   registry/repos/{name}                 repository settings, policies, tags
+///   registry/manifests/{name}@{digest}    one manifest in one repository
+///   registry/tags/{name}:{tag}            tag → manifest digest
+///   registry/links/{name}@{digest}        a blob uploaded to (or mounted into) a repository
+/// </remarks>
+public sealed class RegistryState : DocumentState
+{
+    public RegistryState(IStateStore store) : base(store)
+    {
+        Repositories = Table("registry/repos/", RegistryJsonContext.Default.StoredRepository);
+        Manifests = Table("registry/manifests/", RegistryJsonContext.Default.StoredManifest);
+        Tags = Table("registry/tags/", RegistryJsonContext.Default.StoredTag);
+        Links = Table("registry/links/", RegistryJsonContext.Default.BlobLink);
+    }
+
+    public DocumentTable<StoredRepository> Repositories { get; }
+    public DocumentTable<StoredManifest> Manifests { get; }
+    public DocumentTable<StoredTag> Tags { get; }
+    public DocumentTable<BlobLink> Links { get; }
+
+    public static string ManifestId(string repository, string digest) => repository + "@" + digest;
+    public static string TagId(string repository, string tag) => repository + ":" + tag;
+    public static string LinkId(string repository, string digest) => repository + "@" + digest;
+
+    /// <summary>Manifests of one repository (unordered).</summary>
+    public IEnumerable<StoredManifest> ManifestsOf(string repository)
+        => Manifests.All.Where(m => m.Value.Repository == repository).Select(m => m.Value);
+
+    /// <summary>Tags of one repository (unordered).</summary>
+    public IEnumerable<StoredTag> TagsOf(string repository)
+        => Tags.All.Where(t => t.Value.Repository == repository).Select(t => t.Value);
+
+    public IEnumerable<string> TagsFor(string repository, string digest)
+        => TagsOf(repository).Where(t => t.Digest == digest).Select(t => t.Tag);
+}
+
+/// <summary>A repository: the ECR shape plus what ECR keeps beside it.</summary>
+public sealed class StoredRepository
+{
+    [JsonPropertyName("repository")]
+    public required Repository Repository { get; set; }
+
+    [JsonPropertyName("tags")]
+    public List<Tag>? Tags { get; set; }
+
+    [JsonPropertyName("policyText")]
+    public string? PolicyText { get; set; }
+
+    [JsonPropertyName("lifecyclePolicyText")]
+    public string? LifecyclePolicyText { get; set; }
+
+    [JsonPropertyName("lifecyclePolicyEvaluatedAt")]
+    public DateTimeOffset? LifecyclePolicyEvaluatedAt { get; set; }
+}
+
+/// <summary>A manifest stored in a repository; its bytes are the blob named by <see cref="Digest"/>.</summary>
+public sealed class StoredManifest
+{
+    [JsonPropertyName("repository")]
+    public required string Repository { get; set; }
+
+    [JsonPropertyName("digest")]
+    public required string Digest { get; set; }
+
+    [JsonPropertyName("mediaType")]
+    public required string MediaType { get; set; }
+
+    /// <summary>Size of the manifest itself in bytes.</summary>
+    [JsonPropertyName("size")]
+    public long Size { get; set; }
+
+    /// <summary>Sum of the config and layer sizes (of the children, for an index), as ECR's imageSizeInBytes.</summary>
+    [JsonPropertyName("imageSize")]
+    public long ImageSize { get; set; }
+
+    [JsonPropertyName("pushedAt")]
+    public DateTimeOffset PushedAt { get; set; }
+
+    [JsonPropertyName("lastPulledAt")]
+    public DateTimeOffset? LastPulledAt { get; set; }
+
+    /// <summary>Blob digests the manifest references (config and layers).</summary>
+    [JsonPropertyName("blobs")]
+    public List<string> Blobs { get; set; } = [];
+
+    /// <summary>Manifest digests an index references.</summary>
+    [JsonPropertyName("children")]
+    public List<string> Children { get; set; } = [];
+
+    [JsonPropertyName("subject")]
+    public string? Subject { get; set; }
+
+    [JsonPropertyName("artifactType")]
+    public string? ArtifactType { get; set; }
+
+    [JsonPropertyName("configMediaType")]
+    public string? ConfigMediaType { get; set; }
+
+    [JsonPropertyName("annotations")]
+    public Dictionary<string, string>? Annotations { get; set; }
+}
+
+public sealed class StoredTag
+{
+    [JsonPropertyName("repository")]
+    public required string Repository { get; set; }
+
+    [JsonPropertyName("tag")]
+    public required string Tag { get; set; }
+
+    [JsonPropertyName("digest")]
+    public required string Digest { get; set; }
+}
+
+public sealed class BlobLink
+{
+    [JsonPropertyName("repository")]
+    public required string Repository { get; set; }
+
+    [JsonPropertyName("digest")]
+    public required string Digest { get; set; }
+
+    [JsonPropertyName("size")]
+    public long Size { get; set; }
+
+    [JsonPropertyName("linkedAt")]
+    public DateTimeOffset LinkedAt { get; set; }
+}
+
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(StoredRepository))]
+[JsonSerializable(typeof(StoredManifest))]
+[JsonSerializable(typeof(StoredTag))]
+[JsonSerializable(typeof(BlobLink))]
+internal sealed partial class RegistryJsonContext : JsonSerializerContext;

@@ -1,0 +1,435 @@
+using Berth.Aws.Ecr;
+using Berth.Core;
+using Berth.Registry.Hosting;
+using Berth.Registry.Metadata;
+using Berth.Registry.Storage;
+using Berth.State;
+
+namespace Berth.Registry;
+
+/// <summary>
+/// The registry's operations over blobs and metadata, shared by the distribution API (/v2/) and the
+/// ECR API so that both are views of the same data. Every metadata change goes through one
+/// <see cref="RegistryState"/> transaction; blob bytes are published before any metadata names them.
+/// </summary>
+public sealed class RegistryService(RegistryState state, BlobStore blobs, RegistryOptions options, Arns arns, TimeProvider time)
+{
+    public RegistryState State { get; } = state;
+    public BlobStore Blobs { get; } = blobs;
+    public RegistryOptions Options { get; } = options;
+
+    // ---- repositories -------------------------------------------------------------------------
+
+    public StoredRepository? FindRepository(string name) => State.Repositories.Find(name);
+
+    public StoredRepository RequireRepository(string name)
+        => FindRepository(name) ?? throw RegistryException.NameUnknown(name);
+
+    public static void ValidateName(string name)
+    {
+        if (!RegistryNames.IsValidRepository(name))
+        {
+            throw RegistryException.NameInvalid(name);
+        }
+    }
+
+    public Repository NewRepository(string name, string? tagMutability = null) => new()
+    {
+        RepositoryName = name,
+        RepositoryArn = arns.EcrRepository(name),
+        RegistryId = arns.Identity.AccountId,
+        RepositoryUri = Options.Host + "/" + name,
+        CreatedAt = time.GetUtcNow(),
+        ImageTagMutability = tagMutability ?? "MUTABLE",
+        ImageScanningConfiguration = new ImageScanningConfiguration { ScanOnPush = false },
+        EncryptionConfiguration = new EncryptionConfiguration { EncryptionType = "AES256" },
+    };
+
+    /// <summary>Creates a repository; false when one of that name exists already.</summary>
+    public async Task<bool> CreateRepositoryAsync(StoredRepository repository, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var name = repository.Repository.RepositoryName!;
+        if (State.Repositories.Find(name) is not null)
+        {
+            return false;
+        }
+        await tx.Put(State.Repositories, name, repository, expectedRevision: 0).CommitAsync(ct).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Rewrites a repository document (settings, policies, tags) under the write lock.</summary>
+    public async Task<StoredRepository> UpdateRepositoryAsync(string name, Action<StoredRepository> change, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var current = State.Repositories.Get(name) ?? throw RegistryException.NameUnknown(name);
+        var copy = State.Repositories.Clone(current.Value);
+        change(copy);
+        await tx.Put(State.Repositories, name, copy, current.Revision).CommitAsync(ct).ConfigureAwait(false);
+        return copy;
+    }
+
+    /// <summary>Deletes a repository with its manifests, tags and blob links; the blobs go at the next sweep.</summary>
+    public async Task<StoredRepository> DeleteRepositoryAsync(string name, bool force, Func<StoredRepository, int, Exception> notEmpty, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var repo = State.Repositories.Find(name) ?? throw RegistryException.NameUnknown(name);
+        var manifests = State.ManifestsOf(name).ToList();
+        if (manifests.Count > 0 && !force)
+        {
+            throw notEmpty(repo, manifests.Count);
+        }
+        foreach (var m in manifests)
+        {
+            tx.Delete(State.Manifests, RegistryState.ManifestId(name, m.Digest));
+        }
+        foreach (var t in State.TagsOf(name).ToList())
+        {
+            tx.Delete(State.Tags, RegistryState.TagId(name, t.Tag));
+        }
+        foreach (var l in State.Links.All.Where(l => l.Value.Repository == name).ToList())
+        {
+            tx.Delete(State.Links, l.Id);
+        }
+        await tx.Delete(State.Repositories, name).CommitAsync(ct).ConfigureAwait(false);
+        return repo;
+    }
+
+    /// <summary>The repository a push goes to, created on the first push when <see cref="RegistryOptions.CreateOnPush"/>.</summary>
+    public async Task<StoredRepository> RepositoryForPushAsync(string name, CancellationToken ct)
+    {
+        ValidateName(name);
+        if (FindRepository(name) is { } existing)
+        {
+            return existing;
+        }
+        if (!Options.CreateOnPush)
+        {
+            throw RegistryException.NameUnknown(name);
+        }
+        await CreateRepositoryAsync(new StoredRepository { Repository = NewRepository(name) }, ct).ConfigureAwait(false);
+        return RequireRepository(name);
+    }
+
+    // ---- blobs --------------------------------------------------------------------------------
+
+    /// <summary>Size of a blob that is available in <paramref name="repository"/>, or null.</summary>
+    public long? StatBlob(string repository, Digest digest)
+    {
+        if (State.Links.Find(RegistryState.LinkId(repository, digest.ToString())) is null
+            && !State.ManifestsOf(repository).Any(m => m.Digest == digest.ToString()))
+        {
+            return null;
+        }
+        return Blobs.SizeOf(digest);
+    }
+
+    /// <summary>Records that <paramref name="digest"/> (already published) is part of <paramref name="repository"/>.</summary>
+    public async Task LinkAsync(string repository, Digest digest, long size, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        // The blob may have been swept between publishing and here; never link a missing blob.
+        if (!Blobs.Exists(digest))
+        {
+            throw RegistryException.BlobUnknown(digest.ToString());
+        }
+        await tx.Put(State.Links, RegistryState.LinkId(repository, digest.ToString()),
+            new BlobLink { Repository = repository, Digest = digest.ToString(), Size = size, LinkedAt = time.GetUtcNow() }).CommitAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Cross-repository mount: links a blob of <paramref name="from"/> into <paramref name="repository"/>; false when <paramref name="from"/> does not have it.</summary>
+    public async Task<long?> MountAsync(string repository, Digest digest, string from, CancellationToken ct)
+    {
+        if (!RegistryNames.IsValidRepository(from) || StatBlob(from, digest) is not { } size)
+        {
+            return null;
+        }
+        await LinkAsync(repository, digest, size, ct).ConfigureAwait(false);
+        return size;
+    }
+
+    /// <summary>Removes a blob from a repository (DELETE /v2/NAME/blobs/DIGEST); the bytes go at the next sweep if nothing references them.</summary>
+    public async Task UnlinkBlobAsync(string repository, Digest digest, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var id = RegistryState.LinkId(repository, digest.ToString());
+        if (State.Links.Find(id) is null)
+        {
+            throw RegistryException.BlobUnknown(digest.ToString());
+        }
+        await tx.Delete(State.Links, id).CommitAsync(ct).ConfigureAwait(false);
+    }
+
+    // ---- manifests ----------------------------------------------------------------------------
+
+    /// <summary>Resolves a tag or digest reference to a manifest of the repository.</summary>
+    public StoredManifest? FindManifest(string repository, string reference)
+    {
+        if (Digest.LooksLikeDigest(reference))
+        {
+            return State.Manifests.Find(RegistryState.ManifestId(repository, reference));
+        }
+        var tag = State.Tags.Find(RegistryState.TagId(repository, reference));
+        return tag is null ? null : State.Manifests.Find(RegistryState.ManifestId(repository, tag.Digest));
+    }
+
+    /// <summary>The manifest's bytes (null if the blob vanished, which the store never lets happen while the manifest exists).</summary>
+    public async Task<byte[]?> ReadManifestAsync(StoredManifest manifest, CancellationToken ct)
+    {
+        if (!Digest.TryParse(manifest.Digest, out var d))
+        {
+            return null;
+        }
+        await using var fs = Blobs.OpenRead(d.Value);
+        if (fs is null)
+        {
+            return null;
+        }
+        var bytes = new byte[fs.Length];
+        await fs.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
+        return bytes;
+    }
+
+    /// <summary>Records a pull for ECR's lastRecordedPullTime (at most once a minute per image).</summary>
+    public async Task RecordPullAsync(StoredManifest manifest, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        if (manifest.LastPulledAt is { } last && now - last < TimeSpan.FromMinutes(1))
+        {
+            return;
+        }
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var id = RegistryState.ManifestId(manifest.Repository, manifest.Digest);
+        if (State.Manifests.Get(id) is not { } current)
+        {
+            return;
+        }
+        var copy = State.Manifests.Clone(current.Value);
+        copy.LastPulledAt = now;
+        await tx.Put(State.Manifests, id, copy, current.Revision).CommitAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stores a manifest under a tag or its digest. Every blob and child manifest it names must exist;
+    /// a digest reference must match the content; an immutable repository refuses to move a tag.
+    /// </summary>
+    public async Task<StoredManifest> PutManifestAsync(string repository, string reference, byte[] content, string? contentType, CancellationToken ct)
+    {
+        if (content.Length > ManifestParser.MaxManifestBytes)
+        {
+            throw RegistryException.SizeInvalid($"manifest is larger than {ManifestParser.MaxManifestBytes} bytes", 413);
+        }
+        ValidateName(repository);
+        string? tag = null;
+        Digest? byDigest = null;
+        if (Digest.LooksLikeDigest(reference))
+        {
+            if (!Digest.TryParse(reference, out byDigest))
+            {
+                throw RegistryException.DigestInvalid("invalid digest reference", reference);
+            }
+        }
+        else if (!RegistryNames.IsValidTag(reference))
+        {
+            throw RegistryException.TagInvalid(reference);
+        }
+        else
+        {
+            tag = reference;
+        }
+        var parsed = ManifestParser.Parse(content, contentType);
+        var digest = byDigest is { Algorithm: "sha512" }
+            ? Digest.FromHash("sha512", System.Security.Cryptography.SHA512.HashData(content))
+            : Digest.Sha256(content);
+        if (byDigest is { } expected && expected != digest)
+        {
+            throw RegistryException.DigestInvalid("manifest digest did not match the content", reference);
+        }
+        var repo = await RepositoryForPushAsync(repository, ct).ConfigureAwait(false);
+
+        // Publish the bytes first: metadata never names content that is not on disk.
+        var stored = await Blobs.PutAsync(content, ct).ConfigureAwait(false);
+        var digestText = byDigest is { Algorithm: "sha512" } ? digest.ToString() : stored.ToString();
+        if (digest.Algorithm == "sha512")
+        {
+            // Keep a sha512-addressed copy too, so GET by that digest finds the bytes.
+            await PublishAliasAsync(digest, content, ct).ConfigureAwait(false);
+        }
+
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        long imageSize = 0;
+        var blobDigests = new List<string>();
+        foreach (var b in parsed.Blobs)
+        {
+            if (b.External)
+            {
+                continue;
+            }
+            var bd = Digest.TryParse(b.Digest, out var x) ? x.Value : throw RegistryException.ManifestInvalid("invalid digest " + b.Digest);
+            if (Blobs.SizeOf(bd) is not { } size)
+            {
+                throw RegistryException.ManifestBlobUnknown(b.Digest);
+            }
+            if (size != b.Size)
+            {
+                throw RegistryException.ManifestInvalid($"descriptor of {b.Digest} says {b.Size} bytes but the blob has {size}");
+            }
+            imageSize += size;
+            blobDigests.Add(b.Digest);
+        }
+        foreach (var c in parsed.Children)
+        {
+            var child = State.Manifests.Find(RegistryState.ManifestId(repository, c.Digest)) ?? throw RegistryException.ManifestBlobUnknown(c.Digest);
+            imageSize += child.ImageSize;
+        }
+
+        var id = RegistryState.ManifestId(repository, digestText);
+        var existing = State.Manifests.Find(id);
+        if (tag is not null)
+        {
+            var current = State.Tags.Find(RegistryState.TagId(repository, tag));
+            if (current is not null && current.Digest != digestText && IsImmutable(repo.Repository, tag))
+            {
+                throw new RegistryException("TAG_INVALID",
+                    $"The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the tag is immutable.", 400, tag);
+            }
+            tx.Put(State.Tags, RegistryState.TagId(repository, tag), new StoredTag { Repository = repository, Tag = tag, Digest = digestText });
+        }
+        var now = time.GetUtcNow();
+        var manifest = new StoredManifest
+        {
+            Repository = repository,
+            Digest = digestText,
+            MediaType = parsed.MediaType,
+            Size = content.Length,
+            ImageSize = imageSize,
+            PushedAt = existing?.PushedAt ?? now,
+            LastPulledAt = existing?.LastPulledAt,
+            Blobs = blobDigests,
+            Children = parsed.Children.Select(c => c.Digest).ToList(),
+            Subject = parsed.Subject?.Digest,
+            ArtifactType = parsed.ArtifactType,
+            ConfigMediaType = parsed.ConfigMediaType,
+            Annotations = parsed.Annotations,
+        };
+        tx.Put(State.Manifests, id, manifest);
+        foreach (var b in blobDigests.Distinct())
+        {
+            var linkId = RegistryState.LinkId(repository, b);
+            if (State.Links.Find(linkId) is null)
+            {
+                tx.Put(State.Links, linkId, new BlobLink { Repository = repository, Digest = b, Size = Blobs.SizeOf(Digest.TryParse(b, out var bd) ? bd.Value : default) ?? 0, LinkedAt = now });
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return manifest;
+    }
+
+    public static bool IsImmutable(Repository repo, string tag) => repo.ImageTagMutability switch
+    {
+        "IMMUTABLE" => true,
+        "IMMUTABLE_WITH_EXCLUSION" => !(repo.ImageTagMutabilityExclusionFilters ?? []).Any(f => Wildcard(f.Filter, tag)),
+        "MUTABLE_WITH_EXCLUSION" => (repo.ImageTagMutabilityExclusionFilters ?? []).Any(f => Wildcard(f.Filter, tag)),
+        _ => false,
+    };
+
+    /// <summary>ECR's wildcard match: '*' matches any run of characters.</summary>
+    public static bool Wildcard(string? pattern, string value)
+    {
+        if (pattern is null)
+        {
+            return false;
+        }
+        var rx = "^" + string.Join(".*", pattern.Split('*').Select(System.Text.RegularExpressions.Regex.Escape)) + "$";
+        return System.Text.RegularExpressions.Regex.IsMatch(value, rx, System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Deletes a manifest by digest, with every tag that points at it.</summary>
+    public async Task<StoredManifest> DeleteManifestAsync(string repository, string digest, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var id = RegistryState.ManifestId(repository, digest);
+        var manifest = State.Manifests.Find(id) ?? throw RegistryException.ManifestUnknown(digest);
+        foreach (var t in State.TagsOf(repository).Where(t => t.Digest == digest).ToList())
+        {
+            tx.Delete(State.Tags, RegistryState.TagId(repository, t.Tag));
+        }
+        await tx.Delete(State.Manifests, id).CommitAsync(ct).ConfigureAwait(false);
+        return manifest;
+    }
+
+    /// <summary>Removes one tag; the manifest stays (reachable by digest).</summary>
+    public async Task<StoredTag> DeleteTagAsync(string repository, string tag, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var id = RegistryState.TagId(repository, tag);
+        var t = State.Tags.Find(id) ?? throw RegistryException.ManifestUnknown(tag);
+        await tx.Delete(State.Tags, id).CommitAsync(ct).ConfigureAwait(false);
+        return t;
+    }
+
+    // ---- garbage collection -------------------------------------------------------------------
+
+    /// <summary>
+    /// One sweep: drops idle uploads, links older than the grace period that no manifest of their repository
+    /// needs, and blob files nothing references. Holds the metadata write lock throughout, so no manifest
+    /// can start naming a blob while it is judged; the blob store re-checks each file's age under its own
+    /// lock, so an upload that just completed (and touched the file) is never deleted.
+    /// </summary>
+    public async Task<GcResult> CollectGarbageAsync(CancellationToken ct)
+    {
+        var expiredUploads = Blobs.ExpireUploads(Options.UploadIdleTimeout);
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var cutoff = time.GetUtcNow() - Options.GcGracePeriod;
+        var referenced = new HashSet<string>(StringComparer.Ordinal);
+        var perRepo = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var m in State.Manifests.All)
+        {
+            referenced.Add(m.Value.Digest);
+            foreach (var b in m.Value.Blobs)
+            {
+                referenced.Add(b);
+                perRepo.Add(RegistryState.LinkId(m.Value.Repository, b));
+            }
+        }
+        var staleLinks = 0;
+        foreach (var l in State.Links.All)
+        {
+            if (perRepo.Contains(l.Id) || l.Value.LinkedAt > cutoff)
+            {
+                referenced.Add(l.Value.Digest);
+            }
+            else
+            {
+                tx.Delete(State.Links, l.Id);
+                staleLinks++;
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+
+        var deleted = 0;
+        long bytes = 0;
+        foreach (var (digest, written) in Blobs.EnumerateBlobs().ToList())
+        {
+            if (!referenced.Contains(digest.ToString()) && Blobs.DeleteIfOlder(digest, cutoff.UtcDateTime) is { } size)
+            {
+                deleted++;
+                bytes += size;
+            }
+        }
+        return new GcResult(deleted, bytes, staleLinks, expiredUploads);
+    }
+
+    private async Task PublishAliasAsync(Digest digest, byte[] content, CancellationToken ct)
+    {
+        if (Blobs.Exists(digest))
+        {
+            return;
+        }
+        var session = Blobs.StartUpload("-");
+        await Blobs.AppendAsync(session, new MemoryStream(content), null, ct).ConfigureAwait(false);
+        await Blobs.CompleteAsync(session, digest, ct).ConfigureAwait(false);
+    }
+}
+
+public sealed record GcResult(int BlobsDeleted, long BytesFreed, int LinksDropped, int UploadsExpired);
