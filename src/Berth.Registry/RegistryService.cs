@@ -95,6 +95,38 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         return repo;
     }
 
+    /// <summary>
+    /// Checks that a push may go to <paramref name="name"/> without creating anything: the name is valid and the
+    /// repository exists or will be created by the first blob or manifest stored in it (<see cref="RegistryOptions.CreateOnPush"/>).
+    /// </summary>
+    public void CheckPushTarget(string name)
+    {
+        ValidateName(name);
+        if (!Options.CreateOnPush && FindRepository(name) is null)
+        {
+            throw RegistryException.NameUnknown(name);
+        }
+    }
+
+    /// <summary>
+    /// Inside <paramref name="tx"/>: the repository a push stores into, added to the transaction when it does not
+    /// exist yet (create-on-push), so that a push that fails leaves no empty repository behind.
+    /// </summary>
+    private StoredRepository RepositoryInTransaction(StateTransaction tx, string name)
+    {
+        if (FindRepository(name) is { } existing)
+        {
+            return existing;
+        }
+        if (!Options.CreateOnPush)
+        {
+            throw RegistryException.NameUnknown(name);
+        }
+        var created = new StoredRepository { Repository = NewRepository(name) };
+        tx.Put(State.Repositories, name, created, expectedRevision: 0);
+        return created;
+    }
+
     /// <summary>The repository a push goes to, created on the first push when <see cref="RegistryOptions.CreateOnPush"/>.</summary>
     public async Task<StoredRepository> RepositoryForPushAsync(string name, CancellationToken ct)
     {
@@ -117,7 +149,7 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
     public long? StatBlob(string repository, Digest digest)
     {
         if (State.Links.Find(RegistryState.LinkId(repository, digest.ToString())) is null
-            && !State.ManifestsOf(repository).Any(m => m.Digest == digest.ToString()))
+            && State.Manifests.Find(RegistryState.ManifestId(repository, digest.ToString())) is null)
         {
             return null;
         }
@@ -127,12 +159,14 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
     /// <summary>Records that <paramref name="digest"/> (already published) is part of <paramref name="repository"/>.</summary>
     public async Task LinkAsync(string repository, Digest digest, long size, CancellationToken ct)
     {
+        ValidateName(repository);
         await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
         // The blob may have been swept between publishing and here; never link a missing blob.
         if (!Blobs.Exists(digest))
         {
             throw RegistryException.BlobUnknown(digest.ToString());
         }
+        RepositoryInTransaction(tx, repository);
         await tx.Put(State.Links, RegistryState.LinkId(repository, digest.ToString()),
             new BlobLink { Repository = repository, Digest = digest.ToString(), Size = size, LinkedAt = time.GetUtcNow() }).CommitAsync(ct).ConfigureAwait(false);
     }
@@ -231,7 +265,8 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         }
         else if (!RegistryNames.IsValidTag(reference))
         {
-            throw RegistryException.TagInvalid(reference);
+            // The spec's closed list of error codes has no TAG_INVALID; the reference is part of what was pushed.
+            throw RegistryException.ManifestInvalid($"'{reference}' is neither a digest nor a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})");
         }
         else
         {
@@ -245,18 +280,10 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         {
             throw RegistryException.DigestInvalid("manifest digest did not match the content", reference);
         }
-        var repo = await RepositoryForPushAsync(repository, ct).ConfigureAwait(false);
-
-        // Publish the bytes first: metadata never names content that is not on disk.
-        var stored = await Blobs.PutAsync(content, ct).ConfigureAwait(false);
-        var digestText = byDigest is { Algorithm: "sha512" } ? digest.ToString() : stored.ToString();
-        if (digest.Algorithm == "sha512")
-        {
-            // Keep a sha512-addressed copy too, so GET by that digest finds the bytes.
-            await PublishAliasAsync(digest, content, ct).ConfigureAwait(false);
-        }
-
+        // Everything is checked before anything is written, so a rejected manifest leaves no trace: no new
+        // repository, no blob file. The metadata write lock keeps the garbage collector out until the commit.
         await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var repo = RepositoryInTransaction(tx, repository);
         long imageSize = 0;
         var blobDigests = new List<string>();
         foreach (var b in parsed.Blobs)
@@ -266,7 +293,8 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
                 continue;
             }
             var bd = Digest.TryParse(b.Digest, out var x) ? x.Value : throw RegistryException.ManifestInvalid("invalid digest " + b.Digest);
-            if (Blobs.SizeOf(bd) is not { } size)
+            // Only blobs of this repository count (uploaded or mounted here), as for a pull.
+            if (StatBlob(repository, bd) is not { } size)
             {
                 throw RegistryException.ManifestBlobUnknown(b.Digest);
             }
@@ -283,6 +311,7 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
             imageSize += child.ImageSize;
         }
 
+        var digestText = digest.ToString();
         var id = RegistryState.ManifestId(repository, digestText);
         var existing = State.Manifests.Find(id);
         if (tag is not null)
@@ -294,6 +323,14 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
                     $"The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the tag is immutable.", 400, tag);
             }
             tx.Put(State.Tags, RegistryState.TagId(repository, tag), new StoredTag { Repository = repository, Tag = tag, Digest = digestText });
+        }
+
+        // Publish the bytes (sha256-addressed, plus a sha512-addressed copy for a sha512 reference) before the
+        // metadata that names them.
+        await Blobs.PutAsync(content, ct).ConfigureAwait(false);
+        if (digest.Algorithm == "sha512")
+        {
+            await PublishAliasAsync(digest, content, ct).ConfigureAwait(false);
         }
         var now = time.GetUtcNow();
         var manifest = new StoredManifest

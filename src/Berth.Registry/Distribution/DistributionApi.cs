@@ -125,7 +125,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
                 _ => throw MethodNotAllowed(),
             };
         }
-        throw new RegistryException("NOT_FOUND", "no such registry endpoint", 404, path);
+        throw new RegistryException("UNSUPPORTED", "no such registry endpoint", 404, path);
     }
 
     private static string Name(string[] segs, int suffix)
@@ -164,12 +164,14 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
 
         long offset = 0, length = size;
         var range = context.Request.Headers.Range.ToString();
-        if (range.Length > 0)
+        // RFC 9110: a Range of another unit, or of several ranges (which we do not serve as multipart), may be
+        // ignored: the whole blob is the answer.
+        if (range.StartsWith("bytes=", StringComparison.OrdinalIgnoreCase) && !range.Contains(',', StringComparison.Ordinal))
         {
             if (!TryParseRange(range, size, out offset, out length))
             {
                 response.Headers.ContentRange = $"bytes */{size}";
-                throw new RegistryException("BLOB_UNKNOWN", "requested range not satisfiable", 416, range);
+                throw RegistryException.SizeInvalid("requested range not satisfiable", 416);
             }
             response.StatusCode = 206;
             response.Headers.ContentRange = $"bytes {offset}-{offset + length - 1}/{size}";
@@ -243,7 +245,8 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     private async Task StartUploadAsync(HttpContext context, string name, CancellationToken ct)
     {
         var query = context.Request.Query;
-        await registry.RepositoryForPushAsync(name, ct).ConfigureAwait(false);
+        // Nothing is created yet: the repository appears with the first blob or manifest stored in it.
+        registry.CheckPushTarget(name);
         if (query.TryGetValue("mount", out var mount))
         {
             var digest = ParseDigest(mount.ToString());
@@ -280,19 +283,39 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         var contentRange = context.Request.Headers.ContentRange.ToString();
         if (contentRange.Length > 0)
         {
-            if (!TryParseChunkRange(contentRange, out var s, out var e) || (context.Request.ContentLength is { } len && len != e - s + 1))
-            {
-                throw RegistryException.RangeInvalid($"invalid Content-Range '{contentRange}'");
-            }
-            start = s;
+            start = ChunkStart(contentRange, context.Request.ContentLength);
         }
         if (!await registry.Blobs.AppendAsync(session, context.Request.Body, start, ct).ConfigureAwait(false))
         {
-            context.Response.Headers.Range = session.Length == 0 ? "0-0" : $"0-{session.Length - 1}";
-            context.Response.Headers.Location = UploadLocation(name, session);
-            throw RegistryException.RangeInvalid($"chunk starts at {start} but the upload has {session.Length} bytes");
+            throw OutOfOrder(context, name, session, start);
         }
         UploadAccepted(context, name, session, 202);
+    }
+
+    /// <summary>
+    /// The first byte of a chunk from its Content-Range; a malformed range, or one that disagrees with
+    /// Content-Length, is a bad request (400), unlike a well-formed one at the wrong offset (416).
+    /// </summary>
+    private static long ChunkStart(string contentRange, long? contentLength)
+    {
+        if (!TryParseChunkRange(contentRange, out var s, out var e))
+        {
+            throw RegistryException.UploadInvalid($"invalid Content-Range '{contentRange}': expected start-end, inclusive");
+        }
+        if (contentLength is { } len && len != e - s + 1)
+        {
+            throw RegistryException.UploadInvalid($"Content-Range '{contentRange}' is {e - s + 1} bytes but Content-Length is {len}");
+        }
+        return s;
+    }
+
+    /// <summary>416 for a chunk at the wrong offset, with the Range and Location a client resumes from.</summary>
+    private static RegistryException OutOfOrder(HttpContext context, string name, UploadSession session, long? start)
+    {
+        context.Response.Headers.Range = session.Length == 0 ? "0-0" : $"0-{session.Length - 1}";
+        context.Response.Headers.Location = UploadLocation(name, session);
+        context.Response.Headers[UploadUuidHeader] = session.Id;
+        return RegistryException.RangeInvalid($"chunk starts at {start} but the upload has {session.Length} bytes");
     }
 
     /// <summary>Content-Range of a chunk: "start-end" (the spec's form) or "bytes start-end/*".</summary>
@@ -329,15 +352,11 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         var contentRange = context.Request.Headers.ContentRange.ToString();
         if (contentRange.Length > 0)
         {
-            if (!TryParseChunkRange(contentRange, out var s, out _))
-            {
-                throw RegistryException.RangeInvalid($"invalid Content-Range '{contentRange}'");
-            }
-            start = s;
+            start = ChunkStart(contentRange, context.Request.ContentLength);
         }
         if (!await registry.Blobs.AppendAsync(session, context.Request.Body, start, ct).ConfigureAwait(false))
         {
-            throw RegistryException.RangeInvalid($"final chunk starts at {start} but the upload has {session.Length} bytes");
+            throw OutOfOrder(context, name, session, start);
         }
         await CompleteAsync(context, name, session, digest, ct).ConfigureAwait(false);
     }
@@ -396,7 +415,8 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         }
         else if (!RegistryNames.IsValidTag(reference))
         {
-            throw RegistryException.TagInvalid(reference);
+            // Not a tag that could exist (the spec's only failure for a pull is 404).
+            throw RegistryException.ManifestUnknown(reference);
         }
         if (registry.FindRepository(name) is null)
         {
@@ -494,7 +514,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         }
         else
         {
-            throw RegistryException.TagInvalid(reference);
+            throw RegistryException.ManifestUnknown(reference);
         }
         context.Response.StatusCode = 202;
         context.Response.ContentLength = 0;
@@ -527,17 +547,21 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         return WriteJsonAsync(context, 200, JsonSerializer.SerializeToUtf8Bytes(new Catalog(page), DistributionJsonContext.Default.Catalog));
     }
 
+    private const int MaxPage = 10000;
+
     private static (int? N, string? Last) Paging(HttpContext context)
     {
         int? n = null;
         var q = context.Request.Query;
         if (q.TryGetValue("n", out var nv))
         {
-            if (!int.TryParse(nv.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var parsed) || parsed > 10000)
+            // The spec's error codes have no PAGINATION_NUMBER_INVALID; a larger n than we serve is cut to a
+            // page with a Link to the rest, which the spec allows.
+            if (!int.TryParse(nv.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var parsed))
             {
-                throw new RegistryException("PAGINATION_NUMBER_INVALID", "invalid number of results requested: n must be an integer from 0 to 10000", 400, nv.ToString());
+                throw new RegistryException("UNSUPPORTED", "invalid number of results requested: n must be a non-negative integer", 400, nv.ToString());
             }
-            n = parsed;
+            n = Math.Min(parsed, MaxPage);
         }
         var last = q.TryGetValue("last", out var lv) ? lv.ToString() : null;
         return (n, last);
