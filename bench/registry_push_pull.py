@@ -478,6 +478,7 @@ def main():
         want = args.concurrency * args.layers * (args.layer_mib << 20) * 1.2
         args.pull_dir = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > want else None
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (cmd &)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     try:
