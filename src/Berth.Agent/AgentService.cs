@@ -22,7 +22,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
         var identity = AgentIdentity.LoadOrCreate(options.DataDirectory);
-        await using var engine = new TaskEngine(docker, identity.AgentId, options.ContainerLabels, options.TaskCleanupWait, time, loggers.CreateLogger<TaskEngine>());
+        await using var engine = new TaskEngine(docker, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait, time, loggers.CreateLogger<TaskEngine>());
         var backoff = TimeSpan.FromMilliseconds(500);
         while (!ct.IsCancellationRequested)
         {

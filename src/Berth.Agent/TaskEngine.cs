@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Threading.Channels;
 using Berth.Aws.Ecs;
+using Berth.Core;
 using Berth.Core.Agent;
 using Docker.DotNet;
 using Docker.DotNet.Models;
@@ -21,6 +22,7 @@ public sealed partial class TaskEngine : IAsyncDisposable
 {
     private readonly IDockerClient _docker;
     private readonly string _agentId;
+    private readonly Uri _serverUrl;
     private readonly IReadOnlyDictionary<string, string> _extraLabels;
     private readonly TimeSpan _cleanupWait;
     private readonly TimeProvider _time;
@@ -32,10 +34,12 @@ public sealed partial class TaskEngine : IAsyncDisposable
     private Task? _loop;
     private bool _desiredKnown;
 
-    public TaskEngine(IDockerClient docker, string agentId, IReadOnlyDictionary<string, string> extraLabels, TimeSpan cleanupWait, TimeProvider time, ILogger<TaskEngine> logger)
+    /// <param name="serverUrl">The control plane's URL; images in its registry are pulled through it (see <see cref="RegistryRouting.PullReference"/>).</param>
+    public TaskEngine(IDockerClient docker, string agentId, Uri serverUrl, IReadOnlyDictionary<string, string> extraLabels, TimeSpan cleanupWait, TimeProvider time, ILogger<TaskEngine> logger)
     {
         _docker = docker;
         _agentId = agentId;
+        _serverUrl = serverUrl;
         _extraLabels = extraLabels;
         _cleanupWait = cleanupWait;
         _time = time;
@@ -78,6 +82,7 @@ public sealed partial class TaskEngine : IAsyncDisposable
                 continue;
             }
             t.DesiredStatus = d.DesiredStatus;
+            t.RegistryAuth = [.. d.RegistryAuth];
             t.Orphan = false;
         }
         foreach (var t in _tasks.Values)
@@ -239,16 +244,24 @@ public sealed partial class TaskEngine : IAsyncDisposable
         {
             t.PullStartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
-        foreach (var d in defs.Where(d => d.Image is not null))
+        foreach (var image in defs.Select(d => d.Image).OfType<string>().Distinct(StringComparer.Ordinal))
         {
+            var pull = RegistryRouting.PullReference(image, _serverUrl);
             try
             {
-                await EnsureImageAsync(d.Image!, ct).ConfigureAwait(false);
+                await EnsureImageAsync(pull, RegistryRouting.FindAuth(t.RegistryAuth, image), ct).ConfigureAwait(false);
             }
             catch (DockerApiException e)
             {
                 t.PullStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                MarkStopped(t, observed, "TaskFailedToStart", $"CannotPullContainerError: pull image {d.Image}: {ErrorText(e)}");
+                var from = pull == image ? "" : $" (from {pull})";
+                var error = ErrorText(e);
+                if (error.Contains("server gave HTTP response to HTTPS client", StringComparison.Ordinal) && ImageReference.RegistryHost(pull) is { } registry)
+                {
+                    // Docker speaks plain HTTP only to loopback registries unless told otherwise.
+                    error += $" (list {registry} in insecure-registries of this host's Docker engine, /etc/docker/daemon.json)";
+                }
+                MarkStopped(t, observed, "TaskFailedToStart", $"CannotPullContainerError: pull image {image}{from}: {error}");
                 return false;
             }
         }
@@ -286,6 +299,7 @@ public sealed partial class TaskEngine : IAsyncDisposable
             else
             {
                 var spec = ContainerSpec.Build(t.Task, t.Definition, d, taskId, new Dictionary<string, string>(labels) { [ContainerLabels.ContainerName] = d.Name });
+                spec.Image = RegistryRouting.PullReference(spec.Image, _serverUrl);
                 try
                 {
                     id = (await _docker.Containers.CreateContainerAsync(spec, ct).ConfigureAwait(false)).ID;
@@ -309,7 +323,7 @@ public sealed partial class TaskEngine : IAsyncDisposable
         return true;
     }
 
-    private async Task EnsureImageAsync(string image, CancellationToken ct)
+    private async Task EnsureImageAsync(string image, RegistryAuth? auth, CancellationToken ct)
     {
         try
         {
@@ -324,7 +338,15 @@ public sealed partial class TaskEngine : IAsyncDisposable
         }
         var (name, tag) = ContainerSpec.SplitReference(image);
         var errors = new List<string>();
-        await _docker.Images.CreateImageAsync(new ImagesCreateParameters { FromImage = name, Tag = tag! }, new AuthConfig(),
+        // The engine answers the registry's Basic challenge with these (ECR style: user "AWS", a token).
+        var authConfig = auth is null ? new AuthConfig() : new AuthConfig
+        {
+            ServerAddress = ImageReference.RegistryHost(image) ?? auth.ServerAddress,
+            Username = auth.Username,
+            Password = auth.Password,
+        };
+        LogPulling(_logger, image, auth is not null);
+        await _docker.Images.CreateImageAsync(new ImagesCreateParameters { FromImage = name, Tag = tag! }, authConfig,
             new Progress<JSONMessage>(m => { if (m.Error?.Message is { Length: > 0 } err) { lock (errors) { errors.Add(err); } } }), ct).ConfigureAwait(false);
         // The pull endpoint reports some failures in the stream, not as an HTTP error.
         try
@@ -487,6 +509,7 @@ public sealed partial class TaskEngine : IAsyncDisposable
         public EcsTask? Task { get; set; }
         public TaskDefinition? Definition { get; set; }
         public string DesiredStatus { get; set; } = "RUNNING";
+        public IReadOnlyList<RegistryAuth> RegistryAuth { get; set; } = [];
         public bool Orphan { get; set; }
         public bool Stopped { get; set; }
         public DateTimeOffset? StoppedSeenAt { get; set; }
@@ -509,6 +532,9 @@ public sealed partial class TaskEngine : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {TaskArn} failed; retrying on the next pass")]
     private static partial void LogReconcileFailed(ILogger logger, Exception e, string taskArn);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Pulling {Image} (with registry credentials: {WithCredentials})")]
+    private static partial void LogPulling(ILogger logger, string image, bool withCredentials);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{TaskArn} is {Status}")]
     private static partial void LogReported(ILogger logger, string taskArn, string status);

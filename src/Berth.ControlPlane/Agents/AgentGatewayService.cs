@@ -14,7 +14,7 @@ namespace Berth.ControlPlane.Agents;
 
 /// <summary>Server side of the agent stream (see agent.proto).</summary>
 internal sealed partial class AgentGatewayService(
-    EcsState state, Arns arns, TimeProvider time, ControlPlaneOptions options, ILogger<AgentGatewayService> logger)
+    EcsState state, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger)
     : AgentGateway.AgentGatewayBase
 {
     private static readonly TimeSpan ResendInterval = TimeSpan.FromSeconds(30);
@@ -229,19 +229,48 @@ internal sealed partial class AgentGatewayService(
                 foreach (var t in tasks)
                 {
                     var def = TaskQueries.DefinitionOf(state, t);
-                    desired.Tasks.Add(new DesiredTask
+                    var d = new DesiredTask
                     {
                         TaskArn = t.TaskArn,
                         DesiredStatus = t.DesiredStatus ?? "RUNNING",
                         TaskJson = JsonSerializer.Serialize(t, EcsJsonContext.Default.EcsTask),
                         TaskDefinitionJson = def is null ? "" : JsonSerializer.Serialize(def, EcsJsonContext.Default.TaskDefinition),
-                    });
+                    };
+                    if (t.DesiredStatus != "STOPPED")
+                    {
+                        d.RegistryAuth.AddRange(RegistryAuthFor(def));
+                    }
+                    desired.Tasks.Add(d);
                 }
                 await stream.WriteAsync(new ServerMessage { DesiredTasks = desired }, ct).ConfigureAwait(false);
                 sentFingerprint = fingerprint;
                 sentAt = now;
             }
             await state.WaitForChangeAsync(gen, WakeInterval, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Pull credentials for every distinct container image of <paramref name="def"/> the provider knows.</summary>
+    internal IEnumerable<RegistryAuth> RegistryAuthFor(TaskDefinition? def)
+    {
+        var images = (def?.ContainerDefinitions ?? []).Select(c => c.Image).OfType<string>().Distinct(StringComparer.Ordinal);
+        foreach (var image in images)
+        {
+            RegistryCredential? c;
+            try
+            {
+                c = credentials.ForImage(image);
+            }
+            catch (Exception e)
+            {
+                // Without credentials the pull fails and says why; the task list must still reach the agent.
+                LogCredentialsFailed(logger, e, image);
+                continue;
+            }
+            if (c is not null)
+            {
+                yield return new RegistryAuth { Image = image, ServerAddress = c.ServerAddress, Username = c.Username, Password = c.Password };
+            }
         }
     }
 
@@ -378,6 +407,9 @@ internal sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Agent of {InstanceArn} silent for longer than the agent timeout; closing its stream")]
     private static partial void LogTimedOut(ILogger logger, string instanceArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No registry credentials for {Image}: the provider failed")]
+    private static partial void LogCredentialsFailed(ILogger logger, Exception exception, string image);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Agent stream of {InstanceArn} failed")]
     private static partial void LogStreamFailed(ILogger logger, Exception exception, string instanceArn);

@@ -29,6 +29,8 @@ public static class ControlPlaneHosting
         });
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
         services.AddGrpc();
+        // The registry registers the real provider; this one only fills in when there is none.
+        services.TryAddSingleton<IRegistryCredentialProvider, NoRegistryCredentials>();
         services.AddBerthAgentGateway();
         return services;
     }

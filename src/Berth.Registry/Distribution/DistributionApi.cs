@@ -189,7 +189,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         {
             stream.Seek(offset, SeekOrigin.Begin);
         }
-        await StreamCopy.CopyAsync(stream, response.Body, length, ct).ConfigureAwait(false);
+        await StreamCopy.CopyAsync(stream, response.BodyWriter, length, ct).ConfigureAwait(false);
     }
 
     /// <summary>One range of <c>bytes=a-b</c>, <c>bytes=a-</c> or <c>bytes=-n</c>.</summary>
@@ -439,7 +439,20 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
             return;
         }
         await response.Body.WriteAsync(bytes, ct).ConfigureAwait(false);
-        await registry.RecordPullAsync(manifest, CancellationToken.None).ConfigureAwait(false);
+        // Bookkeeping for ECR's lastRecordedPullTime must not delay the pull: done after the response.
+        context.Response.OnCompleted(() => RecordPullAsync(manifest));
+    }
+
+    private async Task RecordPullAsync(Metadata.StoredManifest manifest)
+    {
+        try
+        {
+            await registry.RecordPullAsync(manifest, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            LogPullNotRecorded(logger, e, manifest.Repository, manifest.Digest);
+        }
     }
 
     /// <summary>
@@ -629,32 +642,39 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : context.Response.Body.WriteAsync(body, CancellationToken.None).AsTask();
     }
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record a pull of {Repository}@{Digest}")]
+    private static partial void LogPullNotRecorded(ILogger logger, Exception e, string repository, string digest);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
     private static partial void LogUnhandled(ILogger logger, Exception e, string method, PathString path);
 }
 
 internal static class StreamCopy
 {
-    /// <summary>Copies exactly <paramref name="length"/> bytes with one pooled buffer (memory stays flat in blob size).</summary>
-    public static async Task CopyAsync(Stream source, Stream destination, long length, CancellationToken ct)
+    private const int Chunk = 256 * 1024;
+
+    /// <summary>
+    /// Copies exactly <paramref name="length"/> bytes from the file into the response pipe's own buffers
+    /// (no intermediate copy; memory stays flat in blob size because each chunk is flushed before the next).
+    /// </summary>
+    public static async Task CopyAsync(Stream source, System.IO.Pipelines.PipeWriter destination, long length, CancellationToken ct)
     {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
-        try
+        while (length > 0)
         {
-            while (length > 0)
+            var memory = destination.GetMemory((int)Math.Min(Chunk, length));
+            var want = (int)Math.Min(memory.Length, length);
+            var n = await source.ReadAsync(memory[..want], ct).ConfigureAwait(false);
+            if (n == 0)
             {
-                var n = await source.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, length)), ct).ConfigureAwait(false);
-                if (n == 0)
-                {
-                    throw new IOException("blob ended early");
-                }
-                await destination.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
-                length -= n;
+                throw new IOException("blob ended early");
             }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            destination.Advance(n);
+            length -= n;
+            var flush = await destination.FlushAsync(ct).ConfigureAwait(false);
+            if (flush.IsCanceled || flush.IsCompleted)
+            {
+                return;
+            }
         }
     }
 }

@@ -27,6 +27,8 @@ public static class RegistryHosting
             return state;
         });
         services.AddSingleton<RegistryTokens>();
+        // Replaces the control plane's no-op default: the last registration is the one resolved.
+        services.AddSingleton<Berth.Core.IRegistryCredentialProvider, RegistryCredentialProvider>();
         services.AddSingleton<RegistryService>();
         services.AddSingleton<DistributionApi>();
         services.AddSingleton<AwsJsonService>(EcrApi.Build);

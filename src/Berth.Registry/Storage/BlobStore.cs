@@ -123,7 +123,7 @@ public sealed class BlobStore
             {
                 await using var fs = new FileStream(session.FilePath, FileMode.Append, FileAccess.Write, FileShare.None, 0, FileOptions.Asynchronous);
                 int n;
-                while ((n = await body.ReadAsync(buffer.AsMemory(0, BufferSize), ct).ConfigureAwait(false)) > 0)
+                while ((n = await FillAsync(body, buffer, ct).ConfigureAwait(false)) > 0)
                 {
                     await fs.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                     // The running hash follows exactly the bytes that reached the file.
@@ -249,6 +249,23 @@ public sealed class BlobStore
             }
         }
         return n;
+    }
+
+    // A request body hands out whatever the socket had (often a few KiB); gather a full buffer so the
+    // file and the hash see few large writes instead of many small ones.
+    private static async Task<int> FillAsync(Stream body, byte[] buffer, CancellationToken ct)
+    {
+        var filled = 0;
+        while (filled < BufferSize)
+        {
+            var n = await body.ReadAsync(buffer.AsMemory(filled, BufferSize - filled), ct).ConfigureAwait(false);
+            if (n == 0)
+            {
+                break;
+            }
+            filled += n;
+        }
+        return filled;
     }
 
     private static async Task<Digest> HashFileAsync(string path, string algorithm, CancellationToken ct)

@@ -88,6 +88,27 @@ public sealed class TaskLifecycleTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ImageCannotBePulled_TaskStopsWithCannotPullContainerError()
+    {
+        // Nothing listens on port 1: the engine's pull fails at once.
+        const string image = "localhost:1/berth-missing/nope:1";
+        await EcsScenario.RegisterAsync(_aws!, "nopull", $$"""[{"name":"main","image":"{{image}}","memory":16}]""");
+        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "nopull"))["taskArn"]!.GetValue<string>();
+        var t = await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
+        Assert.Equal("TaskFailedToStart", t["stopCode"]!.GetValue<string>());
+        var reason = t["stoppedReason"]!.GetValue<string>();
+        Assert.StartsWith("CannotPullContainerError", reason, StringComparison.Ordinal);
+        Assert.Contains(image, reason, StringComparison.Ordinal);
+        // Docker's own words follow ours.
+        Assert.True(reason.Length > $"CannotPullContainerError: pull image {image}: ".Length, reason);
+        Assert.NotNull(t["pullStartedAt"]);
+        Assert.NotNull(t["pullStoppedAt"]);
+        Assert.True(t["pullStoppedAt"]!.GetValue<double>() >= t["pullStartedAt"]!.GetValue<double>());
+        Assert.Equal("STOPPED", t["desiredStatus"]!.GetValue<string>());
+        Assert.Equal(image, t["containers"]![0]!["image"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task RunTask_TooMuchMemory_FailsWithResourceMemory()
     {
         await EcsScenario.RegisterAsync(_aws!, "huge", """[{"name":"main","image":"berth-test/busybox:latest","memory":999999}]""");

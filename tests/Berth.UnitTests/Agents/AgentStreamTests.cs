@@ -1,8 +1,12 @@
 using System.Threading.Channels;
+using Berth.Aws.Ecs;
+using Berth.ControlPlane.Hosting;
 using Berth.ControlPlane.State;
 using Berth.State;
+using Berth.Core;
 using Berth.Core.Agent;
 using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Berth.UnitTests.Agents;
 
@@ -59,6 +63,61 @@ public sealed class AgentStreamTests
     }
 
     [Fact]
+    public async Task Connect_TaskWithRegistryImages_DesiredTaskCarriesCredentialsOnlyForKnownImages()
+    {
+        var provider = new FakeCredentials(image => image.StartsWith("localhost:4566/", StringComparison.Ordinal)
+            ? new RegistryCredential("localhost:4566", "AWS", "token-for-" + image) : null);
+        await using var f = new EcsFixture(credentials: provider);
+        var def = EcsFixture.Web();
+        def.ContainerDefinitions![0].Image = "localhost:4566/app:1";
+        def.ContainerDefinitions.Add(new ContainerDefinition { Name = "side", Image = "busybox", Memory = 16, Essential = false });
+        def.ContainerDefinitions.Add(new ContainerDefinition { Name = "side2", Image = "localhost:4566/app:1", Memory = 16, Essential = false });
+        await f.AddTaskDefinitionAsync("web", 1, def);
+        var agent = new FakeStreams();
+        using var cts = new CancellationTokenSource();
+        agent.Send(new AgentMessage { Register = EcsFixture.Registration() });
+        var call = f.Gateway.Connect(agent.Reader, agent.Writer, new FakeContext(cts.Token));
+        Assert.Equal(ServerMessage.BodyOneofCase.Registered, (await agent.NextAsync()).BodyCase);
+        Assert.Empty((await agent.NextAsync()).DesiredTasks.Tasks);
+
+        await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
+        var desired = (await agent.NextAsync()).DesiredTasks.Tasks.Single();
+
+        var auth = Assert.Single(desired.RegistryAuth); // once per distinct image, none for busybox
+        Assert.Equal(("localhost:4566/app:1", "localhost:4566", "AWS", "token-for-localhost:4566/app:1"), (auth.Image, auth.ServerAddress, auth.Username, auth.Password));
+        Assert.Equal(["busybox", "localhost:4566/app:1"], provider.Asked.Order(StringComparer.Ordinal).Distinct());
+        await cts.CancelAsync();
+        await call.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task RegistryAuthFor_ProviderThrows_SkipsThatImage()
+    {
+        await using var f = new EcsFixture(credentials: new FakeCredentials(image => image == "bad"
+            ? throw new InvalidOperationException("boom") : new RegistryCredential("r:1", "AWS", "t")));
+        var def = EcsFixture.Web();
+        def.ContainerDefinitions!.Add(new ContainerDefinition { Name = "b", Image = "bad" });
+
+        var auths = f.Gateway.RegistryAuthFor(def).ToList();
+
+        Assert.Equal(["busybox"], auths.Select(a => a.Image));
+        Assert.Empty(f.Gateway.RegistryAuthFor(null));
+    }
+
+    [Fact]
+    public void AddBerthControlPlane_ProviderRegisteredBefore_IsKept()
+    {
+        var mine = new FakeCredentials(_ => null);
+        var services = new ServiceCollection().AddSingleton<IRegistryCredentialProvider>(mine);
+        services.AddBerthControlPlane(new ControlPlaneOptions { DataDirectory = "/nonexistent" });
+        using var withRegistry = services.BuildServiceProvider();
+        Assert.Same(mine, withRegistry.GetRequiredService<IRegistryCredentialProvider>());
+
+        using var alone = new ServiceCollection().AddBerthControlPlane(new ControlPlaneOptions { DataDirectory = "/nonexistent" }).BuildServiceProvider();
+        Assert.Null(alone.GetRequiredService<IRegistryCredentialProvider>().ForImage("localhost:4566/app:1"));
+    }
+
+    [Fact]
     public async Task Connect_AgentSilentLongerThanTimeout_EndsStreamAndMarksDisconnected()
     {
         await using var f = new EcsFixture(agentTimeout: TimeSpan.FromMilliseconds(300));
@@ -79,6 +138,17 @@ public sealed class AgentStreamTests
         {
             Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
             await Task.Delay(20);
+        }
+    }
+
+    private sealed class FakeCredentials(Func<string, RegistryCredential?> answer) : IRegistryCredentialProvider
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Asked { get; } = new();
+
+        public RegistryCredential? ForImage(string image)
+        {
+            Asked.Enqueue(image);
+            return answer(image);
         }
     }
 

@@ -17,14 +17,15 @@ internal sealed class EcsFixture : IAsyncDisposable
 {
     private readonly IStateStore _store = SqliteStateStore.Open(":memory:");
 
-    public EcsFixture(TimeSpan? agentTimeout = null)
+    public EcsFixture(TimeSpan? agentTimeout = null, IRegistryCredentialProvider? credentials = null)
     {
         State = new EcsState(_store);
         Arns = new Arns(new BerthIdentity());
         Api = new AwsJsonService(ServiceModel.Load("Ecs"));
         new TaskOperations(State, Arns, TimeProvider.System, new Random(7)).Map(Api);
         new ContainerInstanceOperations(State, Arns, TimeProvider.System).Map(Api);
-        Gateway = new AgentGatewayService(State, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) }, NullLogger<AgentGatewayService>.Instance);
+        Gateway = new AgentGatewayService(State, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
+            credentials ?? new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance);
     }
 
     public EcsState State { get; }
