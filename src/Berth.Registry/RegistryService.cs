@@ -247,7 +247,11 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
     /// Stores a manifest under a tag or its digest. Every blob and child manifest it names must exist;
     /// a digest reference must match the content; an immutable repository refuses to move a tag.
     /// </summary>
-    public async Task<StoredManifest> PutManifestAsync(string repository, string reference, byte[] content, string? contentType, CancellationToken ct)
+    public Task<StoredManifest> PutManifestAsync(string repository, string reference, byte[] content, string? contentType, CancellationToken ct)
+        => PutManifestAsync(repository, reference, content, contentType, ManifestPutOptions.Default, ct);
+
+    /// <inheritdoc cref="PutManifestAsync(string, string, byte[], string?, CancellationToken)"/>
+    public async Task<StoredManifest> PutManifestAsync(string repository, string reference, byte[] content, string? contentType, ManifestPutOptions options, CancellationToken ct)
     {
         if (content.Length > ManifestParser.MaxManifestBytes)
         {
@@ -283,7 +287,9 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         // Everything is checked before anything is written, so a rejected manifest leaves no trace: no new
         // repository, no blob file. The metadata write lock keeps the garbage collector out until the commit.
         await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
-        var repo = RepositoryInTransaction(tx, repository);
+        var repo = options.CreateRepository
+            ? RepositoryInTransaction(tx, repository)
+            : FindRepository(repository) ?? throw RegistryException.NameUnknown(repository);
         long imageSize = 0;
         var blobDigests = new List<string>();
         foreach (var b in parsed.Blobs)
@@ -314,13 +320,16 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         var digestText = digest.ToString();
         var id = RegistryState.ManifestId(repository, digestText);
         var existing = State.Manifests.Find(id);
+        if (options.RejectUnchanged && (tag is null ? existing is not null : State.Tags.Find(RegistryState.TagId(repository, tag))?.Digest == digestText))
+        {
+            throw RegistryException.ManifestExists(digestText, tag);
+        }
         if (tag is not null)
         {
             var current = State.Tags.Find(RegistryState.TagId(repository, tag));
             if (current is not null && current.Digest != digestText && IsImmutable(repo.Repository, tag))
             {
-                throw new RegistryException("TAG_INVALID",
-                    $"The image tag '{tag}' already exists in the '{repository}' repository and cannot be overwritten because the tag is immutable.", 400, tag);
+                throw RegistryException.TagImmutable(repository, tag);
             }
             tx.Put(State.Tags, RegistryState.TagId(repository, tag), new StoredTag { Repository = repository, Tag = tag, Digest = digestText });
         }
@@ -405,6 +414,113 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         return t;
     }
 
+    // ---- images (the ECR view: a manifest with the tags that point at it) ----------------------
+
+    /// <summary>Every image of the repository with its tags (sorted) and the indexes of the repository that list it.</summary>
+    public IReadOnlyList<RegistryImage> ImagesOf(string repository)
+    {
+        var manifests = State.ManifestsOf(repository).ToList();
+        var tags = State.TagsOf(repository)
+            .GroupBy(t => t.Digest, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => (IReadOnlyList<string>)g.Select(t => t.Tag).Order(StringComparer.Ordinal).ToList(), StringComparer.Ordinal);
+        var parents = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var m in manifests)
+        {
+            foreach (var child in m.Children.Distinct(StringComparer.Ordinal))
+            {
+                if (child != m.Digest)
+                {
+                    (parents.TryGetValue(child, out var list) ? list : parents[child] = []).Add(m.Digest);
+                }
+            }
+        }
+        return manifests
+            .Select(m => new RegistryImage(m, tags.GetValueOrDefault(m.Digest) ?? [], parents.GetValueOrDefault(m.Digest) ?? []))
+            .ToList();
+    }
+
+    /// <summary>
+    /// ECR's image deletion for one image id. By tag: removes the tag, and the image with its last tag
+    /// (unless an index of the repository still lists it, which keeps it reachable by digest). By digest:
+    /// removes the image with all its tags, refused (MANIFEST_REFERENCED) while an index lists it.
+    /// With both, the tag must point at the digest (TAG_DIGEST_MISMATCH) and the tag rule applies.
+    /// </summary>
+    public async Task<ImageDeletion> DeleteImageAsync(string repository, string? digest, string? tag, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        if (State.Repositories.Find(repository) is null)
+        {
+            throw RegistryException.NameUnknown(repository);
+        }
+        if (tag is not null)
+        {
+            var t = State.Tags.Find(RegistryState.TagId(repository, tag)) ?? throw RegistryException.ManifestUnknown(tag);
+            if (digest is not null && t.Digest != digest)
+            {
+                throw RegistryException.TagDigestMismatch(tag, digest);
+            }
+            tx.Delete(State.Tags, RegistryState.TagId(repository, tag));
+            var lastTag = !State.TagsFor(repository, t.Digest).Any(x => x != tag);
+            var deleteImage = lastTag && ParentsOf(repository, t.Digest).Count == 0 && State.Manifests.Find(RegistryState.ManifestId(repository, t.Digest)) is not null;
+            if (deleteImage)
+            {
+                tx.Delete(State.Manifests, RegistryState.ManifestId(repository, t.Digest));
+            }
+            await tx.CommitAsync(ct).ConfigureAwait(false);
+            return new ImageDeletion(t.Digest, [tag], deleteImage);
+        }
+        ArgumentNullException.ThrowIfNull(digest);
+        var id = RegistryState.ManifestId(repository, digest);
+        if (State.Manifests.Find(id) is null)
+        {
+            throw RegistryException.ManifestUnknown(digest);
+        }
+        if (ParentsOf(repository, digest) is { Count: > 0 } parents)
+        {
+            throw RegistryException.ManifestReferenced(digest, parents);
+        }
+        var tags = State.TagsFor(repository, digest).Order(StringComparer.Ordinal).ToList();
+        foreach (var t in tags)
+        {
+            tx.Delete(State.Tags, RegistryState.TagId(repository, t));
+        }
+        await tx.Delete(State.Manifests, id).CommitAsync(ct).ConfigureAwait(false);
+        return new ImageDeletion(digest, tags, true);
+    }
+
+    /// <summary>
+    /// Lifecycle expiry: under the write lock, shows <paramref name="select"/> the repository and its images
+    /// and deletes the images whose digests it returns (with their tags) in one commit, so the decision and
+    /// the deletion see the same state. Images an index still lists are never deleted. Stamps the
+    /// repository's <see cref="StoredRepository.LifecyclePolicyEvaluatedAt"/>. Returns what was deleted.
+    /// </summary>
+    public async Task<IReadOnlyList<RegistryImage>> ExpireImagesAsync(string repository, Func<StoredRepository, IReadOnlyList<RegistryImage>, IEnumerable<string>> select, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        if (State.Repositories.Get(repository) is not { } current)
+        {
+            return [];
+        }
+        var images = ImagesOf(repository);
+        var chosen = select(current.Value, images).ToHashSet(StringComparer.Ordinal);
+        var expired = images.Where(i => chosen.Contains(i.Manifest.Digest) && i.ReferencedBy.Count == 0).ToList();
+        foreach (var image in expired)
+        {
+            foreach (var t in image.Tags)
+            {
+                tx.Delete(State.Tags, RegistryState.TagId(repository, t));
+            }
+            tx.Delete(State.Manifests, RegistryState.ManifestId(repository, image.Manifest.Digest));
+        }
+        var copy = State.Repositories.Clone(current.Value);
+        copy.LifecyclePolicyEvaluatedAt = time.GetUtcNow();
+        await tx.Put(State.Repositories, repository, copy, current.Revision).CommitAsync(ct).ConfigureAwait(false);
+        return expired;
+    }
+
+    private List<string> ParentsOf(string repository, string digest)
+        => State.ManifestsOf(repository).Where(m => m.Digest != digest && m.Children.Contains(digest)).Select(m => m.Digest).Order(StringComparer.Ordinal).ToList();
+
     // ---- garbage collection -------------------------------------------------------------------
 
     /// <summary>
@@ -470,3 +586,17 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
 }
 
 public sealed record GcResult(int BlobsDeleted, long BytesFreed, int LinksDropped, int UploadsExpired);
+
+/// <summary>How <see cref="RegistryService.PutManifestAsync(string, string, byte[], string?, ManifestPutOptions, CancellationToken)"/> treats the repository and a push that changes nothing.</summary>
+/// <param name="CreateRepository">create the repository on first push (per <see cref="RegistryOptions.CreateOnPush"/>); false: NAME_UNKNOWN when it does not exist (ECR's PutImage)</param>
+/// <param name="RejectUnchanged">MANIFEST_EXISTS when the tag already points at this manifest, or (by digest) the manifest is already stored (ECR's ImageAlreadyExistsException)</param>
+public sealed record ManifestPutOptions(bool CreateRepository = true, bool RejectUnchanged = false)
+{
+    public static readonly ManifestPutOptions Default = new();
+}
+
+/// <summary>An image: a manifest, the tags pointing at it (sorted) and the digests of the indexes of its repository that list it.</summary>
+public sealed record RegistryImage(StoredManifest Manifest, IReadOnlyList<string> Tags, IReadOnlyList<string> ReferencedBy);
+
+/// <summary>What one image deletion did: the image's digest, the tags removed, and whether the manifest itself went.</summary>
+public sealed record ImageDeletion(string Digest, IReadOnlyList<string> RemovedTags, bool ImageDeleted);

@@ -11,7 +11,9 @@ namespace Berth.Aws.Protocol;
 public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, ILogger<AwsFrontDoor> logger)
 {
     public const string JsonContentType = "application/x-amz-json-1.1";
-    private const int MaxBodyBytes = 16 * 1024 * 1024;
+    // ECR's UploadLayerPart carries up to 20 MiB of layer, base64-encoded (about 26.7 MiB of JSON);
+    // Kestrel's own request limit (30,000,000 bytes) still caps what reaches this point.
+    private const int MaxBodyBytes = 28 * 1024 * 1024;
 
     private readonly Dictionary<string, AwsJsonService> _byPrefix = services.ToDictionary(s => s.TargetPrefix, StringComparer.Ordinal);
 

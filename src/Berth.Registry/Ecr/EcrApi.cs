@@ -11,6 +11,12 @@ internal static class EcrApi
     {
         var service = new AwsJsonService(ServiceModel.Load("Ecr"));
         ActivatorUtilities.CreateInstance<AuthorizationOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<RepositoryOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<ImageOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<LayerOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<PolicyOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<LifecycleOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<TagOperations>(sp).Map(service);
         return service;
     }
 

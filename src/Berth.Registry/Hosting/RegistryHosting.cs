@@ -2,6 +2,7 @@ using Berth.Aws.Protocol;
 using Berth.Registry.Auth;
 using Berth.Registry.Distribution;
 using Berth.Registry.Ecr;
+using Berth.Registry.Lifecycle;
 using Berth.Registry.Metadata;
 using Berth.Registry.Storage;
 using Berth.State;
@@ -14,7 +15,7 @@ namespace Berth.Registry.Hosting;
 
 public static class RegistryHosting
 {
-    /// <summary>Registers the registry: blob store, metadata, the ECR API and the background sweeper. Needs an <see cref="IStateStore"/>.</summary>
+    /// <summary>Registers the registry: blob store, metadata, the ECR API and the background sweeper (lifecycle policies, then garbage collection). Needs an <see cref="IStateStore"/>.</summary>
     public static IServiceCollection AddBerthRegistry(this IServiceCollection services, RegistryOptions options)
     {
         services.AddSingleton(options);
@@ -32,6 +33,7 @@ public static class RegistryHosting
         services.AddSingleton<RegistryService>();
         services.AddSingleton<DistributionApi>();
         services.AddSingleton<AwsJsonService>(EcrApi.Build);
+        services.AddSingleton<IRegistryMaintenance, LifecyclePolicyRunner>();
         services.AddHostedService<RegistrySweeper>();
         return services;
     }

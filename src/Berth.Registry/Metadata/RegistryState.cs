@@ -62,6 +62,23 @@ public sealed class StoredRepository
 
     [JsonPropertyName("lifecyclePolicyEvaluatedAt")]
     public DateTimeOffset? LifecyclePolicyEvaluatedAt { get; set; }
+
+    /// <summary>The last StartLifecyclePolicyPreview's result (ECR keeps one preview per repository).</summary>
+    [JsonPropertyName("lifecyclePreview")]
+    public StoredLifecyclePreview? LifecyclePreview { get; set; }
+}
+
+/// <summary>A lifecycle policy preview: the policy evaluated, when, and the images it would expire.</summary>
+public sealed class StoredLifecyclePreview
+{
+    [JsonPropertyName("policyText")]
+    public required string PolicyText { get; set; }
+
+    [JsonPropertyName("evaluatedAt")]
+    public DateTimeOffset EvaluatedAt { get; set; }
+
+    [JsonPropertyName("results")]
+    public List<LifecyclePolicyPreviewResult> Results { get; set; } = [];
 }
 
 /// <summary>A manifest stored in a repository; its bytes are the blob named by <see cref="Digest"/>.</summary>

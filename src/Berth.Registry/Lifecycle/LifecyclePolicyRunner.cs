@@ -1,0 +1,41 @@
+using Berth.Registry.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Berth.Registry.Lifecycle;
+
+/// <summary>
+/// Applies every repository's lifecycle policy at each registry sweep (before garbage collection, which
+/// then frees the blobs only the expired images used): the evaluation and the deletion happen under one
+/// hold of the registry's write lock, and the repository's lastEvaluatedAt is stamped.
+/// </summary>
+internal sealed partial class LifecyclePolicyRunner(RegistryService registry, TimeProvider time, ILogger<LifecyclePolicyRunner> logger) : IRegistryMaintenance
+{
+    public async Task RunAsync(CancellationToken ct)
+    {
+        var names = registry.State.Repositories.All.Where(r => r.Value.LifecyclePolicyText is not null).Select(r => r.Id).ToList();
+        foreach (var name in names)
+        {
+            var expired = await registry.ExpireImagesAsync(name, (repo, images) => Select(repo, images, time.GetUtcNow()), ct).ConfigureAwait(false);
+            foreach (var image in expired)
+            {
+                LogExpired(logger, name, image.Manifest.Digest, string.Join(",", image.Tags));
+            }
+        }
+    }
+
+    /// <summary>Digests the repository's policy expires now (none when it has no valid policy).</summary>
+    internal static IEnumerable<string> Select(Metadata.StoredRepository repository, IReadOnlyList<RegistryImage> images, DateTimeOffset now)
+    {
+        if (repository.LifecyclePolicyText is not { } text || !LifecyclePolicy.TryParse(text, out var policy))
+        {
+            return [];
+        }
+        return LifecycleEvaluator.Evaluate(images.Select(ToLifecycleImage), policy!, now).Select(e => e.Image.Digest);
+    }
+
+    internal static LifecycleImage ToLifecycleImage(RegistryImage image)
+        => new(image.Manifest.Digest, image.Tags, image.Manifest.PushedAt, image.ReferencedBy.Count > 0);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lifecycle policy of {Repository} expired {Digest} (tags: {Tags})")]
+    private static partial void LogExpired(ILogger logger, string repository, string digest, string tags);
+}
