@@ -117,11 +117,11 @@ public sealed class ShapeValidator(ServiceModel model, string validationErrorTyp
                 }
                 throw Type(path, "must be a timestamp");
             case "blob":
-                if (value.ValueKind != JsonValueKind.String || !IsBase64(value.GetString()!))
+                if (value.ValueKind != JsonValueKind.String || DecodedLength(value.GetString()!) is not { } decoded)
                 {
                     throw Type(path, "must be base64-encoded binary");
                 }
-                CheckLength(shape, (value.GetString()!.Length * 3) / 4, path, "bytes");
+                CheckLength(shape, decoded, path, "bytes");
                 break;
             default:
                 break;
@@ -205,10 +205,11 @@ public sealed class ShapeValidator(ServiceModel model, string validationErrorTyp
         }
     }
 
-    private static bool IsBase64(string s)
+    /// <summary>The number of bytes the base64 text decodes to (padding excluded), or null when it is not base64.</summary>
+    private static int? DecodedLength(string s)
     {
         var buffer = new byte[(s.Length * 3 / 4) + 3];
-        return Convert.TryFromBase64String(s, buffer, out _);
+        return Convert.TryFromBase64String(s, buffer, out var n) ? n : null;
     }
 
     private static string Truncate(string s) => s.Length <= 64 ? s : s[..64] + "...";

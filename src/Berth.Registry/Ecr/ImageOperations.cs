@@ -217,6 +217,10 @@ internal sealed class ImageOperations(RegistryService registry, Arns arns) : Ecr
         {
             throw EcrErrors.From(RegistryException.TagInvalid(tag), name, RegistryId);
         }
+        if (req.ImageManifestMediaType is { } declared && DeclaredMediaType(content) is { } inManifest && inManifest != declared)
+        {
+            throw EcrErrors.Invalid("imageManifestMediaType", $"'{declared}' does not match the manifest's mediaType '{inManifest}'");
+        }
         string? expected = null;
         if (req.ImageDigest is { } given)
         {
@@ -261,6 +265,23 @@ internal sealed class ImageOperations(RegistryService registry, Arns arns) : Ecr
                 ImageManifestMediaType = manifest.MediaType,
             },
         };
+    }
+
+    /// <summary>The manifest's own mediaType field (null when absent or unreadable: the manifest parser reports that).</summary>
+    private static string? DeclaredMediaType(byte[] content)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(content);
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("mediaType", out var mt) && mt.ValueKind == System.Text.Json.JsonValueKind.String
+                ? mt.GetString()
+                : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     private static bool IsChild(byte[] content, string? mediaType, string? digest)

@@ -145,6 +145,21 @@ public sealed class EcrApiTests
     }
 
     [Fact]
+    public async Task UploadLayerPart_UpToTwentyMiBPerPart()
+    {
+        await using var f = new RegistryFixture();
+        await f.CallAsync("CreateRepository", new { repositoryName = "app" });
+        var upload = (await f.CallAsync("InitiateLayerUpload", new { repositoryName = "app" })).GetProperty("uploadId").GetString()!;
+        var part = new byte[20 * 1024 * 1024];
+        var ok = await f.CallAsync("UploadLayerPart", new { repositoryName = "app", uploadId = upload, partFirstByte = 0, partLastByte = part.Length - 1, layerPartBlob = Convert.ToBase64String(part) });
+        Assert.Equal(part.Length - 1, ok.GetProperty("lastByteReceived").GetInt64());
+        var tooBig = new byte[part.Length + 1];
+        var refused = await f.CallFailsAsync("UploadLayerPart", new { repositoryName = "app", uploadId = upload, partFirstByte = part.Length, partLastByte = part.Length + tooBig.Length - 1, layerPartBlob = Convert.ToBase64String(tooBig) });
+        Assert.Equal("InvalidParameterException", refused.ErrorType);
+        Assert.Contains("layerPartBlob", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task LifecycleRunner_ExpiresPerPolicyWithTheInjectedClock_AndStampsLastEvaluatedAt()
     {
         var time = new ManualTime(Start);
@@ -186,6 +201,51 @@ public sealed class EcrApiTests
         }
         Assert.DoesNotContain(untagged, f.Registry.ImagesOf("app").Select(i => i.Manifest.Digest));
         Assert.Equal(3, f.Registry.ImagesOf("app").Count);
+    }
+
+    [Fact]
+    public async Task ManifestList_ProtectsItsImages_UntilTheListIsGone()
+    {
+        await using var f = new RegistryFixture();
+        await f.CallAsync("CreateRepository", new { repositoryName = "multi" });
+        var children = new List<(string Digest, int Size)>();
+        foreach (var arch in new[] { "amd64", "arm64" })
+        {
+            var manifest = await f.ManifestAsync("multi", arch);
+            var put = await f.CallAsync("PutImage", new { repositoryName = "multi", imageManifest = manifest });
+            children.Add((put.GetProperty("image").GetProperty("imageId").GetProperty("imageDigest").GetString()!, Encoding.UTF8.GetByteCount(manifest)));
+        }
+        string Index(IEnumerable<(string Digest, int Size)> items) => JsonSerializer.Serialize(new
+        {
+            schemaVersion = 2,
+            mediaType = "application/vnd.oci.image.index.v1+json",
+            manifests = items.Select(c => new { mediaType = "application/vnd.oci.image.manifest.v1+json", digest = c.Digest, size = c.Size }),
+        });
+        var missing = (Digest: "sha256:" + new string('3', 64), Size: 10);
+        Assert.Equal("ReferencedImagesNotFoundException", (await f.CallFailsAsync("PutImage", new { repositoryName = "multi", imageManifest = Index([children[0], missing]), imageTag = "latest" })).ErrorType);
+        await f.CallAsync("PutImage", new { repositoryName = "multi", imageManifest = Index(children), imageTag = "latest" });
+
+        var refused = await f.CallAsync("BatchDeleteImage", new { repositoryName = "multi", imageIds = new[] { new { imageDigest = children[0].Digest } } });
+        Assert.Equal(["ImageReferencedByManifestList"], Strings(refused.GetProperty("failures"), "failureCode"));
+        // A lifecycle rule for untagged images leaves the list's images alone.
+        await f.CallAsync("PutLifecyclePolicy", new
+        {
+            repositoryName = "multi",
+            lifecyclePolicyText = """{"rules":[{"rulePriority":1,"description":"no untagged images","selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}""",
+        });
+        foreach (var step in f.Maintenance)
+        {
+            await step.RunAsync(CancellationToken.None);
+        }
+        Assert.Equal(3, f.Registry.ImagesOf("multi").Count);
+
+        // Without the list, they are ordinary untagged images: the next sweep keeps one.
+        await f.CallAsync("BatchDeleteImage", new { repositoryName = "multi", imageIds = new[] { new { imageTag = "latest" } } });
+        foreach (var step in f.Maintenance)
+        {
+            await step.RunAsync(CancellationToken.None);
+        }
+        Assert.Single(f.Registry.ImagesOf("multi"));
     }
 
     [Fact]
