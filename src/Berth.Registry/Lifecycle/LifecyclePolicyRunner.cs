@@ -15,7 +15,17 @@ internal sealed partial class LifecyclePolicyRunner(RegistryService registry, Ti
         var names = registry.State.Repositories.All.Where(r => r.Value.LifecyclePolicyText is not null).Select(r => r.Id).ToList();
         foreach (var name in names)
         {
-            var expired = await registry.ExpireImagesAsync(name, (repo, images) => Select(repo, images, time.GetUtcNow()), ct).ConfigureAwait(false);
+            IReadOnlyList<RegistryImage> expired;
+            try
+            {
+                expired = await registry.ExpireImagesAsync(name, (repo, images) => Select(repo, images, time.GetUtcNow()), ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // One repository's trouble must not hold up the others, nor the garbage collection after this step.
+                LogFailed(logger, e, name);
+                continue;
+            }
             foreach (var image in expired)
             {
                 LogExpired(logger, name, image.Manifest.Digest, string.Join(",", image.Tags));
@@ -35,6 +45,9 @@ internal sealed partial class LifecyclePolicyRunner(RegistryService registry, Ti
 
     internal static LifecycleImage ToLifecycleImage(RegistryImage image)
         => new(image.Manifest.Digest, image.Tags, image.Manifest.PushedAt, image.ReferencedBy.Count > 0);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Lifecycle policy of {Repository} could not be applied; retrying at the next sweep")]
+    private static partial void LogFailed(ILogger logger, Exception e, string repository);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Lifecycle policy of {Repository} expired {Digest} (tags: {Tags})")]
     private static partial void LogExpired(ILogger logger, string repository, string digest, string tags);

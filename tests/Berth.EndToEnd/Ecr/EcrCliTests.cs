@@ -215,7 +215,7 @@ public sealed class EcrCliTests
         {
             var ids = (await aws.RunAsync("ecr", "list-images", "--repository-name", "builds"))["imageIds"]!.AsArray();
             return ids.Count <= 3 ? ids : null;
-        }, TimeSpan.FromSeconds(30), "the sweeper to apply the lifecycle policy");
+        }, TimeSpan.FromSeconds(60), "the sweeper to apply the lifecycle policy");
         Assert.Equal(["v3", "v4", "v5"], Values(left, "imageTag").Order());
         Assert.Equal(digests[2..].Order(), Values(left, "imageDigest").Order());
         Assert.Equal(["v3", "v4", "v5"], JsonNode.Parse(await CurlAsync($"{server.Endpoint}/v2/builds/tags/list"))!["tags"]!.AsArray().Select(t => t!.GetValue<string>()));
