@@ -11,8 +11,7 @@ public static partial class RegistryNames
 
     public static bool IsValidTag(string? tag) => tag is not null && TagPattern().IsMatch(tag);
 
-    // The distribution spec's (and ECR's) name grammar: components separated by '.', '_', '__' or runs of '-'.
-    [GeneratedRegex(@"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$", RegexOptions.CultureInvariant)]
     private static partial Regex RepositoryPattern();
 
     [GeneratedRegex(@"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$", RegexOptions.CultureInvariant)]

@@ -252,14 +252,14 @@ public sealed class EcrApiTests
     public async Task Repositories_CreateDescribePaginateDelete()
     {
         await using var f = new RegistryFixture();
-        foreach (var n in new[] { "a/one", "b-two", "c__three" })
+        foreach (var n in new[] { "a/one", "b-two", "c.three" })
         {
             await f.CallAsync("CreateRepository", new { repositoryName = n, tags = new[] { new { Key = "team", Value = "x" } } });
         }
         Assert.Equal("RepositoryAlreadyExistsException", (await f.CallFailsAsync("CreateRepository", new { repositoryName = "b-two" })).ErrorType);
         var page1 = await f.CallAsync("DescribeRepositories", new { maxResults = 2 });
         var page2 = await f.CallAsync("DescribeRepositories", new { maxResults = 2, nextToken = page1.GetProperty("nextToken").GetString() });
-        Assert.Equal(["a/one", "b-two", "c__three"], Strings(page1.GetProperty("repositories"), "repositoryName").Concat(Strings(page2.GetProperty("repositories"), "repositoryName")));
+        Assert.Equal(["a/one", "b-two", "c.three"], Strings(page1.GetProperty("repositories"), "repositoryName").Concat(Strings(page2.GetProperty("repositories"), "repositoryName")));
         Assert.False(page2.TryGetProperty("nextToken", out _));
         Assert.Equal("RepositoryNotFoundException", (await f.CallFailsAsync("DescribeRepositories", new { repositoryNames = new[] { "a/one", "zzz" } })).ErrorType);
 
