@@ -62,7 +62,7 @@ internal static class EcrErrors
     public static AwsException From(RegistryException e, string repository, string registryId) => e.Code switch
     {
         "NAME_UNKNOWN" => RepositoryNotFound(repository, registryId),
-        "NAME_INVALID" => Invalid("repositoryName", "must be 2-256 characters: lowercase path components of letters and digits, joined by single '.', '_' or '-'"),
+        "NAME_INVALID" => Invalid("repositoryName", "must be 2-256 characters: lowercase path components of letters and digits, separated by '.', '_', '__' or dashes"),
         "MANIFEST_UNKNOWN" => ImageNotFound(Digest(e.Detail) ? new ImageIdentifier { ImageDigest = e.Detail } : new ImageIdentifier { ImageTag = e.Detail }, repository, registryId),
         "TAG_INVALID" when e.IsImmutableTag => new AwsException("ImageTagAlreadyExistsException", e.Message),
         "TAG_INVALID" => Invalid("imageTag", $"'{e.Detail}' is not a valid tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"),
