@@ -16,7 +16,8 @@ hold a layer and mounts it from there instead of uploading. Per repetition and r
                 concurrent pulls; skopeo transfers every blob each time), wall time until all finish.
 The targets alternate (and swap order every repetition) so machine noise hits both alike. Server
 memory is the registry process's VmHWM (peak RSS) from /proc/PID/status, plus the largest VmRSS
-sampled every 100 ms, the maximum over its runs. Prints a markdown table of medians.
+sampled every 100 ms, the maximum over its runs. Server CPU is the registry process's user + system
+time (/proc/PID/stat) spent during each step. Prints a markdown table of medians.
 
 Everything it creates (tags, pushed/pulled images, temp dirs, server processes) is removed at the
 end, also on error or Ctrl+C, except the source image, which stays as the cache (--remove-image).
@@ -82,6 +83,16 @@ def proc_status_kib(pid, field):
     except OSError:
         pass
     return None
+
+
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds the process has used so far (/proc/PID/stat fields 14 and 15)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class Server:
@@ -203,6 +214,7 @@ class Bench:
         self.image_id = None
         self.run_id = uuid.uuid4().hex[:8]
         self.times = {t: {op: [] for op, _ in OPS} for t in self.targets}
+        self.cpu = {t: {op: [] for op, _ in OPS} for t in self.targets}  # server CPU seconds per step
         self.mem = {t: [0, 0] for t in self.targets}  # VmHWM, max sampled VmRSS (KiB)
         self.notes = []
 
@@ -260,28 +272,41 @@ class Bench:
         name = "bench/%s-r%d" % (self.run_id, rep)
         ref_a, ref_b = "%s/%s-a:v1" % (srv.host, name), "%s/%s-b:v1" % (srv.host, name)
         times = self.times[target]
+        cpu_mark = [proc_cpu_seconds(srv.proc.pid)]
+
+        def record(op, dt):
+            times[op].append(dt)
+            now = proc_cpu_seconds(srv.proc.pid)
+            self.cpu[target][op].append(now - cpu_mark[0])
+            cpu_mark[0] = now
+
+        def mark():
+            cpu_mark[0] = proc_cpu_seconds(srv.proc.pid)
 
         run(["docker", "tag", self.src, ref_a], 60)
         self.refs.add(ref_a)
+        mark()
         dt, out = timed(["docker", "push", ref_a], t)
         pushed = out.count(": Pushed")
         if pushed != a.layers:
             self.notes.append("%s rep %d push fresh: %d of %d layers said 'Pushed'" % (target, rep, pushed, a.layers))
-        times["push_fresh"].append(dt)
+        record("push_fresh", dt)
 
         run(["docker", "tag", self.src, ref_b], 60)
         self.refs.add(ref_b)
+        mark()
         dt, out = timed(["docker", "push", ref_b], t)
         if ": Pushed" in out:
             self.notes.append("%s rep %d push present: some layers were uploaded again:\n%s" % (target, rep, out))
-        times["push_present"].append(dt)
+        record("push_present", dt)
 
         # Fresh pull: drop every tag of the image (and with them its layers), then pull one back.
         run(["docker", "rmi", "-f", self.image_id], t)
         if self.image_present():
             raise BenchError("image %s still present after docker rmi -f" % self.image_id)
+        mark()
         dt, out = timed(["docker", "pull", ref_a], t)
-        times["pull_fresh"].append(dt)
+        record("pull_fresh", dt)
         got = run(["docker", "image", "inspect", "-f", "{{.Id}}", ref_a], 60).stdout.strip()
         if got != self.image_id:
             raise BenchError("pulled %s is %s, pushed %s" % (ref_a, got, self.image_id))
@@ -290,12 +315,14 @@ class Bench:
             self.notes.append("%s rep %d pull fresh: %d of %d layers said 'Pull complete'" % (target, rep, complete, a.layers))
         self.restore_src_tag()
 
+        mark()
         dt, out = timed(["docker", "pull", ref_a], t)
         if "Image is up to date" not in out:
             self.notes.append("%s rep %d pull present: unexpected output:\n%s" % (target, rep, out))
-        times["pull_present"].append(dt)
+        record("pull_present", dt)
 
-        times["pull_10"].append(self.concurrent_pulls(srv, ref_a))
+        mark()
+        record("pull_10", self.concurrent_pulls(srv, ref_a))
 
         srv.stop()
         self.mem[target][0] = max(self.mem[target][0], srv.hwm_kib)
@@ -417,12 +444,20 @@ class Bench:
             if both:
                 row += " %.2f× |" % (vals[1] / vals[0]) if vals[0] > 0 else " – |"
             print(row)
+        for op, title in OPS:
+            meds = [statistics.median(self.cpu[t][op]) for t in self.targets]
+            row = "| server CPU, %s | %s |" % (title, " | ".join("%.2f s" % m for m in meds))
+            if both:
+                row += " %.2f× |" % (meds[1] / meds[0]) if meds[0] > 0 else " – |"
+            print(row)
         print()
         print("image: %d layers x %d MiB random (%.0f MiB); each rep starts every registry afresh" %
               (a.layers, a.layer_mib, self.image_bytes / 2 ** 20))
         for t in self.targets:
             print("%s per rep: %s" % (TARGET_NAMES[t], "; ".join(
                 "%s %s" % (op, " ".join("%.2f" % v for v in self.times[t][op])) for op, _ in OPS)))
+            print("%s server CPU per rep: %s" % (TARGET_NAMES[t], "; ".join(
+                "%s %s" % (op, " ".join("%.2f" % v for v in self.cpu[t][op])) for op, _ in OPS)))
         print(machine_info(self.targets, a.berth_dll))
         for n in self.notes:
             print("note: " + n)

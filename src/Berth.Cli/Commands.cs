@@ -227,7 +227,15 @@ internal static class Commands
             app.MapBerthControlPlane();
             app.MapBerthRegistry();
         }
-        await app.StartAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await app.StartAsync(ct).ConfigureAwait(false);
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            await Console.Error.WriteLineAsync($"berth: {e.Message} Stop whatever holds the port (ss -ltnp shows it) or choose another with --listen / --agent-listen.").ConfigureAwait(false);
+            return 3;
+        }
         if (withServer)
         {
             Console.WriteLine($"Berth is listening on {endpoint} (data: {data}).");

@@ -26,8 +26,8 @@ public sealed class BerthServer : IAsyncDisposable
     }
 
     public string Mode { get; }
-    public int Port { get; }
-    public int AgentPort { get; }
+    public int Port { get; private set; }
+    public int AgentPort { get; private set; }
     public string DataDirectory { get; }
     public string RunId { get; }
     public string Endpoint => $"http://127.0.0.1:{Port}";
@@ -40,8 +40,25 @@ public sealed class BerthServer : IAsyncDisposable
     {
         var server = new BerthServer(mode, FreePort(), FreePort(), Path.Combine(Path.GetTempPath(), "berth-e2e-" + Guid.NewGuid().ToString("N")), Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(server.DataDirectory);
-        await server.RestartAsync(extraArgs);
-        return server;
+        // A port found free can be taken by another process before berth binds it; on that race (and only
+        // on it) the first start moves to fresh ports. Restarts keep their ports: tests rely on them.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await server.RestartAsync(extraArgs);
+                return server;
+            }
+            catch (InvalidOperationException) when (attempt < 5 && server.Log.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                lock (server._log)
+                {
+                    server._log.Clear();
+                }
+                server.Port = FreePort();
+                server.AgentPort = FreePort();
+            }
+        }
     }
 
     /// <summary>(Re)starts the process on the same ports and data directory.</summary>
@@ -133,11 +150,28 @@ public sealed class BerthServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A loopback port that is free now, chosen below the kernel's ephemeral range (32768+) so that the
+    /// outgoing connections of parallel tests cannot be handed the same port before the server binds it.
+    /// </summary>
     public static int FreePort()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        for (var i = 0; i < 200; i++)
+        {
+            var port = Random.Shared.Next(20000, 32000);
+            try
+            {
+                using var l = new TcpListener(IPAddress.Loopback, port);
+                l.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+            }
+        }
+        using var any = new TcpListener(IPAddress.Loopback, 0);
+        any.Start();
+        return ((IPEndPoint)any.LocalEndpoint).Port;
     }
 
     /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
