@@ -229,9 +229,9 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
             .GroupBy(d => d.Family!)
             .Where(g => status switch
             {
-                "ALL" => true,
+                "ALL" => g.Any(d => d.Status != "DELETE_IN_PROGRESS"),
                 "ACTIVE" => g.Any(d => d.Status == "ACTIVE"),
-                _ => g.All(d => d.Status != "ACTIVE"),
+                _ => g.All(d => d.Status != "ACTIVE") && g.Any(d => d.Status == "INACTIVE"),
             })
             .Select(g => g.Key);
         var (page, next) = Pagination.Page(families, req.MaxResults, req.NextToken);
@@ -277,11 +277,18 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
                 resp.Failures.Add(new Failure { Arn = stored.Definition.TaskDefinitionArn, Reason = "The specified task definition is still in ACTIVE status. Deregister the target task definition before deleting." });
                 continue;
             }
-            var gone = state.TaskDefinitions.Clone(stored).Definition;
-            gone.Status = "DELETE_IN_PROGRESS";
-            gone.DeleteRequestedAt = time.GetUtcNow();
-            tx.Delete(state.TaskDefinitions, EcsState.TaskDefinitionId(gone.Family!, gone.Revision!.Value));
-            resp.TaskDefinitions.Add(gone);
+            if (stored.Definition.Status == "DELETE_IN_PROGRESS")
+            {
+                resp.TaskDefinitions.Add(stored.Definition);
+                continue;
+            }
+            // The revision stays as a DELETE_IN_PROGRESS record (describable and listable with that status, as
+            // in ECS): no task can start from it, and its number is never handed out again.
+            var gone = state.TaskDefinitions.Clone(stored);
+            gone.Definition.Status = "DELETE_IN_PROGRESS";
+            gone.Definition.DeleteRequestedAt = time.GetUtcNow();
+            tx.Put(state.TaskDefinitions, EcsState.TaskDefinitionId(gone.Definition.Family!, gone.Definition.Revision!.Value), gone);
+            resp.TaskDefinitions.Add(gone.Definition);
         }
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return resp;

@@ -23,6 +23,7 @@ internal sealed class EcsFixture : IAsyncDisposable
         Arns = new Arns(new BerthIdentity());
         Api = new AwsJsonService(ServiceModel.Load("Ecs"));
         new TaskOperations(State, Arns, TimeProvider.System, new Random(7)).Map(Api);
+        new TaskDefinitionOperations(State, Arns, TimeProvider.System).Map(Api);
         new ContainerInstanceOperations(State, Arns, TimeProvider.System).Map(Api);
         Gateway = new AgentGatewayService(State, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
             credentials ?? new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance);
