@@ -263,7 +263,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         {
             var digest = ParseDigest(monolithic.ToString());
             AllowLargeBody(context);
-            await registry.Blobs.AppendAsync(session, context.Request.Body, null, ct).ConfigureAwait(false);
+            await registry.Blobs.AppendAsync(session, context.Request.BodyReader, null, ct).ConfigureAwait(false);
             await CompleteAsync(context, name, session, digest, ct).ConfigureAwait(false);
             return;
         }
@@ -285,7 +285,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         {
             start = ChunkStart(contentRange, context.Request.ContentLength);
         }
-        if (!await registry.Blobs.AppendAsync(session, context.Request.Body, start, ct).ConfigureAwait(false))
+        if (!await registry.Blobs.AppendAsync(session, context.Request.BodyReader, start, ct).ConfigureAwait(false))
         {
             throw OutOfOrder(context, name, session, start);
         }
@@ -354,7 +354,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         {
             start = ChunkStart(contentRange, context.Request.ContentLength);
         }
-        if (!await registry.Blobs.AppendAsync(session, context.Request.Body, start, ct).ConfigureAwait(false))
+        if (!await registry.Blobs.AppendAsync(session, context.Request.BodyReader, start, ct).ConfigureAwait(false))
         {
             throw OutOfOrder(context, name, session, start);
         }

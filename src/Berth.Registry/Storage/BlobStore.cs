@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.IO.Pipelines;
 using System.Security.Cryptography;
 
 namespace Berth.Registry.Storage;
@@ -13,6 +14,8 @@ namespace Berth.Registry.Storage;
 public sealed class BlobStore
 {
     private const int BufferSize = 1 << 20;
+    // The least a body read waits for (below Kestrel's 1 MiB request buffer, so it never waits on itself).
+    private const int MinimumRead = 256 << 10;
     private readonly string _blobs;
     private readonly string _uploads;
     private readonly ConcurrentDictionary<string, UploadSession> _sessions = new(StringComparer.Ordinal);
@@ -105,6 +108,20 @@ public sealed class BlobStore
     /// must equal the bytes received so far; otherwise nothing is written and false is returned (416).
     /// </summary>
     public async Task<bool> AppendAsync(UploadSession session, Stream body, long? expectedOffset, CancellationToken ct)
+    {
+        var reader = PipeReader.Create(body, new StreamPipeReaderOptions(bufferSize: 64 << 10, leaveOpen: true));
+        try
+        {
+            return await AppendAsync(session, reader, expectedOffset, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc cref="AppendAsync(UploadSession, Stream, long?, CancellationToken)"/>
+    public async Task<bool> AppendAsync(UploadSession session, PipeReader body, long? expectedOffset, CancellationToken ct)
     {
         await session.Lock.WaitAsync(ct).ConfigureAwait(false);
         try
@@ -251,19 +268,24 @@ public sealed class BlobStore
         return n;
     }
 
-    // A request body hands out whatever the socket had (often a few KiB); gather a full buffer so the
-    // file and the hash see few large writes instead of many small ones.
-    private static async Task<int> FillAsync(Stream body, byte[] buffer, CancellationToken ct)
+    // A request body hands out whatever the socket had (docker sends HTTP chunks of a few KiB to 32 KiB);
+    // waiting for at least MinimumRead bytes per read wakes this loop a few times per MiB instead of once
+    // per chunk, and gathering a full buffer gives the file and the hash few large writes.
+    private static async Task<int> FillAsync(PipeReader body, byte[] buffer, CancellationToken ct)
     {
         var filled = 0;
         while (filled < BufferSize)
         {
-            var n = await body.ReadAsync(buffer.AsMemory(filled, BufferSize - filled), ct).ConfigureAwait(false);
-            if (n == 0)
+            var result = await body.ReadAtLeastAsync(Math.Min(MinimumRead, BufferSize - filled), ct).ConfigureAwait(false);
+            var data = result.Buffer;
+            var take = (int)Math.Min(data.Length, BufferSize - filled);
+            data.Slice(0, take).CopyTo(buffer.AsSpan(filled));
+            body.AdvanceTo(data.GetPosition(take));
+            filled += take;
+            if (take == 0 && (result.IsCompleted || result.IsCanceled))
             {
                 break;
             }
-            filled += n;
         }
         return filled;
     }
