@@ -17,7 +17,8 @@ hold a layer and mounts it from there instead of uploading. Per repetition and r
 The targets alternate (and swap order every repetition) so machine noise hits both alike. Server
 memory is the registry process's VmHWM (peak RSS) from /proc/PID/status, plus the largest VmRSS
 sampled every 100 ms, the maximum over its runs. Server CPU is the registry process's user + system
-time (/proc/PID/stat) spent during each step. Prints a markdown table of medians.
+time (/proc/PID/stat) spent during each step. Before each step the script calls sync(2), so that no step
+is slowed by the writeback of what the steps before it wrote. Prints a markdown table of medians.
 
 Everything it creates (tags, pushed/pulled images, temp dirs, server processes) is removed at the
 end, also on error or Ctrl+C, except the source image, which stays as the cache (--remove-image).
@@ -281,6 +282,9 @@ class Bench:
             cpu_mark[0] = now
 
         def mark():
+            # Write back what earlier steps left dirty (pulled layers, the other registry's blobs), so
+            # that no step pays for the one before it.
+            os.sync()
             cpu_mark[0] = proc_cpu_seconds(srv.proc.pid)
 
         run(["docker", "tag", self.src, ref_a], 60)
