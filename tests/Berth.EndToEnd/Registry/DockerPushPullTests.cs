@@ -5,39 +5,15 @@ using Berth.EndToEnd.Harness;
 namespace Berth.EndToEnd.Registry;
 
 /// <summary>The docker CLI against Berth's registry: build, push, rmi, pull, run; a second push deduplicates.</summary>
-public sealed class DockerPushPullTests : IAsyncLifetime
+public sealed class DockerPushPullTests() : RegistryServerTest()
 {
-    private BerthServer? _server;
-    private RegistryClient? _registry;
-    private LocalImages? _images;
-
-    public async ValueTask InitializeAsync()
-    {
-        await DockerCli.RequireAsync();
-        _server = await BerthServer.StartAsync("server");
-        _registry = new RegistryClient(_server);
-        _images = new LocalImages(_server.RunId);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_images is not null)
-        {
-            await _images.DisposeAsync();
-        }
-        _registry?.Dispose();
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
 
     [Fact]
     public async Task MultiLayerImage_PushRmiPullRun_ThenSecondRepositoryMountsEveryLayer()
     {
-        var run = _server!.RunId[..12];
-        var local = _images!.LocalName("app");
-        await _images.BuildAsync(local, $"""
+        var run = Server.RunId[..12];
+        var local = Images.LocalName("app");
+        await Images.BuildAsync(local, $"""
             FROM berth-test/busybox:latest
             RUN echo "first layer {run}" > /one.txt
             COPY two.txt /two.txt
@@ -46,14 +22,14 @@ public sealed class DockerPushPullTests : IAsyncLifetime
             """, new Dictionary<string, string> { ["two.txt"] = "second layer\n" });
 
         var repo = $"team/app-{run}";
-        var image = _images.Track($"{_registry!.Host}/{repo}:1");
-        await _images.TagAsync(local, image);
+        var image = Images.Track($"{RegistryApi.Host}/{repo}:1");
+        await Images.TagAsync(local, image);
         var push = await DockerCli.RunAsync("push", image);
         Assert.True(push.ExitCode == 0, push.Stdout + push.Stderr);
         Assert.Contains("1: digest: sha256:", push.Stdout, StringComparison.Ordinal);
 
         // What the registry now holds: a Docker schema 2 manifest of four layers (busybox + three).
-        using var m = await _registry.GetManifestAsync(repo, "1");
+        using var m = await RegistryApi.GetManifestAsync(repo, "1");
         Assert.Equal(HttpStatusCode.OK, m.StatusCode);
         Assert.Equal(RegistryClient.DockerManifest, m.Content.Headers.ContentType!.MediaType);
         var manifestBytes = await m.Content.ReadAsByteArrayAsync();
@@ -63,7 +39,7 @@ public sealed class DockerPushPullTests : IAsyncLifetime
         var layers = manifest["layers"]!.AsArray().Select(l => l!["digest"]!.GetValue<string>()).ToList();
         Assert.Equal(4, layers.Count);
         var config = manifest["config"]!["digest"]!.GetValue<string>();
-        Assert.Equal(["1"], await _registry.TagsAsync(repo));
+        Assert.Equal(["1"], await RegistryApi.TagsAsync(repo));
 
         // rmi every local name of the image, so the pull below really downloads its layers.
         Assert.Equal(0, (await DockerCli.RunAsync("rmi", image)).ExitCode);
@@ -75,14 +51,14 @@ public sealed class DockerPushPullTests : IAsyncLifetime
         Assert.Contains("Digest: " + manifestDigest, pull.Stdout, StringComparison.Ordinal);
         Assert.Contains("Pull complete", pull.Stdout, StringComparison.Ordinal);
 
-        var output = await DockerCli.RunAsync("run", "--rm", "--network", "none", "--label", _server.Label, image);
+        var output = await DockerCli.RunAsync("run", "--rm", "--network", "none", "--label", Server.Label, image);
         Assert.True(output.ExitCode == 0, output.Stderr);
         Assert.Equal($"first layer {run}\nsecond layer\nthird layer\n", output.Stdout);
 
         // The same image into a second repository: docker mounts (or finds) every layer, uploads nothing again.
-        var blobsBefore = _registry.BlobFiles();
-        var second = _images.Track($"{_registry.Host}/other/app-{run}:1");
-        await _images.TagAsync(image, second);
+        var blobsBefore = RegistryApi.BlobFiles();
+        var second = Images.Track($"{RegistryApi.Host}/other/app-{run}:1");
+        await Images.TagAsync(image, second);
         var push2 = await DockerCli.RunAsync("push", second);
         Assert.True(push2.ExitCode == 0, push2.Stdout + push2.Stderr);
         // docker names layers by their uncompressed ids here; each of the four ends mounted or found, none pushed.
@@ -96,18 +72,18 @@ public sealed class DockerPushPullTests : IAsyncLifetime
         Assert.Contains($"1: digest: {manifestDigest}", push2.Stdout, StringComparison.Ordinal);
 
         // On disk: exactly one file per digest, shared by both repositories; the second push added none.
-        var files = _registry.BlobFiles();
+        var files = RegistryApi.BlobFiles();
         Assert.Equal(blobsBefore, files);
         Assert.Equal(new SortedSet<string>([.. layers, config, manifestDigest], StringComparer.Ordinal), files);
-        _registry.AssertBlobsHashToTheirNames();
-        Assert.Equal([$"other/app-{run}", repo], (await _registry.CatalogAsync()).Order(StringComparer.Ordinal).ToList());
+        RegistryApi.AssertBlobsHashToTheirNames();
+        Assert.Equal([$"other/app-{run}", repo], (await RegistryApi.CatalogAsync()).Order(StringComparer.Ordinal).ToList());
 
         // Both repositories serve every layer.
         foreach (var r in new[] { repo, $"other/app-{run}" })
         {
             foreach (var layer in layers)
             {
-                using var head = await _registry.SendAsync(HttpMethod.Head, $"/v2/{r}/blobs/{layer}");
+                using var head = await RegistryApi.SendAsync(HttpMethod.Head, $"/v2/{r}/blobs/{layer}");
                 Assert.Equal(HttpStatusCode.OK, head.StatusCode);
             }
         }
