@@ -6,25 +6,10 @@ using Berth.EndToEnd.Harness;
 namespace Berth.EndToEnd.Registry;
 
 /// <summary>Blob Range requests and HEAD, tags/list and _catalog pagination with n, last and the Link header.</summary>
-public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
+public sealed partial class BlobRangeAndPagingTests : RegistryServerTest
 {
-    private BerthServer? _server;
-    private RegistryClient? _registry;
 
-    public async ValueTask InitializeAsync()
-    {
-        _server = await BerthServer.StartAsync("server");
-        _registry = new RegistryClient(_server);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        _registry?.Dispose();
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
+    protected override Task RequireToolsAsync() => Task.CompletedTask;
 
     private static byte[] Bytes(int n)
     {
@@ -45,8 +30,8 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
     public async Task BlobRange_206WithContentRangeAndExactlyThoseBytes(string range, int offset, int length)
     {
         var data = Bytes(1000);
-        var digest = await _registry!.PushBlobAsync("ranges/blob", data);
-        using var r = await _registry.SendAsync(HttpMethod.Get, $"/v2/ranges/blob/blobs/{digest}", null, null, ("Range", range));
+        var digest = await RegistryApi.PushBlobAsync("ranges/blob", data);
+        using var r = await RegistryApi.SendAsync(HttpMethod.Get, $"/v2/ranges/blob/blobs/{digest}", null, null, ("Range", range));
         Assert.Equal(HttpStatusCode.PartialContent, r.StatusCode);
         Assert.Equal($"bytes {offset}-{offset + length - 1}/1000", RegistryClient.Header(r, "Content-Range"));
         Assert.Equal(length, r.Content.Headers.ContentLength);
@@ -58,15 +43,15 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
     public async Task BlobRange_Unsatisfiable_416WithContentRangeOfTheSize_AndOtherUnitsAreIgnored()
     {
         var data = Bytes(1000);
-        var digest = await _registry!.PushBlobAsync("ranges/blob", data);
+        var digest = await RegistryApi.PushBlobAsync("ranges/blob", data);
         foreach (var range in new[] { "bytes=1000-", "bytes=5000-6000", "bytes=-0" })
         {
-            using var r = await _registry.SendAsync(HttpMethod.Get, $"/v2/ranges/blob/blobs/{digest}", null, null, ("Range", range));
+            using var r = await RegistryApi.SendAsync(HttpMethod.Get, $"/v2/ranges/blob/blobs/{digest}", null, null, ("Range", range));
             Assert.Equal(HttpStatusCode.RequestedRangeNotSatisfiable, r.StatusCode);
             Assert.Equal("bytes */1000", RegistryClient.Header(r, "Content-Range"));
         }
         // RFC 9110: a range unit the server does not know is ignored, and the whole blob is served.
-        using var items = await _registry.SendAsync(HttpMethod.Get, $"/v2/ranges/blob/blobs/{digest}", null, null, ("Range", "items=0-1"));
+        using var items = await RegistryApi.SendAsync(HttpMethod.Get, $"/v2/ranges/blob/blobs/{digest}", null, null, ("Range", "items=0-1"));
         Assert.Equal(HttpStatusCode.OK, items.StatusCode);
         Assert.Equal(data, await items.Content.ReadAsByteArrayAsync());
     }
@@ -75,18 +60,18 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
     public async Task Head_BlobAndManifest_ContentLengthDigestAndNoBody()
     {
         var data = Bytes(1000);
-        var digest = await _registry!.PushBlobAsync("heads/app", data);
-        using var blob = await _registry.SendAsync(HttpMethod.Head, $"/v2/heads/app/blobs/{digest}");
+        var digest = await RegistryApi.PushBlobAsync("heads/app", data);
+        using var blob = await RegistryApi.SendAsync(HttpMethod.Head, $"/v2/heads/app/blobs/{digest}");
         Assert.Equal(HttpStatusCode.OK, blob.StatusCode);
         Assert.Equal(1000, blob.Content.Headers.ContentLength);
         Assert.Equal(digest, RegistryClient.Header(blob, "Docker-Content-Digest"));
         Assert.Equal("bytes", RegistryClient.Header(blob, "Accept-Ranges"));
         Assert.Empty(await blob.Content.ReadAsByteArrayAsync());
 
-        var (manifest, bytes) = await _registry.PushImageAsync("heads/app", "1", "head");
+        var (manifest, bytes) = await RegistryApi.PushImageAsync("heads/app", "1", "head");
         foreach (var reference in new[] { "1", manifest })
         {
-            using var head = await _registry.SendAsync(HttpMethod.Head, $"/v2/heads/app/manifests/{reference}", null, null, ("Accept", RegistryClient.OciManifest));
+            using var head = await RegistryApi.SendAsync(HttpMethod.Head, $"/v2/heads/app/manifests/{reference}", null, null, ("Accept", RegistryClient.OciManifest));
             Assert.Equal(HttpStatusCode.OK, head.StatusCode);
             Assert.Equal(bytes.Length, head.Content.Headers.ContentLength);
             Assert.Equal(manifest, RegistryClient.Header(head, "Docker-Content-Digest"));
@@ -94,9 +79,9 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
             Assert.Empty(await head.Content.ReadAsByteArrayAsync());
         }
 
-        using var missing = await _registry.SendAsync(HttpMethod.Head, $"/v2/heads/app/blobs/{RegistryClient.Sha256(RegistryClient.Utf8("nope"))}");
+        using var missing = await RegistryApi.SendAsync(HttpMethod.Head, $"/v2/heads/app/blobs/{RegistryClient.Sha256(RegistryClient.Utf8("nope"))}");
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
-        using var missingManifest = await _registry.SendAsync(HttpMethod.Head, "/v2/heads/app/manifests/nope");
+        using var missingManifest = await RegistryApi.SendAsync(HttpMethod.Head, "/v2/heads/app/manifests/nope");
         Assert.Equal(HttpStatusCode.NotFound, missingManifest.StatusCode);
     }
 
@@ -108,7 +93,7 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
         string? next = first;
         while (next is not null)
         {
-            using var r = await _registry!.SendAsync(HttpMethod.Get, next);
+            using var r = await RegistryApi.SendAsync(HttpMethod.Get, next);
             Assert.Equal(HttpStatusCode.OK, r.StatusCode);
             var page = JsonNode.Parse(await r.Content.ReadAsStringAsync())![field]!.AsArray().Select(t => t!.GetValue<string>()).ToList();
             Assert.True(page.Count <= n, $"page of {page.Count} > n={n}");
@@ -137,17 +122,17 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
     [Fact]
     public async Task TagsList_PaginatesWithNLastAndLink()
     {
-        var (manifest, bytes) = await _registry!.PushImageAsync("paged/app", "latest", "paged");
+        var (manifest, bytes) = await RegistryApi.PushImageAsync("paged/app", "latest", "paged");
         string[] tags = ["1.0", "1.1", "2.0", "A", "B_", "latest", "v1", "v2", "v3"];
         foreach (var t in tags.Where(t => t != "latest"))
         {
-            using var put = await _registry.PutManifestAsync("paged/app", t, bytes, RegistryClient.OciManifest);
+            using var put = await RegistryApi.PutManifestAsync("paged/app", t, bytes, RegistryClient.OciManifest);
             Assert.Equal(HttpStatusCode.Created, put.StatusCode);
             Assert.Equal(manifest, RegistryClient.Header(put, "Docker-Content-Digest"));
         }
         var sorted = tags.Order(StringComparer.Ordinal).ToList();
 
-        Assert.Equal(sorted, await _registry.TagsAsync("paged/app"));
+        Assert.Equal(sorted, await RegistryApi.TagsAsync("paged/app"));
         var (all, pages) = await FollowAsync("/v2/paged/app/tags/list?n=2", "tags", 2);
         Assert.Equal(sorted, all);
         Assert.Equal(5, pages);
@@ -156,7 +141,7 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
         Assert.Equal(3, pages);
 
         // n=0: an empty list and no Link; last alone: everything after it; n larger than the list: all, no Link.
-        using (var zero = await _registry.SendAsync(HttpMethod.Get, "/v2/paged/app/tags/list?n=0"))
+        using (var zero = await RegistryApi.SendAsync(HttpMethod.Get, "/v2/paged/app/tags/list?n=0"))
         {
             Assert.Equal(HttpStatusCode.OK, zero.StatusCode);
             Assert.Empty(JsonNode.Parse(await zero.Content.ReadAsStringAsync())!["tags"]!.AsArray());
@@ -178,9 +163,9 @@ public sealed partial class BlobRangeAndPagingTests : IAsyncLifetime
         string[] repos = ["cat/a", "cat/b", "cat/c/d", "cat/c-e", "cat/z", "zz"];
         foreach (var r in repos)
         {
-            await _registry!.PushImageAsync(r, "1", r);
+            await RegistryApi.PushImageAsync(r, "1", r);
         }
-        var catalog = await _registry!.CatalogAsync();
+        var catalog = await RegistryApi.CatalogAsync();
         var mine = repos.Order(StringComparer.Ordinal).ToList();
         Assert.Equal(mine, catalog.Where(repos.Contains).ToList());
         Assert.Equal(catalog.Order(StringComparer.Ordinal).ToList(), catalog);

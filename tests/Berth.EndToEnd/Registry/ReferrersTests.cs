@@ -5,36 +5,21 @@ using Berth.EndToEnd.Harness;
 namespace Berth.EndToEnd.Registry;
 
 /// <summary>OCI 1.1 referrers: artifacts whose subject is an image, the OCI-Subject header and the referrers API.</summary>
-public sealed class ReferrersTests : IAsyncLifetime
+public sealed class ReferrersTests : RegistryServerTest
 {
     private const string Sbom = "application/vnd.example.sbom.v1";
     private const string Signature = "application/vnd.example.signature.v1";
     private const string LegacyConfig = "application/vnd.example.legacy.config.v1+json";
-    private BerthServer? _server;
-    private RegistryClient? _registry;
 
-    public async ValueTask InitializeAsync()
-    {
-        _server = await BerthServer.StartAsync("server");
-        _registry = new RegistryClient(_server);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        _registry?.Dispose();
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
+    protected override Task RequireToolsAsync() => Task.CompletedTask;
 
     /// <summary>Pushes an artifact manifest (empty config unless <paramref name="configMediaType"/>) about <paramref name="subject"/>.</summary>
     private async Task<(string Digest, int Size, HttpResponseMessage Response)> PushArtifactAsync(string repo, string? artifactType, string subject, int subjectSize, string payload, string? configMediaType = null, string? annotation = null)
     {
         var config = configMediaType is null ? RegistryClient.Utf8("{}") : RegistryClient.Utf8("""{"legacy":true}""");
-        var configDigest = await _registry!.PushBlobAsync(repo, config);
+        var configDigest = await RegistryApi.PushBlobAsync(repo, config);
         var blob = RegistryClient.Utf8(payload);
-        var blobDigest = await _registry.PushBlobAsync(repo, blob);
+        var blobDigest = await RegistryApi.PushBlobAsync(repo, blob);
         var manifest = RegistryClient.Utf8($$$"""
             {"schemaVersion":2,"mediaType":"{{{RegistryClient.OciManifest}}}"{{{(artifactType is null ? "" : $",\"artifactType\":\"{artifactType}\"")}}},
              "config":{"mediaType":"{{{configMediaType ?? RegistryClient.OciEmpty}}}","digest":"{{{configDigest}}}","size":{{{config.Length}}}},
@@ -43,13 +28,13 @@ public sealed class ReferrersTests : IAsyncLifetime
              "annotations":{"org.opencontainers.image.created":"2024-01-01T00:00:00Z"{{{(annotation is null ? "" : $",\"org.example.note\":\"{annotation}\"")}}}}}
             """);
         var digest = RegistryClient.Sha256(manifest);
-        var r = await _registry.PutManifestAsync(repo, digest, manifest, RegistryClient.OciManifest);
+        var r = await RegistryApi.PutManifestAsync(repo, digest, manifest, RegistryClient.OciManifest);
         return (digest, manifest.Length, r);
     }
 
     private async Task<(HttpResponseMessage Response, JsonArray Manifests)> ReferrersAsync(string repo, string digest, string? artifactType = null)
     {
-        var r = await _registry!.SendAsync(HttpMethod.Get, $"/v2/{repo}/referrers/{digest}" + (artifactType is null ? "" : "?artifactType=" + Uri.EscapeDataString(artifactType)));
+        var r = await RegistryApi.SendAsync(HttpMethod.Get, $"/v2/{repo}/referrers/{digest}" + (artifactType is null ? "" : "?artifactType=" + Uri.EscapeDataString(artifactType)));
         Assert.Equal(HttpStatusCode.OK, r.StatusCode);
         Assert.Equal(RegistryClient.OciIndex, r.Content.Headers.ContentType!.MediaType);
         var index = JsonNode.Parse(await r.Content.ReadAsStringAsync())!;
@@ -61,7 +46,7 @@ public sealed class ReferrersTests : IAsyncLifetime
     [Fact]
     public async Task ArtifactsWithSubject_OciSubjectHeader_ReferrersListedAndFilteredByArtifactType()
     {
-        var (image, imageBytes) = await _registry!.PushImageAsync("team/app", "1", "referred");
+        var (image, imageBytes) = await RegistryApi.PushImageAsync("team/app", "1", "referred");
 
         var (sbom, sbomSize, sbomPut) = await PushArtifactAsync("team/app", Sbom, image, imageBytes.Length, """{"packages":[]}""", annotation: "first");
         using (sbomPut)
@@ -124,13 +109,13 @@ public sealed class ReferrersTests : IAsyncLifetime
         }
 
         // The referrers are ordinary manifests too: fetchable by digest, and the subject is unchanged.
-        using var get = await _registry.GetManifestAsync("team/app", sbom, RegistryClient.OciManifest);
+        using var get = await RegistryApi.GetManifestAsync("team/app", sbom, RegistryClient.OciManifest);
         Assert.Equal(HttpStatusCode.OK, get.StatusCode);
         Assert.Equal(sbom, RegistryClient.Header(get, "Docker-Content-Digest"));
-        Assert.Equal(["1"], await _registry.TagsAsync("team/app"));
+        Assert.Equal(["1"], await RegistryApi.TagsAsync("team/app"));
 
         // Deleting a referrer removes it from the list.
-        using var del = await _registry.SendAsync(HttpMethod.Delete, $"/v2/team/app/manifests/{signature}");
+        using var del = await RegistryApi.SendAsync(HttpMethod.Delete, $"/v2/team/app/manifests/{signature}");
         Assert.Equal(HttpStatusCode.Accepted, del.StatusCode);
         var (after, remaining) = await ReferrersAsync("team/app", image);
         using (after)

@@ -12,9 +12,12 @@ public abstract class RegistryServerTest(params string[] serverArgs) : IAsyncLif
     protected RegistryClient RegistryApi { get; private set; } = null!;
     protected LocalImages Images { get; private set; } = null!;
 
+    /// <summary>Checks for the client tools the test drives, before the server starts: the docker engine unless overridden.</summary>
+    protected virtual Task RequireToolsAsync() => DockerCli.RequireAsync();
+
     public virtual async ValueTask InitializeAsync()
     {
-        await DockerCli.RequireAsync();
+        await RequireToolsAsync();
         Server = await BerthServer.StartAsync("server", serverArgs);
         RegistryApi = new RegistryClient(Server);
         Images = new LocalImages(Server.RunId);

@@ -4,27 +4,19 @@ using Berth.EndToEnd.Harness;
 namespace Berth.EndToEnd.Registry;
 
 /// <summary>skopeo between Berth and dir:/oci: layouts, both ways; skopeo inspect and list-tags read what Berth stores.</summary>
-public sealed class SkopeoCopyTests : IAsyncLifetime
+public sealed class SkopeoCopyTests : RegistryServerTest
 {
-    private BerthServer? _server;
-    private RegistryClient? _registry;
     private readonly List<string> _dirs = [];
 
-    public async ValueTask InitializeAsync()
+    protected override async Task RequireToolsAsync()
     {
         await DockerCli.RequireAsync();
         await SkopeoCli.RequireAsync();
-        _server = await BerthServer.StartAsync("server");
-        _registry = new RegistryClient(_server);
     }
 
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        _registry?.Dispose();
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
+        await base.DisposeAsync();
         foreach (var d in _dirs)
         {
             Directory.Delete(d, recursive: true);
@@ -39,14 +31,14 @@ public sealed class SkopeoCopyTests : IAsyncLifetime
     }
 
     private async Task<JsonNode> InspectAsync(string repoAndTag, bool raw = false)
-        => JsonNode.Parse(await SkopeoCli.RunAsync(["inspect", .. (raw ? new[] { "--raw" } : []), "--tls-verify=false", $"docker://{_registry!.Host}/{repoAndTag}"]))!;
+        => JsonNode.Parse(await SkopeoCli.RunAsync(["inspect", .. (raw ? new[] { "--raw" } : []), "--tls-verify=false", $"docker://{RegistryApi.Host}/{repoAndTag}"]))!;
 
     private static List<string> LayerDigests(JsonNode manifest) => manifest["layers"]!.AsArray().Select(l => l!["digest"]!.GetValue<string>()).ToList();
 
     [Fact]
     public async Task CopyToDirAndOciLayouts_AndBackToOtherRepositories_KeepsDigestsAndLayers()
     {
-        var host = _registry!.Host;
+        var host = RegistryApi.Host;
         await SkopeoCli.RunAsync("copy", "--dest-tls-verify=false", "docker-daemon:berth-test/busybox:latest", $"docker://{host}/source/busybox:1");
         await SkopeoCli.RunAsync("copy", "--src-tls-verify=false", "--dest-tls-verify=false", $"docker://{host}/source/busybox:1", $"docker://{host}/source/busybox:2");
 
@@ -82,7 +74,7 @@ public sealed class SkopeoCopyTests : IAsyncLifetime
         Assert.Equal(layers, LayerDigests(fromOciRaw));
         var fromOci = await InspectAsync("copies/from-oci:1");
         Assert.NotEqual(digest, fromOci["Digest"]!.GetValue<string>());
-        using (var m = await _registry.GetManifestAsync("copies/from-oci", fromOci["Digest"]!.GetValue<string>()))
+        using (var m = await RegistryApi.GetManifestAsync("copies/from-oci", fromOci["Digest"]!.GetValue<string>()))
         {
             Assert.Equal(RegistryClient.OciManifest, m.Content.Headers.ContentType!.MediaType);
             Assert.Equal(fromOci["Digest"]!.GetValue<string>(), RegistryClient.Sha256(await m.Content.ReadAsByteArrayAsync()));
@@ -93,7 +85,7 @@ public sealed class SkopeoCopyTests : IAsyncLifetime
         await SkopeoCli.RunAsync("copy", "--src-tls-verify=false", $"docker://{host}/copies/from-oci:1", $"dir:{again}");
         Assert.Equal(fromOci["Digest"]!.GetValue<string>(), RegistryClient.Sha256(await File.ReadAllBytesAsync(Path.Combine(again, "manifest.json"))));
 
-        Assert.Equal(["copies/from-dir", "copies/from-oci", "source/busybox"], (await _registry.CatalogAsync()).Order(StringComparer.Ordinal).ToList());
-        _registry.AssertBlobsHashToTheirNames();
+        Assert.Equal(["copies/from-dir", "copies/from-oci", "source/busybox"], (await RegistryApi.CatalogAsync()).Order(StringComparer.Ordinal).ToList());
+        RegistryApi.AssertBlobsHashToTheirNames();
     }
 }
