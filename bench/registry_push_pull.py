@@ -436,24 +436,18 @@ class Bench:
         print()
         print(head)
         print("|---|" + "---|" * (len(cols) + (1 if both else 0)))
-        for op, title in OPS:
-            meds = [statistics.median(self.times[t][op]) for t in self.targets]
-            row = "| %s | %s |" % (title, " | ".join("%.2f s" % m for m in meds))
+        def row(title, vals, unit_fmt):
+            line = "| %s | %s |" % (title, " | ".join(unit_fmt % v for v in vals))
             if both:
-                row += " %.2f× |" % (meds[1] / meds[0]) if meds[0] > 0 else " – |"
-            print(row)
+                line += " %.2f× |" % (vals[1] / vals[0]) if vals[0] > 0 else " – |"
+            print(line)
+
+        for op, title in OPS:
+            row(title, [statistics.median(self.times[t][op]) for t in self.targets], "%.2f s")
         for i, title in enumerate(["server peak memory (VmHWM, max over runs)", "server max sampled VmRSS (100 ms)"]):
-            vals = [self.mem[t][i] / 1024.0 for t in self.targets]
-            row = "| %s | %s |" % (title, " | ".join("%.0f MiB" % v for v in vals))
-            if both:
-                row += " %.2f× |" % (vals[1] / vals[0]) if vals[0] > 0 else " – |"
-            print(row)
+            row(title, [self.mem[t][i] / 1024.0 for t in self.targets], "%.0f MiB")
         for op, title in OPS:
-            meds = [statistics.median(self.cpu[t][op]) for t in self.targets]
-            row = "| server CPU, %s | %s |" % (title, " | ".join("%.2f s" % m for m in meds))
-            if both:
-                row += " %.2f× |" % (meds[1] / meds[0]) if meds[0] > 0 else " – |"
-            print(row)
+            row("server CPU, " + title, [statistics.median(self.cpu[t][op]) for t in self.targets], "%.2f s")
         print()
         print("image: %d layers x %d MiB random (%.0f MiB); each rep starts every registry afresh" %
               (a.layers, a.layer_mib, self.image_bytes / 2 ** 20))
