@@ -278,6 +278,16 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
 
     private async Task PatchUploadAsync(HttpContext context, string name, UploadSession session, CancellationToken ct)
     {
+        await AppendBodyAsync(context, name, session, ct).ConfigureAwait(false);
+        UploadAccepted(context, name, session, 202);
+    }
+
+    /// <summary>
+    /// Appends the request body to the upload, at the offset its Content-Range names when it has one
+    /// (PATCH chunks and the closing PUT alike); a chunk at the wrong offset is a 416.
+    /// </summary>
+    private async Task AppendBodyAsync(HttpContext context, string name, UploadSession session, CancellationToken ct)
+    {
         AllowLargeBody(context);
         long? start = null;
         var contentRange = context.Request.Headers.ContentRange.ToString();
@@ -289,7 +299,6 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         {
             throw OutOfOrder(context, name, session, start);
         }
-        UploadAccepted(context, name, session, 202);
     }
 
     /// <summary>
@@ -347,17 +356,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
             throw RegistryException.DigestInvalid("the digest query parameter is required to complete an upload");
         }
         var digest = ParseDigest(digestText);
-        AllowLargeBody(context);
-        long? start = null;
-        var contentRange = context.Request.Headers.ContentRange.ToString();
-        if (contentRange.Length > 0)
-        {
-            start = ChunkStart(contentRange, context.Request.ContentLength);
-        }
-        if (!await registry.Blobs.AppendAsync(session, context.Request.BodyReader, start, ct).ConfigureAwait(false))
-        {
-            throw OutOfOrder(context, name, session, start);
-        }
+        await AppendBodyAsync(context, name, session, ct).ConfigureAwait(false);
         await CompleteAsync(context, name, session, digest, ct).ConfigureAwait(false);
     }
 
