@@ -13,12 +13,7 @@ public sealed class SplitProcessTests
         var aws = new AwsCli(server.Endpoint);
         await aws.RunAsync("ecs", "create-cluster", "--cluster-name", "split");
         server.StartAgent("split");
-        var list = await Wait.ForAsync(async () =>
-        {
-            var l = await aws.RunAsync("ecs", "list-container-instances", "--cluster", "split");
-            return l["containerInstanceArns"]!.AsArray().Count > 0 ? l : null;
-        }, TimeSpan.FromSeconds(60), "the agent to register");
-        var instanceArn = list["containerInstanceArns"]![0]!.GetValue<string>();
+        var instanceArn = await aws.WaitForContainerInstanceAsync("split", TimeSpan.FromSeconds(60));
         var ci = (await aws.RunAsync("ecs", "describe-container-instances", "--cluster", "split", "--container-instances", instanceArn))["containerInstances"]![0]!;
         Assert.True(ci["agentConnected"]!.GetValue<bool>());
         Assert.Equal(2048, ci["registeredResources"]!.AsArray().First(r => r!["name"]!.GetValue<string>() == "MEMORY")!["integerValue"]!.GetValue<int>());

@@ -16,11 +16,7 @@ public sealed class TaskLifecycleTests : IAsyncLifetime
         _aws = new AwsCli(_server.Endpoint);
         await _aws.RunAsync("ecs", "create-cluster");
         // The local agent registers in "default"; wait for it.
-        await Wait.ForAsync(async () =>
-        {
-            var l = await _aws.RunAsync("ecs", "list-container-instances");
-            return l["containerInstanceArns"]!.AsArray().Count > 0 ? l : null;
-        }, TimeSpan.FromSeconds(30), "the local agent to register");
+        await _aws.WaitForContainerInstanceAsync("default", TimeSpan.FromSeconds(30));
     }
 
     public async ValueTask DisposeAsync()

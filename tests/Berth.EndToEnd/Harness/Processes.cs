@@ -61,6 +61,17 @@ public sealed class AwsCli(string endpoint)
         Assert.True(r.ExitCode == 0, $"aws {string.Join(' ', args)} failed ({r.ExitCode}): {r.Stderr}");
         return r.Stdout.Trim().Length == 0 ? new JsonObject() : r.Json;
     }
+
+    /// <summary>Waits until an agent has registered in <paramref name="cluster"/> and returns the first instance's ARN.</summary>
+    public async Task<string> WaitForContainerInstanceAsync(string cluster, TimeSpan timeout)
+    {
+        var list = await Wait.ForAsync(async () =>
+        {
+            var l = await RunAsync("ecs", "list-container-instances", "--cluster", cluster);
+            return l["containerInstanceArns"]!.AsArray().Count > 0 ? l : null;
+        }, timeout, $"an agent to register in cluster {cluster}");
+        return list["containerInstanceArns"]![0]!.GetValue<string>();
+    }
 }
 
 /// <summary>boto3 scripts under Python/, run with the endpoint in BERTH_ENDPOINT.</summary>

@@ -23,11 +23,7 @@ public sealed class TaskImageTests : IAsyncLifetime
         _aws = new AwsCli(_server.Endpoint);
         _dockerConfig = Directory.CreateTempSubdirectory("berth-docker-config-").FullName;
         await _aws.RunAsync("ecs", "create-cluster");
-        await Wait.ForAsync(async () =>
-        {
-            var l = await _aws.RunAsync("ecs", "list-container-instances");
-            return l["containerInstanceArns"]!.AsArray().Count > 0 ? l : null;
-        }, TimeSpan.FromSeconds(30), "the local agent to register");
+        await _aws.WaitForContainerInstanceAsync("default", TimeSpan.FromSeconds(30));
     }
 
     public async ValueTask DisposeAsync()
