@@ -12,6 +12,10 @@ internal sealed class AgentIdentity
     [JsonPropertyName("containerInstanceArn")]
     public string? ContainerInstanceArn { get; set; }
 
+    /// <summary>The secret the server issued at first registration; proves this agent owns the instance.</summary>
+    [JsonPropertyName("agentSecret")]
+    public string? AgentSecret { get; set; }
+
     public static AgentIdentity LoadOrCreate(string directory)
     {
         Directory.CreateDirectory(directory);

@@ -76,7 +76,9 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             }
         }
 
-        await SendAsync(new AgentMessage { Register = await BuildRegisterAsync(identity, ct).ConfigureAwait(false) }).ConfigureAwait(false);
+        var register = await BuildRegisterAsync(identity, ct).ConfigureAwait(false);
+        register.KnownTaskArns.AddRange(engine.KnownTaskArns());
+        await SendAsync(new AgentMessage { Register = register }).ConfigureAwait(false);
         if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
         {
             throw new InvalidOperationException("the server closed the stream before answering the registration");
@@ -90,9 +92,13 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         {
             throw new InvalidOperationException($"expected Registered, got {first.BodyCase}");
         }
-        if (identity.ContainerInstanceArn != first.Registered.ContainerInstanceArn)
+        if (identity.ContainerInstanceArn != first.Registered.ContainerInstanceArn || first.Registered.AgentSecret.Length > 0)
         {
             identity.ContainerInstanceArn = first.Registered.ContainerInstanceArn;
+            if (first.Registered.AgentSecret.Length > 0)
+            {
+                identity.AgentSecret = first.Registered.AgentSecret;
+            }
             identity.Save(options.DataDirectory);
         }
         LogRegistered(_logger, first.Registered.ContainerInstanceArn, endpoint.ToString());
@@ -124,9 +130,10 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         {
             await foreach (var m in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                if (m.BodyCase == ServerMessage.BodyOneofCase.DesiredTasks)
+                if (m.BodyCase == ServerMessage.BodyOneofCase.Desired)
                 {
-                    engine.ApplyDesired(m.DesiredTasks.Tasks);
+                    engine.ApplyDesired(m.Desired);
+                    await SendAsync(new AgentMessage { Ack = new DesiredAck { Generation = m.Desired.Generation } }).ConfigureAwait(false);
                 }
             }
         }
@@ -155,6 +162,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             Cluster = options.Cluster,
             ContainerInstanceArn = identity.ContainerInstanceArn ?? "",
             AgentId = identity.AgentId,
+            AgentSecret = identity.AgentSecret ?? "",
             CpuUnits = options.CpuUnits ?? 1024 * Environment.ProcessorCount,
             MemoryMib = options.MemoryMiB ?? HostMemoryMiB(),
             AgentVersion = asm,

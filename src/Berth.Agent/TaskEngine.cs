@@ -63,38 +63,47 @@ public sealed partial class TaskEngine : IAsyncDisposable
         _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
     }
 
-    /// <summary>The server's complete desired set for this instance.</summary>
-    public void ApplyDesired(IEnumerable<DesiredTask> desired)
+    /// <summary>A desired state from the server: a full snapshot or a delta (see agent.proto).</summary>
+    public void ApplyDesired(DesiredState desired)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var d in desired)
+        foreach (var d in desired.Tasks)
         {
             seen.Add(d.TaskArn);
             var t = _tasks.GetOrAdd(d.TaskArn, a => new TrackedTask(a));
-            try
+            if (d.Spec is not null)
             {
-                t.Task = JsonSerializer.Deserialize(d.TaskJson, EcsJsonContext.Default.EcsTask);
-                t.Definition = JsonSerializer.Deserialize(d.TaskDefinitionJson, EcsJsonContext.Default.TaskDefinition);
-            }
-            catch (JsonException e)
-            {
-                LogBadDesired(_logger, e, d.TaskArn);
-                continue;
+                (t.Task, t.Definition) = SpecConversion.ToEcs(d.TaskArn, d.Spec);
             }
             t.DesiredStatus = d.DesiredStatus;
+            t.ServerLastStatus = d.LastStatus;
+            t.Sequence = Math.Max(t.Sequence, d.LastSequence);
             t.RegistryAuth = [.. d.RegistryAuth];
             t.Orphan = false;
         }
-        foreach (var t in _tasks.Values)
+        foreach (var arn in desired.RemovedTaskArns)
         {
-            if (!seen.Contains(t.Arn))
+            if (_tasks.TryGetValue(arn, out var t))
             {
-                t.Orphan = true; // unknown to the server: stop and forget
+                t.Orphan = true;
+            }
+        }
+        if (desired.Full)
+        {
+            foreach (var t in _tasks.Values)
+            {
+                if (!seen.Contains(t.Arn))
+                {
+                    t.Orphan = true; // unknown to the server: stop and forget
+                }
             }
         }
         _desiredKnown = true;
         Wake();
     }
+
+    /// <summary>Tasks this agent has containers or records of, for Register.known_task_arns.</summary>
+    public IReadOnlyList<string> KnownTaskArns() => _tasks.Keys.ToList();
 
     /// <summary>The last report of every task, for a fresh connection.</summary>
     public IReadOnlyList<TaskStatusReport> Snapshot() => _tasks.Values.Select(t => t.LastReport).OfType<TaskStatusReport>().ToList();
@@ -205,7 +214,13 @@ public sealed partial class TaskEngine : IAsyncDisposable
             return;
         }
 
-        // Desired RUNNING.
+        // Desired RUNNING. A task the server saw past PENDING ran here before: if its containers are
+        // gone (removed while the agent was away), it is over; launching it again could run a job twice.
+        if (observed.Count == 0 && TaskStateRank(t.ServerLastStatus) > TaskStateRank("PENDING") && t.LastReport is null)
+        {
+            MarkStopped(t, observed, "EssentialContainerExited", "Task's containers are gone: it ran on this instance and was lost while the agent was away");
+            return;
+        }
         var missing = defs.Where(d => d.Name is not null && !observed.ContainsKey(d.Name)).ToList();
         if (missing.Count > 0 || observed.Values.Any(c => c.State?.Status == "created"))
         {
@@ -235,6 +250,16 @@ public sealed partial class TaskEngine : IAsyncDisposable
         }
         Report(t, "RUNNING", observed);
     }
+
+    private static TaskStatusReport WithSequence(TaskStatusReport r, long sequence)
+    {
+        var copy = r.Clone();
+        copy.Sequence = sequence;
+        return copy;
+    }
+
+    private static int TaskStateRank(string status) => Array.IndexOf(
+        new[] { "PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED" }, status);
 
     private async Task<bool> LaunchAsync(TrackedTask t, List<ContainerDefinition> defs, Dictionary<string, ContainerInspectResponse> observed, CancellationToken ct)
     {
@@ -449,10 +474,11 @@ public sealed partial class TaskEngine : IAsyncDisposable
             }
             r.Containers.Add(cs);
         }
-        if (t.LastReport is not null && t.LastReport.Equals(r))
+        if (t.LastReport is not null && t.LastReport.Equals(WithSequence(r, t.LastReport.Sequence)))
         {
             return;
         }
+        r.Sequence = ++t.Sequence;
         t.LastReport = r;
         _reports.Writer.TryWrite(r);
         LogReported(_logger, t.Arn, status);
@@ -509,6 +535,8 @@ public sealed partial class TaskEngine : IAsyncDisposable
         public EcsTask? Task { get; set; }
         public TaskDefinition? Definition { get; set; }
         public string DesiredStatus { get; set; } = "RUNNING";
+        public string ServerLastStatus { get; set; } = "";
+        public long Sequence { get; set; }
         public IReadOnlyList<RegistryAuth> RegistryAuth { get; set; } = [];
         public bool Orphan { get; set; }
         public bool Stopped { get; set; }

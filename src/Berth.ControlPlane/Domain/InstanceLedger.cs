@@ -37,9 +37,20 @@ public sealed class InstanceLedger
     /// <summary>The instance id ("{cluster}/{id}") an agent registered, if any.</summary>
     public string? ByAgent(string cluster, string agentId) => _byAgent.TryGetValue(cluster + "/" + agentId, out var id) ? id : null;
 
-    public int LiveTaskCount(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Live.Count : 0;
+    public int LiveTaskCount(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Candidate?.TaskCount ?? 0 : 0;
 
-    public IReadOnlyCollection<string> LiveTasks(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Live : [];
+    /// <summary>Keys ("{cluster}/{taskId}") of the instance's live tasks (a copy).</summary>
+    public IReadOnlyCollection<string> LiveTasks(string instanceKey)
+    {
+        if (!_entries.TryGetValue(instanceKey, out var e))
+        {
+            return [];
+        }
+        lock (e.Live)
+        {
+            return [.. e.Live];
+        }
+    }
 
     public InstanceCandidate? Candidate(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Candidate : null;
 
@@ -95,7 +106,12 @@ public sealed class InstanceLedger
         {
             var key = old.Cluster + "/" + oldInstance;
             var e = _entries.GetOrAdd(key, _ => new Entry());
-            if (e.Live.Remove(old.Id))
+            bool removed;
+            lock (e.Live)
+            {
+                removed = e.Live.Remove(old.Cluster + "/" + old.Id);
+            }
+            if (removed)
             {
                 e.Add(old, -1);
             }
@@ -109,7 +125,12 @@ public sealed class InstanceLedger
         {
             var key = now.Cluster + "/" + instance;
             var e = _entries.GetOrAdd(key, _ => new Entry());
-            if (e.Live.Add(now.Id))
+            bool added;
+            lock (e.Live)
+            {
+                added = e.Live.Add(now.Cluster + "/" + now.Id);
+            }
+            if (added)
             {
                 e.Add(now, +1);
             }

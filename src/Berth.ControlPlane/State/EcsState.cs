@@ -42,6 +42,16 @@ public sealed class EcsState : DocumentState
         TaskIndex.Applied += Ledger.ApplyTask;
         TaskIndex.Applied += (old, now) =>
         {
+            // Only what the agent acts on wakes its stream: a new task, a new desired status, a move or a purge.
+            // Its own reports (lastStatus, containers) are not echoed back to it.
+            if (old is not null && now is not null && old.DesiredStatus == now.DesiredStatus && old.InstanceId == now.InstanceId)
+            {
+                return;
+            }
+            if (old?.InstanceId is { } moved && now is not null && now.InstanceId != moved)
+            {
+                Feeds.MarkChanged(old.Cluster + "/" + moved, old.Cluster + "/" + old.Id);
+            }
             if (now?.InstanceId is { } i)
             {
                 Feeds.MarkChanged(now.Cluster + "/" + i, now.Cluster + "/" + now.Id);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.Agents;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Ecs;
 using Berth.ControlPlane.Hosting;
 using Berth.ControlPlane.State;
@@ -22,14 +23,16 @@ internal sealed class EcsFixture : IAsyncDisposable
         State = new EcsState(_store);
         Arns = new Arns(new BerthIdentity());
         Api = new AwsJsonService(ServiceModel.Load("Ecs"));
-        new TaskOperations(State, Arns, TimeProvider.System, new Random(7)).Map(Api);
+        Tasks = new TaskLifecycle(State, Arns, TimeProvider.System, new Random(7));
+        new TaskOperations(Tasks).Map(Api);
         new TaskDefinitionOperations(State, Arns, TimeProvider.System).Map(Api);
         new ContainerInstanceOperations(State, Arns, TimeProvider.System).Map(Api);
-        Gateway = new AgentGatewayService(State, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
+        Gateway = new AgentGatewayService(State, Tasks, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
             credentials ?? new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance);
     }
 
     public EcsState State { get; }
+    public TaskLifecycle Tasks { get; }
     public Arns Arns { get; }
     public AwsJsonService Api { get; }
     public AgentGatewayService Gateway { get; }
@@ -64,7 +67,7 @@ internal sealed class EcsFixture : IAsyncDisposable
             new ContainerDefinition
             {
                 Name = "web", Image = "busybox", Cpu = 128, Memory = memory, Essential = true,
-                PortMappings = [new PortMapping { ContainerPort = 80, HostPort = hostPort, Protocol = "tcp" }],
+                PortMappings = [new Berth.Aws.Ecs.PortMapping { ContainerPort = 80, HostPort = hostPort, Protocol = "tcp" }],
             },
         ],
     };
