@@ -102,6 +102,12 @@ public sealed class InstanceLedger
 
     public void ApplyTask(TaskRecord? old, TaskRecord? now)
     {
+        // Most changes are status reports of a task that stays live on its instance: nothing it holds changes.
+        if (old is not null && now is not null && !old.IsStopped && !now.IsStopped && old.InstanceId == now.InstanceId
+            && old.Cpu == now.Cpu && old.Memory == now.Memory && ReferenceEquals(old.StaticPorts, now.StaticPorts) && ReferenceEquals(old.StaticUdpPorts, now.StaticUdpPorts))
+        {
+            return;
+        }
         if (old is { InstanceId: { } oldInstance } && !old.IsStopped)
         {
             var key = old.Cluster + "/" + oldInstance;

@@ -42,15 +42,24 @@ public sealed class TaskIndex
 
     public void Apply(string id, TaskRecord? old, TaskRecord? now)
     {
+        var oldKeys = old is null ? [] : Keys(old);
+        var newKeys = now is null ? [] : Keys(now);
+        foreach (var k in oldKeys)
+        {
+            if (!newKeys.Contains(k))
+            {
+                Remove(k, id);
+            }
+        }
+        foreach (var k in newKeys)
+        {
+            if (!oldKeys.Contains(k))
+            {
+                _sets.AddOrUpdate(k, _ => ImmutableSortedSet.Create(StringComparer.Ordinal, id), (_, s) => s.Add(id));
+            }
+        }
         if (old is not null)
         {
-            foreach (var k in Keys(old))
-            {
-                if (now is null || !Keys(now).Contains(k))
-                {
-                    Remove(k, id);
-                }
-            }
             Count(old, -1);
             if (old.StoppedAt is { } at && old.IsStopped)
             {
@@ -62,10 +71,6 @@ public sealed class TaskIndex
         }
         if (now is not null)
         {
-            foreach (var k in Keys(now))
-            {
-                _sets.AddOrUpdate(k, _ => ImmutableSortedSet.Create(StringComparer.Ordinal, id), (_, s) => s.Add(id));
-            }
             Count(now, +1);
             if (now.StoppedAt is { } at && now.IsStopped)
             {

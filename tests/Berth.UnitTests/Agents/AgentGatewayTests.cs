@@ -117,8 +117,8 @@ public sealed class AgentIdentityTests
             impostor.ContainerInstanceArn = first!.Instance.ContainerInstanceArn!;
             impostor.AgentSecret = wrong;
             impostor.CpuUnits = 99;
-            var (stored, _, _, rejection) = await f.Gateway.RegisterAsync(impostor, CancellationToken.None);
-            Assert.Null(stored);
+            var (stored, k2, s2, rejection) = await f.Gateway.RegisterAsync(impostor, CancellationToken.None);
+            Assert.True(stored is null, $"wrong='{wrong}' key={key} k2={k2} s2={s2} arn={impostor.ContainerInstanceArn}");
             Assert.Contains("belongs to another agent", rejection, StringComparison.Ordinal);
         }
         Assert.Equal(2048, f.State.ContainerInstances.Find(key)!.Instance.RegisteredResources!.Single(r => r.Name == "CPU").IntegerValue);

@@ -16,18 +16,21 @@ namespace Berth.UnitTests.Agents;
 /// <summary>An in-memory control plane: state, the task and instance operations, and the agent gateway.</summary>
 internal sealed class EcsFixture : IAsyncDisposable
 {
-    private readonly IStateStore _store = SqliteStateStore.Open(":memory:");
+    private readonly IStateStore _store;
 
-    public EcsFixture(TimeSpan? agentTimeout = null, IRegistryCredentialProvider? credentials = null)
+    public EcsFixture(TimeSpan? agentTimeout = null, IRegistryCredentialProvider? credentials = null, TimeProvider? time = null, IStateStore? store = null)
     {
+        _store = store ?? SqliteStateStore.Open(":memory:");
+        var clock = time ?? TimeProvider.System;
         State = new EcsState(_store);
+        State.LoadAsync().GetAwaiter().GetResult();
         Arns = new Arns(new BerthIdentity());
         Api = new AwsJsonService(ServiceModel.Load("Ecs"));
-        Tasks = new TaskLifecycle(State, Arns, TimeProvider.System, new Random(7));
+        Tasks = new TaskLifecycle(State, Arns, clock, new Random(7));
         new TaskOperations(Tasks).Map(Api);
-        new TaskDefinitionOperations(State, Arns, TimeProvider.System).Map(Api);
-        new ContainerInstanceOperations(State, Arns, TimeProvider.System).Map(Api);
-        Gateway = new AgentGatewayService(State, Tasks, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
+        new TaskDefinitionOperations(State, Arns, clock).Map(Api);
+        new ContainerInstanceOperations(State, Arns, clock).Map(Api);
+        Gateway = new AgentGatewayService(State, Tasks, Arns, clock, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
             credentials ?? new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance);
     }
 
@@ -85,4 +88,14 @@ internal sealed class EcsFixture : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await _store.DisposeAsync();
+}
+
+/// <summary>A clock that moves only when told to.</summary>
+internal sealed class ManualClock(DateTimeOffset start) : TimeProvider
+{
+    public DateTimeOffset Now { get; set; } = start;
+
+    public override DateTimeOffset GetUtcNow() => Now;
+
+    public void Advance(TimeSpan by) => Now += by;
 }
