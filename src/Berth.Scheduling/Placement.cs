@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace Berth.Scheduling;
 
@@ -215,9 +216,16 @@ public static class Scheduler
             Span<long> best = keyCount <= 8 ? stackalloc long[keyCount] : new long[keyCount];
             var chosen = -1;
             var ties = 0;
-            for (var e = 0; e < _count; e++)
+            ReadOnlySpan<int> cpu = _cpu.AsSpan(0, _count);
+            ReadOnlySpan<long> memory = _memory.AsSpan(0, _count);
+            var used = _used;
+            var (needCpu, needMemory, ports) = (need.Cpu, need.Memory, need.Ports);
+            for (var e = 0; e < cpu.Length; e++)
             {
-                if (Reject(e, in need) is not null)
+                // Reject's checks, inlined (this loop is the hot path); only their order differs,
+                // which matters for the reason reported, not for whether an instance fits.
+                if (needCpu > cpu[e] || needMemory > memory[e] || (used is not null && used[e])
+                    || (ports is not null && (need.PortsCollide || PortTaken(e, ports))))
                 {
                     continue;
                 }
@@ -349,9 +357,10 @@ public static class Scheduler
             return false;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private long Key(int k, int e)
         {
-            var key = _keys[k];
+            ref readonly var key = ref _keys[k];
             return key.Kind switch
             {
                 KeyKind.Cpu => _cpu[e],
