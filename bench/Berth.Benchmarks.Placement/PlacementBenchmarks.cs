@@ -20,7 +20,9 @@ public class PlacementBenchmarks
     private PlacementRequest _request = null!;
     private Random _random = null!;
 
-    [Params("binpack(memory)", "spread(az)+spread(instanceId)", "random", "binpack(memory)+memberOf+port")]
+    public static readonly string[] Cases = ["binpack(memory)", "spread(az)+spread(instanceId)", "random", "binpack(memory)+memberOf+port"];
+
+    [ParamsSource(nameof(Cases))]
     public string Case { get; set; } = "";
 
     [GlobalSetup]
