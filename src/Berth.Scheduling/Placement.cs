@@ -197,6 +197,7 @@ public static class Scheduler
                 _tasks[_count] = candidate.TaskCount;
                 _count++;
             }
+            // distinctInstance marks candidate entries, so ARNs are taken to be unique in a request.
             if (distinct)
             {
                 _used = ArrayPool<bool>.Shared.Rent(_count);
