@@ -7,6 +7,7 @@ using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.State;
+using Berth.Benchmarks;
 
 // API throughput with a large store.
 //   seed --data DIR [--tasks 10000]      write simulated STOPPED tasks straight into DIR/state.db (berth not running)
@@ -18,8 +19,14 @@ return args.FirstOrDefault() switch
     "seed" => await SeedAsync(Arg("--data", ".berth-bench"), int.Parse(Arg("--tasks", "10000"), System.Globalization.CultureInfo.InvariantCulture)),
     "load" => await LoadAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), int.Parse(Arg("--seconds", "10"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--concurrency", "8"), System.Globalization.CultureInfo.InvariantCulture), Arg("--pid", "")),
+    "scale" => await ControlPlaneBench.ScaleAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), Arg("--cluster", "bench"), Arg("--family", "bench-sim"),
+        Int("--tasks", 100_000), Int("--clients", 32), Int("--instances", 5000), Int("--pid", 0)),
+    "flat" => await ControlPlaneBench.FlatAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), Arg("--cluster", "bench-api"), Arg("--family", "bench-api"),
+        Int("--seconds", 10), Int("--concurrency", 8), Int("--pid", 0)),
     _ => Usage(),
 };
+
+int Int(string name, int fallback) => int.Parse(Arg(name, fallback.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
 
 string Arg(string name, string fallback)
 {
@@ -30,6 +37,8 @@ string Arg(string name, string fallback)
 static int Usage()
 {
     Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
+    Console.Error.WriteLine("       scale --endpoint URL --pid PID [--cluster bench] [--family bench-sim] [--tasks 100000] [--clients 32] [--instances 5000]");
+    Console.Error.WriteLine("       flat --endpoint URL --pid PID [--cluster bench-api] [--family bench-api] [--seconds 10] [--concurrency 8]");
     return 2;
 }
 
