@@ -12,11 +12,19 @@ using Berth.State;
 //   load --endpoint URL [--seconds 10] [--concurrency 8] [--pid PID]
 //                                        DescribeTasks (100 tasks a call) and ListTasks (100 a page) per second,
 //                                        and the server's resident memory when --pid is given
+// The SQLite store alone, no server:
+//   store [--writers 1,8,64] [--seconds 5] [--readers 0] [--doc-bytes 1024] [--data DIR]
+//                                        commits/s with N concurrent writers of ~1 KiB documents (StoreBench.cs)
 return args.FirstOrDefault() switch
 {
     "seed" => await SeedAsync(Arg("--data", ".berth-bench"), int.Parse(Arg("--tasks", "10000"), System.Globalization.CultureInfo.InvariantCulture)),
     "load" => await LoadAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), int.Parse(Arg("--seconds", "10"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--concurrency", "8"), System.Globalization.CultureInfo.InvariantCulture), Arg("--pid", "")),
+    "store" => await Berth.Benchmarks.StoreBench.RunAsync(Arg("--data", Path.GetTempPath()),
+        Arg("--writers", "1,8,64").Split(',').Select(w => int.Parse(w, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+        int.Parse(Arg("--seconds", "5"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--readers", "0"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--doc-bytes", "1024"), System.Globalization.CultureInfo.InvariantCulture)),
     _ => Usage(),
 };
 
@@ -28,7 +36,8 @@ string Arg(string name, string fallback)
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
+    Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]"
+        + " | store [--writers 1,8,64] [--seconds S] [--readers R] [--doc-bytes B] [--data DIR]");
     return 2;
 }
 
