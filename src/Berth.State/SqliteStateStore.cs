@@ -24,9 +24,12 @@ public sealed class SqliteStateStore : IStateStore
     private readonly Writer _writer;
     private readonly Thread _writerThread;
 
-    // The commit queue: callers enqueue under the lock, the writer thread drains it whole.
+    // The commit queue: callers enqueue under the lock; whoever owns the writer (_writerActive) takes
+    // everything queued as one group. The owner is the caller itself when the writer was idle (no thread
+    // hop for a lone commit), else the writer thread.
     private readonly Queue<CommitRequest> _queue = new();
     private readonly object _queueLock = new();
+    private bool _writerActive;
     private bool _closing;
 
     // A test hook: while reset, the writer thread leaves queued commits in the queue.
@@ -121,6 +124,7 @@ public sealed class SqliteStateStore : IStateStore
             return ValueTask.FromCanceled<long>(ct);
         }
         var request = new CommitRequest(writes);
+        var lead = false;
         lock (_queueLock)
         {
             if (_closing)
@@ -128,9 +132,30 @@ public sealed class SqliteStateStore : IStateStore
                 return ValueTask.FromException<long>(new ObjectDisposedException(nameof(SqliteStateStore)));
             }
             _queue.Enqueue(request);
-            if (_queue.Count == 1)
+            if (!_writerActive)
             {
-                Monitor.Pulse(_queueLock);
+                if (_writerGate.IsSet)
+                {
+                    _writerActive = lead = true;
+                }
+                else
+                {
+                    Monitor.Pulse(_queueLock);
+                }
+            }
+        }
+        if (lead)
+        {
+            // The writer was idle: commit here, on the caller's thread, with whatever else queued meanwhile;
+            // commits arriving while this one runs are left to the writer thread.
+            CommitNextGroup();
+            lock (_queueLock)
+            {
+                _writerActive = false;
+                if (_queue.Count > 0 || _closing)
+                {
+                    Monitor.Pulse(_queueLock);
+                }
             }
         }
         return ct.CanBeCanceled ? WaitCancellableAsync(request, ct) : new ValueTask<long>(request.Completion.Task);
@@ -185,7 +210,7 @@ public sealed class SqliteStateStore : IStateStore
         lock (_queueLock)
         {
             _closing = true;
-            Monitor.Pulse(_queueLock);
+            Monitor.PulseAll(_queueLock);
         }
         _writerGate.Set();
         _writerThread.Join();
@@ -262,38 +287,48 @@ public sealed class SqliteStateStore : IStateStore
 
     private void WriterLoop()
     {
-        var group = new List<CommitRequest>();
         while (true)
         {
             lock (_queueLock)
             {
-                while (_queue.Count == 0 && !_closing)
+                while (_queue.Count == 0 || _writerActive)
                 {
+                    if (_closing && _queue.Count == 0 && !_writerActive)
+                    {
+                        return; // closing and drained
+                    }
                     Monitor.Wait(_queueLock);
                 }
-                if (_queue.Count == 0)
-                {
-                    return; // closing and drained
-                }
+                _writerActive = true;
             }
             _writerGate.Wait();
+            CommitNextGroup();
             lock (_queueLock)
             {
-                var writes = 0;
-                while (group.Count < MaxGroupCommits && writes < MaxGroupWrites && _queue.TryDequeue(out var request))
+                _writerActive = false;
+            }
+        }
+    }
+
+    // Called by the writer's current owner only.
+    private void CommitNextGroup()
+    {
+        var group = new List<CommitRequest>();
+        lock (_queueLock)
+        {
+            var writes = 0;
+            while (group.Count < MaxGroupCommits && writes < MaxGroupWrites && _queue.TryDequeue(out var request))
+            {
+                if (request.TryTake())
                 {
-                    if (request.TryTake())
-                    {
-                        group.Add(request);
-                        writes += request.Writes.Count;
-                    }
+                    group.Add(request);
+                    writes += request.Writes.Count;
                 }
             }
-            if (group.Count > 0)
-            {
-                CommitGroup(group);
-                group.Clear();
-            }
+        }
+        if (group.Count > 0)
+        {
+            CommitGroup(group);
         }
     }
 
