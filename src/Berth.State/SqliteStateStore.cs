@@ -225,7 +225,10 @@ public sealed class SqliteStateStore : IStateStore
         {
             r.Dispose();
         }
-        _writer.Dispose();
+        lock (_writer)
+        {
+            _writer.Dispose();
+        }
         return ValueTask.CompletedTask;
     }
 
