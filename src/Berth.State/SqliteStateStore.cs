@@ -109,7 +109,8 @@ public sealed class SqliteStateStore : IStateStore
         });
 
     /// <summary>
-    /// Queues the writes for the writer thread and completes once they are durable, with their own revision.
+    /// Queues the writes and completes once they are durable, with their own revision; the caller commits them
+    /// itself when the writer is idle, else the writer thread does, grouped with the other batches queued.
     /// Cancellation counts only while the batch is still queued: a batch the writer has taken is written, and
     /// the call then completes normally.
     /// </summary>
