@@ -14,6 +14,9 @@ using Berth.Benchmarks;
 //   load --endpoint URL [--seconds 10] [--concurrency 8] [--pid PID]
 //                                        DescribeTasks (100 tasks a call) and ListTasks (100 a page) per second,
 //                                        and the server's resident memory when --pid is given
+// The SQLite store alone, no server:
+//   store [--writers 1,8,64] [--seconds 5] [--readers 0] [--doc-bytes 1024] [--data DIR]
+//                                        commits/s with N concurrent writers of ~1 KiB documents (StoreBench.cs)
 return args.FirstOrDefault() switch
 {
     "seed" => await SeedAsync(Arg("--data", ".berth-bench"), int.Parse(Arg("--tasks", "10000"), System.Globalization.CultureInfo.InvariantCulture)),
@@ -23,6 +26,11 @@ return args.FirstOrDefault() switch
         Int("--tasks", 100_000), Int("--clients", 32), Int("--instances", 5000), Int("--pid", 0)),
     "flat" => await ControlPlaneBench.FlatAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), Arg("--cluster", "bench-api"), Arg("--family", "bench-api"),
         Int("--seconds", 10), Int("--concurrency", 8), Int("--pid", 0)),
+    "store" => await Berth.Benchmarks.StoreBench.RunAsync(Arg("--data", Path.GetTempPath()),
+        Arg("--writers", "1,8,64").Split(',').Select(w => int.Parse(w, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+        int.Parse(Arg("--seconds", "5"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--readers", "0"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--doc-bytes", "1024"), System.Globalization.CultureInfo.InvariantCulture)),
     _ => Usage(),
 };
 
@@ -39,6 +47,7 @@ static int Usage()
     Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
     Console.Error.WriteLine("       scale --endpoint URL --pid PID [--cluster bench] [--family bench-sim] [--tasks 100000] [--clients 32] [--instances 5000]");
     Console.Error.WriteLine("       flat --endpoint URL --pid PID [--cluster bench-api] [--family bench-api] [--seconds 10] [--concurrency 8]");
+    Console.Error.WriteLine("       store [--writers 1,8,64] [--seconds S] [--readers R] [--doc-bytes B] [--data DIR]");
     return 2;
 }
 
