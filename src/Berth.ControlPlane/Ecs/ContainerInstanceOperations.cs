@@ -94,6 +94,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         var copy = state.ContainerInstances.Clone(found);
         copy.Instance.Status = "INACTIVE";
         copy.Instance.AgentConnected = false;
+        copy.DeregisteredAt = time.GetUtcNow();
         copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
         tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(state, clusterName, arn), copy);
         await tx.CommitAsync(ct).ConfigureAwait(false);
