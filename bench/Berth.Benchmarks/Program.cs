@@ -31,6 +31,8 @@ return args.FirstOrDefault() switch
         int.Parse(Arg("--seconds", "5"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--readers", "0"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--doc-bytes", "1024"), System.Globalization.CultureInfo.InvariantCulture)),
+    "fanout" => await FanoutBench.RunAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), new Uri(Arg("--agent-endpoint", "http://127.0.0.1:4567")),
+        Arg("--cluster", "fanout"), Arg("--family", "bench-fan"), Int("--instances", 5000), Int("--stops", 500), Int("--pid", 0)),
     _ => Usage(),
 };
 
@@ -47,6 +49,7 @@ static int Usage()
     Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
     Console.Error.WriteLine("       scale --endpoint URL --pid PID [--cluster bench] [--family bench-sim] [--tasks 100000] [--clients 32] [--instances 5000]");
     Console.Error.WriteLine("       flat --endpoint URL --pid PID [--cluster bench-api] [--family bench-api] [--seconds 10] [--concurrency 8]");
+    Console.Error.WriteLine("       fanout --endpoint URL --agent-endpoint URL --pid PID [--instances 5000] [--stops 500] [--cluster fanout] [--family bench-fan]");
     Console.Error.WriteLine("       store [--writers 1,8,64] [--seconds S] [--readers R] [--doc-bytes B] [--data DIR]");
     return 2;
 }
@@ -146,18 +149,4 @@ static async Task<double> MeasureAsync(HttpClient http, string op, string body, 
 }
 
 static async Task<string> CallAsync(HttpClient http, string op, string body)
-{
-    using var req = new HttpRequestMessage(HttpMethod.Post, "/")
-    {
-        Content = new StringContent(body, Encoding.UTF8),
-    };
-    req.Content.Headers.ContentType = new MediaTypeHeaderValue("application/x-amz-json-1.1");
-    req.Headers.Add("X-Amz-Target", "AmazonEC2ContainerServiceV20141113." + op);
-    using var resp = await http.SendAsync(req);
-    var text = await resp.Content.ReadAsStringAsync();
-    if (!resp.IsSuccessStatusCode)
-    {
-        throw new InvalidOperationException($"{op} answered {(int)resp.StatusCode}: {text}");
-    }
-    return text;
-}
+    => (await ControlPlaneBench.CallAsync(http, op, body)).GetRawText();

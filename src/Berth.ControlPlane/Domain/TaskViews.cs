@@ -76,6 +76,22 @@ public static class TaskViews
         };
     }
 
+    /// <summary>The overrides Berth applies (cpu, memory; per container command, environment, cpu, memory), as a record.</summary>
+    public static OverridesRecord? OverridesFromWire(TaskOverride? o) => o is null ? null : new OverridesRecord
+    {
+        Cpu = o.Cpu,
+        Memory = o.Memory,
+        Containers = (o.ContainerOverrides ?? []).Where(c => c.Name is not null).Select(c => new ContainerOverrideRecord
+        {
+            Name = c.Name!,
+            Command = c.Command,
+            Environment = c.Environment?.Select(e => new KeyValueRecord(e.Name ?? "", e.Value ?? "")).ToList(),
+            Cpu = c.Cpu,
+            Memory = c.Memory,
+            MemoryReservation = c.MemoryReservation,
+        }).ToList(),
+    };
+
     /// <summary>A format-1 stored task (the wire shape) as a record; used by the store migration.</summary>
     public static TaskRecord? FromWire(EcsTask w, TaskDefinition? def)
     {
@@ -114,20 +130,7 @@ public static class TaskViews
             Cpu = w.Cpu,
             Memory = w.Memory,
             StaticPorts = reservation?.StaticPorts.ToArray(),
-            Overrides = w.Overrides is null ? null : new OverridesRecord
-            {
-                Cpu = w.Overrides.Cpu,
-                Memory = w.Overrides.Memory,
-                Containers = (w.Overrides.ContainerOverrides ?? []).Where(o => o.Name is not null).Select(o => new ContainerOverrideRecord
-                {
-                    Name = o.Name!,
-                    Command = o.Command,
-                    Environment = o.Environment?.Select(e => new KeyValueRecord(e.Name ?? "", e.Value ?? "")).ToList(),
-                    Cpu = o.Cpu,
-                    Memory = o.Memory,
-                    MemoryReservation = o.MemoryReservation,
-                }).ToList(),
-            },
+            Overrides = OverridesFromWire(w.Overrides),
             Tags = w.Tags?.Select(t => new TagRecord(t.Key ?? "", t.Value ?? "")).ToList(),
             Version = w.Version ?? 1,
             Containers = (w.Containers ?? []).Where(c => c.Name is not null).Select(c => new ContainerRecord

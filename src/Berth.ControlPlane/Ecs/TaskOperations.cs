@@ -71,20 +71,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         {
             throw AwsException.InvalidParameter("overrides.memory: must be a number of MiB.");
         }
-        return new OverridesRecord
-        {
-            Cpu = overrides.Cpu,
-            Memory = overrides.Memory,
-            Containers = list.Select(o => new ContainerOverrideRecord
-            {
-                Name = o.Name!,
-                Command = o.Command,
-                Environment = o.Environment?.Select(e => new KeyValueRecord(e.Name ?? "", e.Value ?? "")).ToList(),
-                Cpu = o.Cpu,
-                Memory = o.Memory,
-                MemoryReservation = o.MemoryReservation,
-            }).ToList(),
-        };
+        return TaskViews.OverridesFromWire(overrides);
     }
 
     private static List<TagRecord>? TagsOf(List<Tag>? tags) => tags?.Select(t => new TagRecord(t.Key ?? "", t.Value ?? "")).ToList();
