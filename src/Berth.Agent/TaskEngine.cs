@@ -564,6 +564,16 @@ internal sealed partial class TaskEngine : ITaskEngine
         }
     }
 
+    /// <summary>Completes when no reconcile is running or queued (for tests: a phase barrier instead of a sleep).</summary>
+    internal async Task WhenIdleAsync()
+    {
+        while (!_workers.IsEmpty)
+        {
+            await Task.WhenAll(_workers.Keys).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.Yield();
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
