@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Berth.Aws.Ecs;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.State;
@@ -60,19 +61,14 @@ static async Task<int> SeedAsync(string data, int count)
         for (var i = 0; i < 500 && done < count; i++, done++)
         {
             var id = Guid.NewGuid().ToString("N");
-            var taskArn = arns.Task(cluster, id);
-            tx.Put(state.Tasks, EcsState.ScopedId(cluster, id), new EcsTask
+            tx.Put(state.Tasks, EcsState.ScopedId(cluster, id), new TaskRecord
             {
-                TaskArn = taskArn, ClusterArn = arns.Cluster(cluster), TaskDefinitionArn = tdArn,
+                Id = id, Cluster = cluster, Family = "bench-api", Revision = 1,
                 LastStatus = "STOPPED", DesiredStatus = "STOPPED", LaunchType = "EC2", Group = "family:bench-api",
                 StartedBy = "bench", Cpu = "0", Memory = "16", CreatedAt = now, StartedAt = now, StoppedAt = now,
                 StopCode = "UserInitiated", StoppedReason = "bench seed", Version = 3,
-                Containers = [new Container
-                {
-                    Name = "main", TaskArn = taskArn, Image = "berth-test/busybox:latest", LastStatus = "STOPPED", ExitCode = 0,
-                    RuntimeId = id + id, ContainerArn = taskArn.Replace(":task/", ":container/", StringComparison.Ordinal) + "/main",
-                }],
-                Overrides = new TaskOverride { ContainerOverrides = [new ContainerOverride { Name = "main" }] },
+                Containers = [new ContainerRecord { Name = "main", Uuid = Guid.NewGuid().ToString("D"), Image = "berth-test/busybox:latest", LastStatus = "STOPPED", ExitCode = 0, RuntimeId = id + id }],
+                Overrides = new OverridesRecord { Containers = [new ContainerOverrideRecord { Name = "main" }] },
             });
         }
         await tx.CommitAsync();

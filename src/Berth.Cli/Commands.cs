@@ -130,7 +130,17 @@ internal static class Commands
         Description = "Seconds an unreferenced blob is kept before garbage collection removes it (default 3600).",
     };
 
-    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds];
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, TaskRetentionSeconds, RetentionSweepSeconds];
+
+    private static readonly Option<int?> TaskRetentionSeconds = new("--task-retention")
+    {
+        Description = "Seconds a STOPPED task stays describable before it is removed (default 3600, ECS's minimum; env BERTH_TASK_RETENTION).",
+    };
+
+    private static readonly Option<int?> RetentionSweepSeconds = new("--retention-sweep-interval")
+    {
+        Description = "Seconds between sweeps that remove stopped tasks past the retention window (default 60).",
+    };
 
     public static Command Up()
     {
@@ -217,6 +227,8 @@ internal static class Commands
                 Identity = new BerthIdentity(p.GetValue(AccountId)!, p.GetValue(Region)!),
                 PublicEndpoint = endpoint,
                 AgentPort = agentPort,
+                TaskRetention = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(TaskRetentionSeconds) ?? EnvInt("BERTH_TASK_RETENTION") ?? 3600)),
+                RetentionSweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(RetentionSweepSeconds) ?? 60)),
             });
             var registryHost = p.GetValue(RegistryHost);
             var localHosts = new[] { $"localhost:{port}", $"127.0.0.1:{port}" };

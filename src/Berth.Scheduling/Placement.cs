@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+
 namespace Berth.Scheduling;
 
 /// <summary>What one container instance has left, as the scheduler sees it (reservations of its live tasks already subtracted).</summary>
@@ -38,11 +41,20 @@ public sealed record PlacementFailure(int TaskIndex, string? InstanceArn, string
 
 public sealed record PlacementPlan(IReadOnlyList<Placement> Placements, IReadOnlyList<PlacementFailure> Failures);
 
+
 /// <summary>
 /// Pure placement: filters the candidates for each task in turn, orders the survivors by the
 /// strategies, and subtracts what the chosen instance gives away before placing the next task,
 /// so a plan never oversubscribes an instance. No I/O and no clock; randomness is injected.
 /// </summary>
+/// <remarks>
+/// Cost: one pass over the candidates per request (status, agent, memberOf, spread attribute
+/// values), then one pass per task over the instances that passed it, with no allocation per
+/// candidate. The candidates are only read, never copied: what changes while the plan is built
+/// (cpu, memory, task counts) lives in pooled arrays, and the static ports a task takes go to a
+/// per-plan set for that one instance only. Callers may therefore reuse candidate objects
+/// across requests.
+/// </remarks>
 public static class Scheduler
 {
     public const string ReasonAgent = "AGENT";
@@ -55,132 +67,398 @@ public static class Scheduler
 
     public static PlacementPlan Place(PlacementRequest request, Random random)
     {
-        // Working copies of what each instance has left; updated as tasks land.
-        var left = request.Candidates
-            .Where(c => c.Status == "ACTIVE")
-            .Select(c => new Slot(c, c.CpuAvailable, c.MemoryAvailable, new HashSet<int>(c.UsedPorts), c.TaskCount))
-            .ToList();
-        var distinct = request.Constraints.Any(c => string.Equals(c.Type, "distinctInstance", StringComparison.OrdinalIgnoreCase));
-        var memberOf = request.Constraints
-            .Where(c => string.Equals(c.Type, "memberOf", StringComparison.OrdinalIgnoreCase) && !string.IsNullOrWhiteSpace(c.Expression))
-            .Select(c => QueryExpression.Parse(c.Expression!))
-            .ToList();
-        var usedThisRound = new HashSet<string>(StringComparer.Ordinal);
-        var placements = new List<Placement>();
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(random);
+        using var plan = new PlanState(request);
+        var placements = new List<Placement>(request.Tasks.Count);
         var failures = new List<PlacementFailure>();
-
+        TaskReservation? previous = null;
+        var need = default(TaskNeed);
         for (var i = 0; i < request.Tasks.Count; i++)
         {
             var task = request.Tasks[i];
-            string? lastArn = null;
-            var lastReason = ReasonNoInstances;
-            var fits = new List<Slot>();
-            foreach (var slot in left)
+            // RunTask repeats one reservation object `count` times: work out what it needs once.
+            if (!ReferenceEquals(task, previous))
             {
-                var reason = Reject(slot, task, memberOf, distinct, usedThisRound);
-                if (reason is null)
-                {
-                    fits.Add(slot);
-                }
-                else
-                {
-                    lastArn = slot.Candidate.Arn;
-                    lastReason = reason;
-                }
+                need = new TaskNeed(task);
+                previous = task;
             }
-            if (fits.Count == 0)
+            var chosen = plan.HasKeys ? plan.BestFit(in need, random) : plan.FirstFitInRandomOrder(in need, random);
+            if (chosen < 0)
             {
-                failures.Add(new PlacementFailure(i, lastArn, lastReason));
+                failures.Add(plan.Failure(i, in need));
                 continue;
             }
-            var chosen = Choose(fits, request.Strategies, random);
-            chosen.Cpu -= task.Cpu;
-            chosen.Memory -= task.Memory;
-            foreach (var p in task.StaticPorts)
-            {
-                chosen.Ports.Add(p);
-            }
-            chosen.Tasks++;
-            usedThisRound.Add(chosen.Candidate.Arn);
-            placements.Add(new Placement(i, chosen.Candidate.Arn));
+            plan.Take(chosen, in need);
+            placements.Add(new Placement(i, plan.ArnOf(chosen)));
         }
         return new PlacementPlan(placements, failures);
     }
 
-    private static string? Reject(Slot slot, TaskReservation task, List<QueryExpression> memberOf, bool distinct, HashSet<string> used)
+    /// <summary>A task's reservation, with its static ports checked against each other once.</summary>
+    private readonly struct TaskNeed(TaskReservation task)
     {
-        if (!slot.Candidate.AgentConnected)
-        {
-            return ReasonAgent;
-        }
-        if (memberOf.Any(q => !q.Matches(slot.Candidate.Attributes)))
-        {
-            return ReasonAttribute;
-        }
-        if (distinct && used.Contains(slot.Candidate.Arn))
-        {
-            return ReasonDistinctInstance;
-        }
-        if (task.Cpu > slot.Cpu)
-        {
-            return ReasonCpu;
-        }
-        if (task.Memory > slot.Memory)
-        {
-            return ReasonMemory;
-        }
-        // Two containers of one task asking for the same host port can never fit either.
-        if (task.StaticPorts.Any(slot.Ports.Contains) || task.StaticPorts.Distinct().Count() != task.StaticPorts.Count)
-        {
-            return ReasonPorts;
-        }
-        return null;
-    }
+        public readonly int Cpu = task.Cpu;
+        public readonly long Memory = task.Memory;
+        public readonly IReadOnlyList<int>? Ports = task.StaticPorts.Count > 0 ? task.StaticPorts : null;
+        // Two containers of one task asking for the same host port can never fit anywhere.
+        public readonly bool PortsCollide = HasDuplicate(task.StaticPorts);
 
-    private static Slot Choose(List<Slot> fits, IReadOnlyList<PlacementStrategySpec> strategies, Random random)
-    {
-        // Shuffle first: it is the random strategy, and the tie-break for every other one.
-        var order = fits.ToArray();
-        random.Shuffle(order);
-        IOrderedEnumerable<Slot>? sorted = null;
-        foreach (var s in strategies)
+        private static bool HasDuplicate(IReadOnlyList<int> ports)
         {
-            Func<Slot, double>? key = s.Type.ToLowerInvariant() switch
+            for (var a = 1; a < ports.Count; a++)
             {
-                "binpack" when string.Equals(s.Field, "cpu", StringComparison.OrdinalIgnoreCase) => x => x.Cpu,
-                "binpack" => x => x.Memory,
-                "spread" => SpreadKey(order, s.Field),
-                _ => null, // random: the shuffle already did it
-            };
-            if (key is null)
-            {
-                continue;
+                for (var b = 0; b < a; b++)
+                {
+                    if (ports[a] == ports[b])
+                    {
+                        return true;
+                    }
+                }
             }
-            sorted = sorted is null ? order.OrderBy(key) : sorted.ThenBy(key);
+            return false;
         }
-        return sorted is null ? order[0] : sorted.First();
     }
 
-    private static Func<Slot, double> SpreadKey(Slot[] slots, string? field)
+    private enum KeyKind
     {
-        if (field is null || string.Equals(field, "instanceId", StringComparison.OrdinalIgnoreCase) || field == "host")
+        Cpu,
+        Memory,
+        Tasks,
+        AttributeTasks,
+    }
+
+    /// <summary>One strategy as a sort key (smaller first). AttributeTasks reads the task count of the candidate's attribute value.</summary>
+    private readonly record struct StrategyKey(KeyKind Kind, int[]? ValueOf, long[]? TasksPerValue);
+
+    /// <summary>
+    /// The working state of one plan. Candidates that can never take a task of this request
+    /// (not ACTIVE, agent gone, memberOf false) are dropped once; the rest are "eligible" and
+    /// numbered 0..count-1 in candidate order, with their changing figures in pooled arrays.
+    /// </summary>
+    private sealed class PlanState : IDisposable
+    {
+        private readonly IReadOnlyList<InstanceCandidate> _candidates;
+        private readonly int _count;
+        private readonly int[] _index;
+        private readonly int[] _cpu;
+        private readonly long[] _memory;
+        private readonly int[] _tasks;
+        private readonly bool[]? _used;
+        private readonly StrategyKey[] _keys;
+        // The last ACTIVE candidate decides the failure reason, as in ECS.
+        private readonly int _lastActive = -1;
+        private readonly string? _lastActiveStaticReason;
+        private readonly int _lastActiveEligible = -1;
+        private HashSet<int>?[]? _addedPorts;
+        private int[]? _order;
+
+        public PlanState(PlacementRequest request)
         {
-            return x => x.Tasks;
-        }
-        // spread(attribute:X): fewest tasks among instances sharing the same attribute value.
-        var name = field.StartsWith("attribute:", StringComparison.OrdinalIgnoreCase) ? field["attribute:".Length..] : field;
-        var perValue = slots
-            .GroupBy(x => x.Candidate.Attributes.GetValueOrDefault(name) ?? "")
-            .ToDictionary(g => g.Key, g => g.Sum(x => x.Tasks), StringComparer.Ordinal);
-        return x => perValue[x.Candidate.Attributes.GetValueOrDefault(name) ?? ""];
-    }
+            _candidates = request.Candidates;
+            var memberOf = new List<QueryExpression>();
+            var distinct = false;
+            foreach (var c in request.Constraints)
+            {
+                if (string.Equals(c.Type, "distinctInstance", StringComparison.OrdinalIgnoreCase))
+                {
+                    distinct = true;
+                }
+                else if (string.Equals(c.Type, "memberOf", StringComparison.OrdinalIgnoreCase) && !string.IsNullOrWhiteSpace(c.Expression))
+                {
+                    memberOf.Add(QueryExpression.Parse(c.Expression));
+                }
+            }
 
-    private sealed class Slot(InstanceCandidate candidate, int cpu, long memory, HashSet<int> ports, int tasks)
-    {
-        public InstanceCandidate Candidate { get; } = candidate;
-        public int Cpu { get; set; } = cpu;
-        public long Memory { get; set; } = memory;
-        public HashSet<int> Ports { get; } = ports;
-        public int Tasks { get; set; } = tasks;
+            var n = _candidates.Count;
+            _index = ArrayPool<int>.Shared.Rent(n);
+            _cpu = ArrayPool<int>.Shared.Rent(n);
+            _memory = ArrayPool<long>.Shared.Rent(n);
+            _tasks = ArrayPool<int>.Shared.Rent(n);
+            for (var c = 0; c < n; c++)
+            {
+                var candidate = _candidates[c];
+                if (candidate.Status != "ACTIVE")
+                {
+                    continue;
+                }
+                _lastActive = c;
+                _lastActiveStaticReason = !candidate.AgentConnected ? ReasonAgent
+                    : !MatchesAll(memberOf, candidate.Attributes) ? ReasonAttribute
+                    : null;
+                if (_lastActiveStaticReason is not null)
+                {
+                    continue;
+                }
+                _lastActiveEligible = _count;
+                _index[_count] = c;
+                _cpu[_count] = candidate.CpuAvailable;
+                _memory[_count] = candidate.MemoryAvailable;
+                _tasks[_count] = candidate.TaskCount;
+                _count++;
+            }
+            // distinctInstance marks candidate entries, so ARNs are taken to be unique in a request.
+            if (distinct)
+            {
+                _used = ArrayPool<bool>.Shared.Rent(_count);
+                Array.Clear(_used, 0, _count);
+            }
+            _keys = KeysFor(request.Strategies);
+        }
+
+        public bool HasKeys => _keys.Length > 0;
+
+        public string ArnOf(int e) => _candidates[_index[e]].Arn;
+
+        /// <summary>The fitting instance with the smallest keys; ties go to a uniformly random one (reservoir sampling).</summary>
+        public int BestFit(in TaskNeed need, Random random)
+        {
+            var keyCount = _keys.Length;
+            Span<long> best = keyCount <= 8 ? stackalloc long[keyCount] : new long[keyCount];
+            var chosen = -1;
+            var ties = 0;
+            ReadOnlySpan<int> cpu = _cpu.AsSpan(0, _count);
+            ReadOnlySpan<long> memory = _memory.AsSpan(0, _count);
+            var used = _used;
+            var (needCpu, needMemory, ports) = (need.Cpu, need.Memory, need.Ports);
+            for (var e = 0; e < cpu.Length; e++)
+            {
+                // Reject's checks, inlined (this loop is the hot path); only their order differs,
+                // which matters for the reason reported, not for whether an instance fits.
+                if (needCpu > cpu[e] || needMemory > memory[e] || (used is not null && used[e])
+                    || (ports is not null && (need.PortsCollide || PortTaken(e, ports))))
+                {
+                    continue;
+                }
+                var order = chosen < 0 ? -1 : 0;
+                for (var k = 0; k < keyCount; k++)
+                {
+                    var key = Key(k, e);
+                    if (order == 0)
+                    {
+                        order = key.CompareTo(best[k]);
+                        if (order > 0)
+                        {
+                            break;
+                        }
+                    }
+                    best[k] = key; // only reached while equal so far or once smaller
+                }
+                if (order < 0)
+                {
+                    chosen = e;
+                    ties = 1;
+                }
+                else if (order == 0 && random.Next(++ties) == 0)
+                {
+                    chosen = e;
+                }
+            }
+            return chosen;
+        }
+
+        /// <summary>
+        /// A uniformly random fitting instance: Fisher-Yates shuffles lazily, one step per
+        /// instance looked at, and stops at the first that fits. The order array stays a
+        /// permutation, so the next task shuffles on from it.
+        /// </summary>
+        public int FirstFitInRandomOrder(in TaskNeed need, Random random)
+        {
+            if (_order is null)
+            {
+                _order = ArrayPool<int>.Shared.Rent(_count);
+                for (var e = 0; e < _count; e++)
+                {
+                    _order[e] = e;
+                }
+            }
+            for (var j = 0; j < _count; j++)
+            {
+                var r = random.Next(j, _count);
+                var e = _order[r];
+                _order[r] = _order[j];
+                _order[j] = e;
+                if (Reject(e, in need) is null)
+                {
+                    return e;
+                }
+            }
+            return -1;
+        }
+
+        public PlacementFailure Failure(int taskIndex, in TaskNeed need)
+        {
+            if (_lastActive < 0)
+            {
+                return new PlacementFailure(taskIndex, null, ReasonNoInstances);
+            }
+            var reason = _lastActiveStaticReason ?? Reject(_lastActiveEligible, in need)
+                ?? throw new InvalidOperationException("No instance fitted, yet the last one does.");
+            return new PlacementFailure(taskIndex, _candidates[_lastActive].Arn, reason);
+        }
+
+        public void Take(int e, in TaskNeed need)
+        {
+            _cpu[e] -= need.Cpu;
+            _memory[e] -= need.Memory;
+            _tasks[e]++;
+            _used?[e] = true;
+            if (need.Ports is { } ports)
+            {
+                // Copy-on-write: only instances that take a static port in this plan get a set.
+                _addedPorts ??= ArrayPool<HashSet<int>?>.Shared.Rent(_count);
+                var added = _addedPorts[e] ??= [];
+                for (var p = 0; p < ports.Count; p++)
+                {
+                    added.Add(ports[p]);
+                }
+            }
+            foreach (var key in _keys)
+            {
+                if (key.Kind == KeyKind.AttributeTasks)
+                {
+                    key.TasksPerValue![key.ValueOf![e]]++;
+                }
+            }
+        }
+
+        // The order of the checks decides the reason reported, as ECS reports it.
+        private string? Reject(int e, in TaskNeed need)
+        {
+            if (_used is not null && _used[e])
+            {
+                return ReasonDistinctInstance;
+            }
+            if (need.Cpu > _cpu[e])
+            {
+                return ReasonCpu;
+            }
+            if (need.Memory > _memory[e])
+            {
+                return ReasonMemory;
+            }
+            if (need.Ports is { } ports && (need.PortsCollide || PortTaken(e, ports)))
+            {
+                return ReasonPorts;
+            }
+            return null;
+        }
+
+        private bool PortTaken(int e, IReadOnlyList<int> ports)
+        {
+            var used = _candidates[_index[e]].UsedPorts;
+            var added = _addedPorts?[e];
+            for (var p = 0; p < ports.Count; p++)
+            {
+                if (used.Contains(ports[p]) || (added is not null && added.Contains(ports[p])))
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private long Key(int k, int e)
+        {
+            ref readonly var key = ref _keys[k];
+            return key.Kind switch
+            {
+                KeyKind.Cpu => _cpu[e],
+                KeyKind.Memory => _memory[e],
+                KeyKind.Tasks => _tasks[e],
+                _ => key.TasksPerValue![key.ValueOf![e]],
+            };
+        }
+
+        private StrategyKey[] KeysFor(IReadOnlyList<PlacementStrategySpec> strategies)
+        {
+            List<StrategyKey>? keys = null;
+            foreach (var s in strategies)
+            {
+                StrategyKey key;
+                if (string.Equals(s.Type, "binpack", StringComparison.OrdinalIgnoreCase))
+                {
+                    key = new(string.Equals(s.Field, "cpu", StringComparison.OrdinalIgnoreCase) ? KeyKind.Cpu : KeyKind.Memory, null, null);
+                }
+                else if (string.Equals(s.Type, "spread", StringComparison.OrdinalIgnoreCase))
+                {
+                    key = s.Field is null || string.Equals(s.Field, "instanceId", StringComparison.OrdinalIgnoreCase) || s.Field == "host"
+                        ? new(KeyKind.Tasks, null, null)
+                        : AttributeKey(s.Field.StartsWith("attribute:", StringComparison.OrdinalIgnoreCase) ? s.Field["attribute:".Length..] : s.Field);
+                }
+                else
+                {
+                    continue; // random (and anything unknown): the random tie-break already does it
+                }
+                (keys ??= []).Add(key);
+            }
+            return keys?.ToArray() ?? [];
+        }
+
+        /// <summary>
+        /// spread(attribute:X): each eligible instance's key is the number of tasks on the
+        /// eligible instances sharing its value of X (a missing attribute counts as ""),
+        /// counted once here and kept up to date by <see cref="Take"/>.
+        /// </summary>
+        private StrategyKey AttributeKey(string name)
+        {
+            var valueOf = ArrayPool<int>.Shared.Rent(_count);
+            var tasksPerValue = ArrayPool<long>.Shared.Rent(_count);
+            var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (var e = 0; e < _count; e++)
+            {
+                var value = _candidates[_index[e]].Attributes.GetValueOrDefault(name) ?? "";
+                if (!ids.TryGetValue(value, out var id))
+                {
+                    id = ids.Count;
+                    ids.Add(value, id);
+                    tasksPerValue[id] = 0;
+                }
+                valueOf[e] = id;
+                tasksPerValue[id] += _tasks[e];
+            }
+            return new(KeyKind.AttributeTasks, valueOf, tasksPerValue);
+        }
+
+        private static bool MatchesAll(List<QueryExpression> memberOf, IReadOnlyDictionary<string, string> attributes)
+        {
+            foreach (var q in memberOf)
+            {
+                if (!q.Matches(attributes))
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        public void Dispose()
+        {
+            ArrayPool<int>.Shared.Return(_index);
+            ArrayPool<int>.Shared.Return(_cpu);
+            ArrayPool<long>.Shared.Return(_memory);
+            ArrayPool<int>.Shared.Return(_tasks);
+            if (_used is not null)
+            {
+                ArrayPool<bool>.Shared.Return(_used);
+            }
+            if (_order is not null)
+            {
+                ArrayPool<int>.Shared.Return(_order);
+            }
+            if (_addedPorts is not null)
+            {
+                ArrayPool<HashSet<int>?>.Shared.Return(_addedPorts, clearArray: true);
+            }
+            foreach (var key in _keys)
+            {
+                if (key.Kind == KeyKind.AttributeTasks)
+                {
+                    ArrayPool<int>.Shared.Return(key.ValueOf!);
+                    ArrayPool<long>.Shared.Return(key.TasksPerValue!);
+                }
+            }
+        }
     }
 }

@@ -7,31 +7,39 @@ namespace Berth.Scheduling;
 /// </summary>
 public sealed class QueryExpression
 {
-    private readonly List<(string Name, string Op, string? Value)> _terms;
+    // Parsed once per request; Matches runs once per candidate, so it only compares strings.
+    private readonly (string Name, Operator Op, string? Value)[] _terms;
 
-    private QueryExpression(List<(string, string, string?)> terms) => _terms = terms;
+    private enum Operator
+    {
+        Equal,
+        NotEqual,
+        Exists,
+    }
+
+    private QueryExpression((string, Operator, string?)[] terms) => _terms = terms;
 
     public static bool TryParse(string text, out QueryExpression? expression, out string? error)
     {
         expression = null;
         error = null;
-        var terms = new List<(string, string, string?)>();
+        var terms = new List<(string, Operator, string?)>();
         foreach (var raw in System.Text.RegularExpressions.Regex.Split(text, @"\s+and\s+", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
         {
             var part = raw.Trim();
-            string op;
+            Operator op;
             int at;
             if ((at = part.IndexOf("==", StringComparison.Ordinal)) > 0)
             {
-                op = "==";
+                op = Operator.Equal;
             }
             else if ((at = part.IndexOf("!=", StringComparison.Ordinal)) > 0)
             {
-                op = "!=";
+                op = Operator.NotEqual;
             }
             else if (part.EndsWith(" exists", StringComparison.OrdinalIgnoreCase))
             {
-                op = "exists";
+                op = Operator.Exists;
                 at = part.Length - " exists".Length;
             }
             else
@@ -45,10 +53,10 @@ public sealed class QueryExpression
                 error = $"Unsupported expression '{part}': the left side must be attribute:NAME.";
                 return false;
             }
-            var value = op == "exists" ? null : part[(at + 2)..].Trim().Trim('\'', '"');
+            var value = op == Operator.Exists ? null : part[(at + 2)..].Trim().Trim('\'', '"');
             terms.Add((lhs["attribute:".Length..], op, value));
         }
-        expression = new QueryExpression(terms);
+        expression = new QueryExpression([.. terms]);
         return true;
     }
 
@@ -62,8 +70,8 @@ public sealed class QueryExpression
             var has = attributes.TryGetValue(name, out var actual);
             var ok = op switch
             {
-                "==" => has && actual == value,
-                "!=" => !has || actual != value,
+                Operator.Equal => has && actual == value,
+                Operator.NotEqual => !has || actual != value,
                 _ => has,
             };
             if (!ok)

@@ -34,17 +34,28 @@ public sealed class DocumentTable<T>(string prefix, JsonTypeInfo<T> typeInfo) wh
 
     public byte[] Serialize(T value) => JsonSerializer.SerializeToUtf8Bytes(value, TypeInfo);
 
+    /// <summary>
+    /// Called with (id, old value, new value) after every change applied to the table, under the state's
+    /// write lock, and for each document loaded from the store (old null). Derived indexes hook in here.
+    /// </summary>
+    public event Action<string, T?, T?>? Changed;
+
     public void Apply(string id, T? value, long revision)
     {
+        T? old;
         if (value is null)
         {
-            _items.TryRemove(id, out _);
+            old = _items.TryRemove(id, out var gone) ? gone.Value : null;
         }
         else
         {
+            old = _items.TryGetValue(id, out var prev) ? prev.Value : null;
             _items[id] = new Versioned<T>(id, value, revision);
         }
+        Changed?.Invoke(id, old, value);
     }
+
+    internal void Clear() => _items.Clear();
 
     public async Task LoadAsync(IStateStore store, CancellationToken ct)
     {
@@ -52,7 +63,9 @@ public sealed class DocumentTable<T>(string prefix, JsonTypeInfo<T> typeInfo) wh
         foreach (var e in await store.ListAsync(Prefix, ct).ConfigureAwait(false))
         {
             var id = e.Key[Prefix.Length..];
-            _items[id] = new Versioned<T>(id, JsonSerializer.Deserialize(e.Value, TypeInfo)!, e.Revision);
+            var value = JsonSerializer.Deserialize(e.Value, TypeInfo)!;
+            _items[id] = new Versioned<T>(id, value, e.Revision);
+            Changed?.Invoke(id, null, value);
         }
     }
 }

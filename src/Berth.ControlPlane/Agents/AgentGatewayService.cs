@@ -1,10 +1,9 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
+using System.Security.Cryptography;
 using Berth.Aws.Ecs;
-using Berth.ControlPlane.Ecs;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Hosting;
 using Berth.ControlPlane.State;
-using Berth.State;
 using Berth.Core;
 using Berth.Core.Agent;
 using Grpc.Core;
@@ -12,15 +11,16 @@ using Microsoft.Extensions.Logging;
 
 namespace Berth.ControlPlane.Agents;
 
-/// <summary>Server side of the agent stream (see agent.proto).</summary>
+/// <summary>
+/// Server side of the agent stream (see agent.proto): registration with proof of identity, a snapshot
+/// of the instance's desired state on every (re)connect, then deltas whenever one of the instance's own
+/// tasks changes (and nothing otherwise), and the agent's reports applied through <see cref="TaskLifecycle"/>.
+/// </summary>
 internal sealed partial class AgentGatewayService(
-    EcsState state, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger)
+    EcsState state, TaskLifecycle tasks, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger)
     : AgentGateway.AgentGatewayBase
 {
-    private static readonly TimeSpan ResendInterval = TimeSpan.FromSeconds(30);
-    private static readonly TimeSpan WakeInterval = TimeSpan.FromSeconds(5);
-
-    // Instance id -> the connection currently serving it, so an old stream ending late cannot
+    // Instance key -> the connection currently serving it, so an old stream ending late cannot
     // mark a freshly reconnected agent as disconnected.
     private readonly ConcurrentDictionary<string, Connection> _connections = new(StringComparer.Ordinal);
 
@@ -33,27 +33,33 @@ internal sealed partial class AgentGatewayService(
             return;
         }
         var reg = requestStream.Current.Register;
-        var (stored, id, rejection) = await RegisterAsync(reg, ct).ConfigureAwait(false);
-        if (stored is null)
+        var outcome = await RegisterAsync(reg, ct).ConfigureAwait(false);
+        if (outcome.Stored is not { } stored)
         {
-            LogRejected(logger, reg.AgentId, rejection!);
-            await responseStream.WriteAsync(Rejected(rejection!), ct).ConfigureAwait(false);
+            LogRejected(logger, reg.AgentId, outcome.Rejection!);
+            await responseStream.WriteAsync(Rejected(outcome.Rejection!), ct).ConfigureAwait(false);
             return;
         }
         var instanceArn = stored.Instance.ContainerInstanceArn!;
+        var key = outcome.Key;
         await responseStream.WriteAsync(new ServerMessage
         {
-            Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster) },
+            Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster), AgentSecret = outcome.NewSecret ?? "" },
         }, ct).ConfigureAwait(false);
         LogRegistered(logger, instanceArn, reg.AgentId);
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connection = new Connection(time.GetUtcNow());
-        _connections[id] = connection;
+        if (_connections.TryGetValue(key, out var previous))
+        {
+            previous.Close();
+        }
+        _connections[key] = connection;
+        connection.OnClose = cts.Cancel;
         try
         {
-            var reader = ReadAsync(requestStream, connection, cts.Token);
-            var sender = SendAsync(responseStream, instanceArn, cts.Token);
+            var reader = ReadAsync(requestStream, key, connection, cts.Token);
+            var sender = SendAsync(responseStream, key, reg.KnownTaskArns, connection, cts.Token);
             var watchdog = WatchAsync(connection, instanceArn, cts.Token);
             await Task.WhenAny(reader, sender, watchdog).ConfigureAwait(false);
             await cts.CancelAsync().ConfigureAwait(false);
@@ -69,16 +75,19 @@ internal sealed partial class AgentGatewayService(
         }
         finally
         {
-            if (_connections.TryRemove(new KeyValuePair<string, Connection>(id, connection)))
+            if (_connections.TryRemove(new KeyValuePair<string, Connection>(key, connection)))
             {
-                await SetConnectedAsync(stored.Cluster, id, false, CancellationToken.None).ConfigureAwait(false);
+                await SetConnectedAsync(key, false, CancellationToken.None).ConfigureAwait(false);
                 LogDisconnected(logger, instanceArn);
             }
         }
     }
 
-    /// <summary>Last time each connected instance was heard from (for health reporting and tests).</summary>
-    public DateTimeOffset? LastSeen(string instanceId) => _connections.TryGetValue(instanceId, out var c) ? c.LastSeen : null;
+    /// <summary>Last time each connected instance ("{cluster}/{id}") was heard from (for health reporting and tests).</summary>
+    public DateTimeOffset? LastSeen(string instanceKey) => _connections.TryGetValue(instanceKey, out var c) ? c.LastSeen : null;
+
+    /// <summary>The desired-state generation the instance's agent last acknowledged (0: none yet).</summary>
+    public long AckedGeneration(string instanceKey) => _connections.TryGetValue(instanceKey, out var c) ? Interlocked.Read(ref c.Acked) : 0;
 
     private static async Task Quiet(Task t)
     {
@@ -94,7 +103,11 @@ internal sealed partial class AgentGatewayService(
 
     private static ServerMessage Rejected(string reason) => new() { Rejected = new RegistrationRejected { Reason = reason } };
 
-    internal async Task<(StoredContainerInstance? Stored, string Id, string? Rejection)> RegisterAsync(Register reg, CancellationToken ct)
+    internal sealed record Registration(StoredContainerInstance? Stored, string Key, string? NewSecret, string? Rejection);
+
+    private static string Hash(string secret) => Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret)));
+
+    internal async Task<Registration> RegisterAsync(Register reg, CancellationToken ct)
     {
         var clusterName = string.IsNullOrEmpty(reg.Cluster) ? "default" : Arns.NameOf(reg.Cluster);
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
@@ -107,30 +120,46 @@ internal sealed partial class AgentGatewayService(
         }
         if (cluster is not { Status: "ACTIVE" })
         {
-            return (null, "", "Cluster not found");
+            return new Registration(null, "", null, $"Cluster {clusterName} not found: create it first (aws ecs create-cluster --cluster-name {clusterName}).");
         }
 
         StoredContainerInstance? previous = null;
-        string? id = null;
+        string? key = null;
         if (!string.IsNullOrEmpty(reg.ContainerInstanceArn))
         {
-            var key = TaskQueries.ScopedIdOf(clusterName, reg.ContainerInstanceArn);
-            if (key.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(key) is { } known && known.Instance.Status != "INACTIVE")
+            var k = state.KeyOf(clusterName, reg.ContainerInstanceArn);
+            if (k is not null && k.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(k) is { } known && known.Instance.Status != "INACTIVE")
             {
                 previous = known;
-                id = key[(clusterName.Length + 1)..];
+                key = k;
             }
         }
-        if (previous is null && !string.IsNullOrEmpty(reg.AgentId))
+        if (previous is null && !string.IsNullOrEmpty(reg.AgentId) && state.Ledger.ByAgent(clusterName, reg.AgentId) is { } byAgent
+            && state.ContainerInstances.Find(byAgent) is { } match && match.Instance.Status != "INACTIVE")
         {
-            var match = state.ContainerInstances.All.FirstOrDefault(v => v.Value.Cluster == clusterName && v.Value.AgentId == reg.AgentId && v.Value.Instance.Status != "INACTIVE");
-            if (match is not null)
+            previous = match;
+            key = byAgent;
+        }
+        string? newSecret = null;
+        var secretHash = previous?.AgentSecretHash;
+        if (previous is not null && secretHash is not null)
+        {
+            // The instance was registered by an agent that holds a secret: only that agent may take it again.
+            if (string.IsNullOrEmpty(reg.AgentSecret) || !CryptographicOperations.FixedTimeEquals(
+                    System.Text.Encoding.ASCII.GetBytes(Hash(reg.AgentSecret)), System.Text.Encoding.ASCII.GetBytes(secretHash)))
             {
-                previous = match.Value;
-                id = match.Id[(clusterName.Length + 1)..];
+                return new Registration(null, "", null,
+                    $"Container instance {previous.Instance.ContainerInstanceArn} belongs to another agent (its secret does not match). " +
+                    "To register this host as a new container instance, remove agent.json from the agent's data directory.");
             }
         }
-        id ??= Guid.NewGuid().ToString("N");
+        else
+        {
+            newSecret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+            secretHash = Hash(newSecret);
+        }
+        key ??= EcsState.ScopedId(clusterName, Guid.NewGuid().ToString("N"));
+        var id = key[(clusterName.Length + 1)..];
 
         var attributes = reg.Attributes.Select(kv => new EcsAttribute { Name = kv.Key, Value = kv.Value }).ToList();
         // Keep attributes set through PutAttributes; the agent's own ones are refreshed.
@@ -141,7 +170,7 @@ internal sealed partial class AgentGatewayService(
                 attributes.Add(a);
             }
         }
-        var ports = TaskQueries.EcsReservedPorts.Concat(reg.ReservedPorts.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))).Distinct().ToList();
+        var ports = InstanceLedger.ReservedPortStrings(reg.ReservedPorts).ToList();
         var udp = reg.ReservedUdpPorts.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture)).Distinct().ToList();
         var now = time.GetUtcNow();
         var instance = new ContainerInstance
@@ -170,84 +199,135 @@ internal sealed partial class AgentGatewayService(
             Attachments = [],
             AgentUpdateStatus = null,
         };
-        var stored = new StoredContainerInstance { Cluster = clusterName, AgentId = reg.AgentId, Instance = instance };
-        tx.Put(state.ContainerInstances, EcsState.ScopedId(clusterName, id), stored);
+        var stored = new StoredContainerInstance { Cluster = clusterName, AgentId = reg.AgentId, AgentSecretHash = secretHash, Instance = instance };
+        tx.Put(state.ContainerInstances, key, stored);
         await tx.CommitAsync(ct).ConfigureAwait(false);
-        return (stored, id, null);
+        return new Registration(stored, key, newSecret, null);
     }
 
-    private async Task SetConnectedAsync(string cluster, string id, bool connected, CancellationToken ct)
+    private async Task SetConnectedAsync(string key, bool connected, CancellationToken ct)
     {
         try
         {
             await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-            if (state.ContainerInstances.Find(EcsState.ScopedId(cluster, id)) is { } s && s.Instance.AgentConnected != connected)
+            if (state.ContainerInstances.Find(key) is { } s && s.Instance.AgentConnected != connected)
             {
                 var copy = state.ContainerInstances.Clone(s);
                 copy.Instance.AgentConnected = connected;
                 copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-                tx.Put(state.ContainerInstances, EcsState.ScopedId(cluster, id), copy);
+                tx.Put(state.ContainerInstances, key, copy);
                 await tx.CommitAsync(ct).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            LogStreamFailed(logger, e, id);
+            LogStreamFailed(logger, e, key);
         }
     }
 
-    private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, Connection connection, CancellationToken ct)
+    private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, CancellationToken ct)
     {
         while (await stream.MoveNext(ct).ConfigureAwait(false))
         {
             connection.LastSeen = time.GetUtcNow();
             var m = stream.Current;
-            if (m.BodyCase == AgentMessage.BodyOneofCase.TaskStatus)
+            switch (m.BodyCase)
             {
-                await ApplyStatusAsync(m.TaskStatus, ct).ConfigureAwait(false);
+                case AgentMessage.BodyOneofCase.TaskStatus:
+                    if (await tasks.ApplyReportAsync(instanceKey, m.TaskStatus, ct).ConfigureAwait(false) is { } ignored)
+                    {
+                        LogReportIgnored(logger, m.TaskStatus.TaskArn, instanceKey, ignored);
+                    }
+                    break;
+                case AgentMessage.BodyOneofCase.Ack:
+                    Interlocked.Exchange(ref connection.Acked, m.Ack.Generation);
+                    break;
             }
         }
     }
 
-    /// <summary>The whole desired set for the instance, whenever it changes and at least every 30 s.</summary>
-    private async Task SendAsync(IServerStreamWriter<ServerMessage> stream, string instanceArn, CancellationToken ct)
+    /// <summary>A snapshot first, then a delta for every batch of changes to this instance's tasks.</summary>
+    private async Task SendAsync(IServerStreamWriter<ServerMessage> stream, string instanceKey, IEnumerable<string> knownTaskArns, Connection connection, CancellationToken ct)
     {
-        string? sentFingerprint = null;
-        var sentAt = DateTimeOffset.MinValue;
+        var cluster = instanceKey[..instanceKey.IndexOf('/', StringComparison.Ordinal)];
+        var instanceId = instanceKey[(cluster.Length + 1)..];
+        var feed = state.Feeds.Of(instanceKey);
+        feed.Take(); // the snapshot below covers everything marked so far
+
+        var snapshot = new DesiredState { Generation = feed.NextGeneration(), Full = true };
+        var included = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var id in state.TaskIndex.Get(TaskIndex.ByInstance, cluster, instanceId))
+        {
+            if (state.Tasks.Find(id) is { IsStopped: false } t)
+            {
+                snapshot.Tasks.Add(Desired(t));
+                included.Add(id);
+            }
+        }
+        foreach (var arn in knownTaskArns)
+        {
+            // Tasks the agent still has containers of: stopped meanwhile (keep them until cleanup) or unknown (forget them).
+            var key = state.KeyOf(cluster, arn);
+            if (key is not null && included.Contains(key))
+            {
+                continue;
+            }
+            if (key is not null && state.Tasks.Find(key) is { } t && t.Cluster == cluster && t.InstanceId == instanceId)
+            {
+                snapshot.Tasks.Add(Desired(t));
+                included.Add(key);
+            }
+            else
+            {
+                snapshot.RemovedTaskArns.Add(arn);
+            }
+        }
+        await stream.WriteAsync(new ServerMessage { Desired = snapshot }, ct).ConfigureAwait(false);
+
         while (!ct.IsCancellationRequested)
         {
-            var gen = state.Generation;
-            var tasks = state.Tasks.All.Select(v => v.Value)
-                .Where(t => t.ContainerInstanceArn == instanceArn && t.LastStatus != "STOPPED")
-                .OrderBy(t => t.TaskArn, StringComparer.Ordinal)
-                .ToList();
-            var fingerprint = string.Join('\n', tasks.Select(t => t.TaskArn + " " + t.DesiredStatus));
-            var now = time.GetUtcNow();
-            if (fingerprint != sentFingerprint || now - sentAt >= ResendInterval)
+            await feed.WaitAsync(ct).ConfigureAwait(false);
+            var changed = feed.Take();
+            if (changed.Count == 0)
             {
-                var desired = new DesiredTasks();
-                foreach (var t in tasks)
-                {
-                    var def = TaskQueries.DefinitionOf(state, t);
-                    var d = new DesiredTask
-                    {
-                        TaskArn = t.TaskArn,
-                        DesiredStatus = t.DesiredStatus ?? "RUNNING",
-                        TaskJson = JsonSerializer.Serialize(t, EcsJsonContext.Default.EcsTask),
-                        TaskDefinitionJson = def is null ? "" : JsonSerializer.Serialize(def, EcsJsonContext.Default.TaskDefinition),
-                    };
-                    if (t.DesiredStatus != "STOPPED")
-                    {
-                        d.RegistryAuth.AddRange(RegistryAuthFor(def));
-                    }
-                    desired.Tasks.Add(d);
-                }
-                await stream.WriteAsync(new ServerMessage { DesiredTasks = desired }, ct).ConfigureAwait(false);
-                sentFingerprint = fingerprint;
-                sentAt = now;
+                continue;
             }
-            await state.WaitForChangeAsync(gen, WakeInterval, ct).ConfigureAwait(false);
+            var delta = new DesiredState { Generation = feed.NextGeneration(), Full = false };
+            foreach (var id in changed)
+            {
+                if (state.Tasks.Find(id) is { } t && t.InstanceId == instanceId)
+                {
+                    delta.Tasks.Add(Desired(t));
+                }
+                else
+                {
+                    delta.RemovedTaskArns.Add(arns.Task(cluster, id[(cluster.Length + 1)..]));
+                }
+            }
+            await stream.WriteAsync(new ServerMessage { Desired = delta }, ct).ConfigureAwait(false);
+            connection.SentAt = time.GetUtcNow();
         }
+    }
+
+    private DesiredTask Desired(TaskRecord t)
+    {
+        var d = new DesiredTask
+        {
+            TaskArn = arns.Task(t.Cluster, t.Id),
+            DesiredStatus = t.DesiredStatus,
+            LastStatus = t.LastStatus,
+            LastSequence = t.LastSequence,
+        };
+        var def = tasks.DefinitionOf(t);
+        if (def is not null)
+        {
+            d.Spec = TaskSpecs.Build(t, def, arns.Cluster(t.Cluster));
+        }
+        if (t.DesiredStatus == TaskStates.Running && TaskStates.Rank(t.LastStatus) <= TaskStates.Rank(TaskStates.Pending))
+        {
+            d.RegistryAuth.AddRange(RegistryAuthFor(def));
+        }
+        return d;
     }
 
     /// <summary>Pull credentials for every distinct container image of <paramref name="def"/> the provider knows.</summary>
@@ -289,110 +369,31 @@ internal sealed partial class AgentGatewayService(
         }
     }
 
-    internal async Task ApplyStatusAsync(TaskStatusReport report, CancellationToken ct)
-    {
-        if (!Arns.TryParse(report.TaskArn, out var parsed) || parsed.ResourceType != "task")
-        {
-            return;
-        }
-        var slash = parsed.Path.IndexOf('/');
-        if (slash <= 0)
-        {
-            return;
-        }
-        var key = EcsState.ScopedId(parsed.Path[..slash], parsed.Path[(slash + 1)..]);
-        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        if (state.Tasks.Find(key) is not { } current || current.LastStatus == "STOPPED")
-        {
-            return;
-        }
-        var task = state.Tasks.Clone(current);
-        var now = time.GetUtcNow();
-        if (report.LastStatus is "PENDING" or "ACTIVATING" or "RUNNING" or "DEACTIVATING" or "STOPPING" or "DEPROVISIONING" or "STOPPED")
-        {
-            task.LastStatus = report.LastStatus;
-        }
-        task.PullStartedAt = Ms(report.PullStartedAt) ?? task.PullStartedAt;
-        task.PullStoppedAt = Ms(report.PullStoppedAt) ?? task.PullStoppedAt;
-        task.StartedAt = Ms(report.StartedAt) ?? task.StartedAt;
-        task.ExecutionStoppedAt = Ms(report.ExecutionStoppedAt) ?? task.ExecutionStoppedAt;
-        task.Containers ??= [];
-        foreach (var c in report.Containers)
-        {
-            var target = task.Containers.FirstOrDefault(x => x.Name == c.Name);
-            if (target is null)
-            {
-                target = new Container { Name = c.Name, TaskArn = task.TaskArn };
-                task.Containers.Add(target);
-            }
-            if (!string.IsNullOrEmpty(c.RuntimeId))
-            {
-                target.RuntimeId = c.RuntimeId;
-            }
-            if (!string.IsNullOrEmpty(c.LastStatus))
-            {
-                target.LastStatus = c.LastStatus;
-            }
-            if (c.HasExitCode)
-            {
-                target.ExitCode = c.ExitCode;
-            }
-            if (!string.IsNullOrEmpty(c.Reason))
-            {
-                target.Reason = c.Reason;
-            }
-            if (!string.IsNullOrEmpty(c.ImageDigest))
-            {
-                target.ImageDigest = c.ImageDigest;
-            }
-            target.NetworkBindings = c.NetworkBindings.Select(b => new NetworkBinding
-            {
-                BindIP = b.BindIp,
-                ContainerPort = b.ContainerPort,
-                HostPort = b.HostPort,
-                Protocol = string.IsNullOrEmpty(b.Protocol) ? "tcp" : b.Protocol,
-            }).ToList();
-        }
-        if (task.LastStatus == "RUNNING" && task.Connectivity is null)
-        {
-            task.Connectivity = "CONNECTED";
-            task.ConnectivityAt = now;
-        }
-        if (!string.IsNullOrEmpty(report.StopCode) && task.DesiredStatus == "RUNNING")
-        {
-            task.DesiredStatus = "STOPPED";
-            task.StopCode = report.StopCode;
-            task.StoppedReason = string.IsNullOrEmpty(report.StoppedReason) ? null : report.StoppedReason;
-            task.StoppingAt = now;
-        }
-        else if (!string.IsNullOrEmpty(report.StoppedReason) && task.StoppedReason is null)
-        {
-            task.StoppedReason = report.StoppedReason;
-        }
-        if (task.LastStatus == "STOPPED")
-        {
-            task.StoppedAt ??= now;
-            task.StoppingAt ??= now;
-            if (task.DesiredStatus != "STOPPED")
-            {
-                task.DesiredStatus = "STOPPED";
-            }
-        }
-        task.Version = (task.Version ?? 0) + 1;
-        tx.Put(state.Tasks, key, task);
-        await tx.CommitAsync(ct).ConfigureAwait(false);
-    }
-
-    private static DateTimeOffset? Ms(long unixMs) => unixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(unixMs) : null;
-
     private sealed class Connection(DateTimeOffset lastSeen)
     {
         private long _ticks = lastSeen.UtcTicks;
+        public long Acked;
+
+        public Action? OnClose { get; set; }
+
+        public DateTimeOffset SentAt { get; set; }
 
         public DateTimeOffset LastSeen
         {
             get => new(Interlocked.Read(ref _ticks), TimeSpan.Zero);
             set => Interlocked.Exchange(ref _ticks, value.UtcTicks);
+        }
+
+        /// <summary>A newer stream took the instance over: end this one.</summary>
+        public void Close()
+        {
+            try
+            {
+                OnClose?.Invoke();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
         }
     }
 
@@ -413,4 +414,7 @@ internal sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Agent stream of {InstanceArn} failed")]
     private static partial void LogStreamFailed(ILogger logger, Exception exception, string instanceArn);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Report for {TaskArn} from {InstanceKey} ignored: {Why}")]
+    private static partial void LogReportIgnored(ILogger logger, string taskArn, string instanceKey, string why);
 }

@@ -40,7 +40,7 @@ internal sealed class AttributeOperations(EcsState state)
             {
                 throw AwsException.InvalidParameter($"attributes[{i}].targetId: the container instance the attribute belongs to is required.");
             }
-            var id = TaskQueries.ScopedIdOf(clusterName, a.TargetId);
+            var id = TaskQueries.ScopedIdOf(state, clusterName, a.TargetId);
             if (!changed.TryGetValue(id, out var doc))
             {
                 doc = state.ContainerInstances.Find(id) is { } found ? state.ContainerInstances.Clone(found)
@@ -64,7 +64,7 @@ internal sealed class AttributeOperations(EcsState state)
             Name = a.Name,
             Value = remove ? null : a.Value,
             TargetType = "container-instance",
-            TargetId = changed[TaskQueries.ScopedIdOf(clusterName, a.TargetId!)].Instance.ContainerInstanceArn,
+            TargetId = changed[TaskQueries.ScopedIdOf(state, clusterName, a.TargetId!)].Instance.ContainerInstanceArn,
         }).ToList();
     }
 
@@ -79,7 +79,7 @@ internal sealed class AttributeOperations(EcsState state)
             throw AwsException.InvalidParameter("attributeValue: can only be used together with attributeName.");
         }
         var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
-        var all = state.ContainerInstances.All.Select(v => v.Value).Where(d => d.Cluster == clusterName)
+        var all = state.Ledger.InCluster(clusterName).Select(id => state.ContainerInstances.Find(id)).OfType<StoredContainerInstance>()
             .SelectMany(d => (d.Instance.Attributes ?? []).Select(a => (Arn: d.Instance.ContainerInstanceArn!, a)))
             .Where(x => (req.AttributeName is null || x.a.Name == req.AttributeName) && (req.AttributeValue is null || x.a.Value == req.AttributeValue))
             .ToDictionary(x => $"{x.Arn}|{x.a.Name}", StringComparer.Ordinal);

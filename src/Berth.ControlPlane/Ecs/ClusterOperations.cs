@@ -103,11 +103,11 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var name = TaskQueries.ResolveCluster(state, req.Cluster);
         var cluster = state.Clusters.Find(name)!;
-        if (state.ContainerInstances.All.Any(v => v.Value.Cluster == name && v.Value.Instance.Status is "ACTIVE" or "DRAINING"))
+        if (state.Ledger.InCluster(name).Any(id => state.ContainerInstances.Find(id)?.Instance.Status is "ACTIVE" or "DRAINING"))
         {
             throw new AwsException("ClusterContainsContainerInstancesException", "The cluster cannot be deleted while container instances are active or draining.");
         }
-        if (state.Tasks.All.Any(v => v.Value.ClusterArn == cluster.ClusterArn && v.Value.LastStatus != "STOPPED"))
+        if (state.TaskIndex.CountsOf(name).Live > 0)
         {
             throw new AwsException("ClusterContainsTasksException", "The cluster cannot be deleted while tasks are active.");
         }
@@ -155,10 +155,10 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
     private Cluster View(Cluster stored, bool full)
     {
         var c = state.Clusters.Clone(stored);
-        c.RegisteredContainerInstancesCount = state.ContainerInstances.All.Count(v => v.Value.Cluster == c.ClusterName && v.Value.Instance.Status is "ACTIVE" or "DRAINING");
-        var tasks = state.Tasks.All.Select(v => v.Value).Where(t => t.ClusterArn == c.ClusterArn).ToList();
-        c.RunningTasksCount = tasks.Count(t => t.LastStatus == "RUNNING");
-        c.PendingTasksCount = tasks.Count(t => t.LastStatus is "PENDING" or "PROVISIONING");
+        c.RegisteredContainerInstancesCount = state.Ledger.InCluster(c.ClusterName!).Count(id => state.ContainerInstances.Find(id)?.Instance.Status is "ACTIVE" or "DRAINING");
+        var (running, pending, _) = state.TaskIndex.CountsOf(c.ClusterName!);
+        c.RunningTasksCount = running;
+        c.PendingTasksCount = pending;
         c.ActiveServicesCount = 0;
         if (!full)
         {

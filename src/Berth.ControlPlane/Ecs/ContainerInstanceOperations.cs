@@ -25,8 +25,9 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
     private ContainerInstance View(ContainerInstance i, bool withTags)
     {
         var copy = JsonClone(i);
-        copy.RemainingResources = TaskQueries.Remaining(state, i);
-        var live = TaskQueries.LiveTasksOn(state, i.ContainerInstanceArn!).ToList();
+        var key = TaskQueries.ScopedIdOf(state, "", i.ContainerInstanceArn!);
+        copy.RemainingResources = TaskQueries.Remaining(state, key, i);
+        var live = TaskQueries.LiveTasksOn(state, key).ToList();
         copy.RunningTasksCount = live.Count(t => t.LastStatus == "RUNNING");
         copy.PendingTasksCount = live.Count(t => t.LastStatus is "PROVISIONING" or "PENDING" or "ACTIVATING");
         copy.Tags = withTags ? i.Tags ?? [] : null;
@@ -38,7 +39,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
 
     private StoredContainerInstance? FindIn(string clusterName, string reference)
     {
-        var key = TaskQueries.ScopedIdOf(clusterName, reference);
+        var key = TaskQueries.ScopedIdOf(state, clusterName, reference);
         return key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? state.ContainerInstances.Find(key) : null;
     }
 
@@ -72,7 +73,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
             Tags = req.Tags is { Count: > 0 } ? req.Tags : previous?.Instance.Tags,
             Attachments = [],
         };
-        tx.Put(state.ContainerInstances, EcsState.ScopedId(clusterName, id), new StoredContainerInstance { Cluster = clusterName, Instance = instance, AgentId = previous?.AgentId });
+        tx.Put(state.ContainerInstances, EcsState.ScopedId(clusterName, id), new StoredContainerInstance { Cluster = clusterName, Instance = instance, AgentId = previous?.AgentId, AgentSecretHash = previous?.AgentSecretHash });
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new RegisterContainerInstanceResponse { ContainerInstance = View(instance, withTags: true) };
     }
@@ -86,7 +87,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
             throw AwsException.InvalidParameter("containerInstance: the referenced container instance was not found.");
         }
         var arn = found.Instance.ContainerInstanceArn!;
-        if (req.Force != true && TaskQueries.LiveTasksOn(state, arn).Any(t => t.DesiredStatus == "RUNNING"))
+        if (req.Force != true && TaskQueries.LiveTasksOn(state, TaskQueries.ScopedIdOf(state, clusterName, arn)).Any(t => t.DesiredStatus == "RUNNING"))
         {
             throw AwsException.InvalidParameter("Found running tasks on the instance. Stop them or deregister with force.");
         }
@@ -94,7 +95,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         copy.Instance.Status = "INACTIVE";
         copy.Instance.AgentConnected = false;
         copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-        tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(clusterName, arn), copy);
+        tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(state, clusterName, arn), copy);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new DeregisterContainerInstanceResponse { ContainerInstance = View(copy.Instance, withTags: false) };
     }
@@ -136,8 +137,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         {
             throw AwsException.InvalidParameter("filter: " + error);
         }
-        var matching = state.ContainerInstances.All.Select(v => v.Value)
-            .Where(s => s.Cluster == clusterName)
+        var matching = state.Ledger.InCluster(clusterName).Select(id => state.ContainerInstances.Find(id)).OfType<StoredContainerInstance>()
             .Select(s => s.Instance)
             .Where(i => req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
             .Where(i => filter is null || filter.Matches(TaskQueries.AttributeMap(i)))
@@ -172,7 +172,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
             {
                 copy.Instance.Status = req.Status;
                 copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-                tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(clusterName, copy.Instance.ContainerInstanceArn!), copy);
+                tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(state, clusterName, copy.Instance.ContainerInstanceArn!), copy);
             }
             updated.Add(copy.Instance);
         }

@@ -29,6 +29,41 @@ internal static class Pagination
         return (page, null);
     }
 
+    /// <summary>
+    /// A page of an already sorted index set: finds the token's position by binary search and walks on
+    /// from there, so the cost is the page (plus what <paramref name="keep"/> skips), not the set.
+    /// </summary>
+    public static (List<string> Page, string? NextToken) PageSorted(System.Collections.Immutable.ImmutableSortedSet<string> sorted, Func<string, bool> keep, int? maxResults, string? nextToken, int limit = 100)
+    {
+        if (maxResults is { } m && (m < 1 || m > limit))
+        {
+            throw AwsException.InvalidParameter($"maxResults: must be between 1 and {limit}.");
+        }
+        var after = Decode(nextToken);
+        var start = 0;
+        if (after is not null)
+        {
+            var at = sorted.IndexOf(after);
+            start = at >= 0 ? at + 1 : ~at;
+        }
+        var max = maxResults ?? limit;
+        var page = new List<string>(Math.Min(max, 100));
+        for (var i = start; i < sorted.Count; i++)
+        {
+            var id = sorted[i];
+            if (!keep(id))
+            {
+                continue;
+            }
+            if (page.Count == max)
+            {
+                return (page, Encode(page[^1]));
+            }
+            page.Add(id);
+        }
+        return (page, null);
+    }
+
     private static string Encode(string lastKey) => Convert.ToBase64String(Encoding.UTF8.GetBytes("p1:" + lastKey));
 
     private static string? Decode(string? token)

@@ -79,12 +79,16 @@ internal sealed class TagOperations(EcsState state)
         {
             throw AwsException.InvalidParameter($"resourceArn: '{arn}' is not an ECS resource ARN.");
         }
+        if (p.Region != state.Identity.Region || p.Account != state.Identity.AccountId)
+        {
+            throw AwsException.InvalidParameter($"resourceArn: the specified resource '{arn}' is not found.");
+        }
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var found = p.ResourceType switch
         {
             "cluster" => Retag(tx, state.Clusters, p.Path, c => c.Tags, (c, t) => c.Tags = t, edit),
             "task-definition" => TaskDefinitionId(p.Path) is { } id && Retag(tx, state.TaskDefinitions, id, d => d.Tags, (d, t) => d.Tags = t, edit),
-            "task" => Retag(tx, state.Tasks, p.Path, t => t.Tags, (t, tags) => t.Tags = tags, edit),
+            "task" => RetagTask(tx, p.Path, edit),
             "container-instance" => Retag(tx, state.ContainerInstances, p.Path, i => i.Instance.Tags, (i, t) => i.Instance.Tags = t, edit),
             _ => false,
         };
@@ -108,6 +112,20 @@ internal sealed class TagOperations(EcsState state)
             var copy = table.Clone(doc);
             set(copy, tags);
             tx.Put(table, id, copy);
+        }
+        return true;
+    }
+
+    private bool RetagTask(StateTransaction tx, string id, Func<List<Tag>?, List<Tag>?> edit)
+    {
+        if (state.Tasks.Find(id) is not { } task)
+        {
+            return false;
+        }
+        var current = task.Tags?.Select(t => new Tag { Key = t.Key, Value = t.Value }).ToList();
+        if (edit(current) is { } tags)
+        {
+            tx.Put(state.Tasks, id, task with { Tags = tags.Select(t => new Berth.ControlPlane.Domain.TagRecord(t.Key ?? "", t.Value ?? "")).ToList() });
         }
         return true;
     }

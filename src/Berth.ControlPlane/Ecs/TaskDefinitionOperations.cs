@@ -28,7 +28,7 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         Tags.Validate(req.Tags);
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var family = req.Family!;
-        var revision = state.TaskDefinitions.All.Where(v => v.Value.Definition.Family == family).Select(v => v.Value.Definition.Revision ?? 0).DefaultIfEmpty(0).Max() + 1;
+        var revision = state.Families.MaxRevision(family) + 1;
         foreach (var c in req.ContainerDefinitions!)
         {
             c.Essential ??= true;
@@ -205,9 +205,8 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         {
             return state.TaskDefinitions.Find(EcsState.TaskDefinitionId(r[..colon], rev));
         }
-        return state.TaskDefinitions.All.Select(v => v.Value)
-            .Where(d => d.Definition.Family == r && (!activeOnlyForFamily || d.Definition.Status == "ACTIVE"))
-            .MaxBy(d => d.Definition.Revision);
+        var latest = activeOnlyForFamily ? state.Families.LatestActive(r) : state.Families.Latest(r);
+        return latest is { } l ? state.TaskDefinitions.Find(EcsState.TaskDefinitionId(r, l)) : null;
     }
 
     private ListTaskDefinitionsResponse List(ListTaskDefinitionsRequest req)

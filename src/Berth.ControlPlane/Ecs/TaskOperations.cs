@@ -1,18 +1,19 @@
-using System.Text;
+using System.Security.Cryptography;
+using System.Text.Json;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
-using Berth.State;
 using Berth.Core;
 using Berth.Scheduling;
 using static Berth.ControlPlane.Ecs.EcsApi;
 
 namespace Berth.ControlPlane.Ecs;
 
-/// <summary>RunTask, StartTask, StopTask, DescribeTasks, ListTasks. They only record desired state; agents do the rest.</summary>
-internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider time, Random? random = null)
+/// <summary>RunTask, StartTask, StopTask, DescribeTasks, ListTasks: translate the wire shapes to <see cref="TaskLifecycle"/> calls.</summary>
+internal sealed class TaskOperations(TaskLifecycle tasks)
 {
-    private readonly Random _random = random ?? Random.Shared;
+    private EcsState State => tasks.State;
 
     public void Map(AwsJsonService s)
     {
@@ -31,24 +32,74 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
         }
     }
 
-    private static void CheckOverrides(TaskDefinition def, TaskOverride? overrides)
+    /// <summary>Checks the overrides against the definition and keeps what Berth applies; refuses the members it cannot apply.</summary>
+    private static OverridesRecord? CheckOverrides(TaskDefinition def, TaskOverride? overrides)
     {
-        foreach (var o in overrides?.ContainerOverrides ?? [])
+        if (overrides is null)
         {
+            return null;
+        }
+        string? unsupported = overrides.InferenceAcceleratorOverrides is { Count: > 0 } ? "overrides.inferenceAcceleratorOverrides"
+            : overrides.ExecutionRoleArn is not null ? "overrides.executionRoleArn"
+            : overrides.TaskRoleArn is not null ? "overrides.taskRoleArn"
+            : overrides.EphemeralStorage is not null ? "overrides.ephemeralStorage"
+            : null;
+        var list = overrides.ContainerOverrides ?? [];
+        for (var i = 0; i < list.Count && unsupported is null; i++)
+        {
+            unsupported = list[i].EnvironmentFiles is { Count: > 0 } ? $"overrides.containerOverrides[{i}].environmentFiles"
+                : list[i].ResourceRequirements is { Count: > 0 } ? $"overrides.containerOverrides[{i}].resourceRequirements"
+                : null;
+        }
+        if (unsupported is not null)
+        {
+            throw AwsException.InvalidParameter($"{unsupported}: Berth does not support this override.");
+        }
+        for (var i = 0; i < list.Count; i++)
+        {
+            var o = list[i];
             if (o.Name is null || def.ContainerDefinitions?.Any(c => c.Name == o.Name) != true)
             {
-                throw AwsException.InvalidParameter($"overrides.containerOverrides: container '{o.Name}' is not in the task definition.");
+                throw AwsException.InvalidParameter($"overrides.containerOverrides[{i}].name: container '{o.Name}' is not in the task definition.");
             }
         }
-        if (overrides?.Cpu is { } cpu && Reservations.ParseUnits(cpu) is null)
+        if (overrides.Cpu is { } cpu && Reservations.ParseUnits(cpu) is null)
         {
             throw AwsException.InvalidParameter("overrides.cpu: must be a number of CPU units.");
         }
-        if (overrides?.Memory is { } mem && Reservations.ParseUnits(mem) is null)
+        if (overrides.Memory is { } mem && Reservations.ParseUnits(mem) is null)
         {
             throw AwsException.InvalidParameter("overrides.memory: must be a number of MiB.");
         }
+        return new OverridesRecord
+        {
+            Cpu = overrides.Cpu,
+            Memory = overrides.Memory,
+            Containers = list.Select(o => new ContainerOverrideRecord
+            {
+                Name = o.Name!,
+                Command = o.Command,
+                Environment = o.Environment?.Select(e => new KeyValueRecord(e.Name ?? "", e.Value ?? "")).ToList(),
+                Cpu = o.Cpu,
+                Memory = o.Memory,
+                MemoryReservation = o.MemoryReservation,
+            }).ToList(),
+        };
     }
+
+    private static List<TagRecord>? TagsOf(List<Tag>? tags) => tags?.Select(t => new TagRecord(t.Key ?? "", t.Value ?? "")).ToList();
+
+    private static void CheckClientToken(string? token)
+    {
+        if (token is not null && (token.Length is 0 or > 64 || token.Any(char.IsControl)))
+        {
+            throw AwsException.InvalidParameter("clientToken: up to 64 printable characters.");
+        }
+    }
+
+    /// <summary>A hash of the request without its token: the same token must come with the same parameters.</summary>
+    private static string Fingerprint<T>(T request, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> info)
+        => Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(request, info)));
 
     private async Task<RunTaskResponse> RunAsync(RunTaskRequest req, CancellationToken ct)
     {
@@ -59,6 +110,7 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
             throw AwsException.InvalidParameter("count: must be between 1 and 10.");
         }
         CheckLaunchType(req.LaunchType);
+        CheckClientToken(req.ClientToken);
         if (req.CapacityProviderStrategy is { Count: > 0 })
         {
             throw AwsException.InvalidParameter("capacityProviderStrategy: Berth has no capacity providers; use the EC2 launch type.");
@@ -77,205 +129,108 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
             }
         }
         var strategies = (req.PlacementStrategy ?? []).Select(s => new PlacementStrategySpec(s.Type ?? "random", s.Field)).ToList();
-
-        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
-        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var def = TaskQueries.ResolveTaskDefinition(state, req.TaskDefinition);
-        CheckOverrides(def, req.Overrides);
-        var instances = state.ContainerInstances.All.Select(v => v.Value)
-            .Where(s => s.Cluster == clusterName && s.Instance.Status != "INACTIVE")
-            .Select(s => s.Instance).ToList();
-        if (instances.Count == 0)
+        var clusterName = tasks.ResolveCluster(req.Cluster);
+        var def = tasks.ResolveDefinition(req.TaskDefinition);
+        var overrides = CheckOverrides(def, req.Overrides);
+        var token = req.ClientToken;
+        req.ClientToken = null;
+        var result = await tasks.LaunchAsync(new LaunchRequest
         {
-            throw AwsException.InvalidParameter("No Container Instances were found in your cluster.");
-        }
-        var reservation = Reservations.For(def, req.Overrides);
-        var plan = Scheduler.Place(new PlacementRequest
-        {
-            Candidates = instances.Select(i => TaskQueries.Candidate(state, i)).ToList(),
-            Tasks = Enumerable.Repeat(reservation, count).ToList(),
+            Cluster = clusterName,
+            Definition = def,
+            Count = count,
+            Overrides = overrides,
+            WireOverrides = req.Overrides,
+            StartedBy = req.StartedBy,
+            Group = req.Group,
+            Tags = TagsOf(req.Tags),
             Constraints = constraints,
             Strategies = strategies,
-        }, _random);
-        var tasks = plan.Placements.Select(p => NewTask(clusterName, def, p.InstanceArn, req.Overrides, req.StartedBy, req.Group, req.Tags)).ToList();
-        foreach (var t in tasks)
-        {
-            tx.Put(state.Tasks, EcsState.ScopedId(clusterName, Arns.NameOf(t.TaskArn!)), t);
-        }
-        await tx.CommitAsync(ct).ConfigureAwait(false);
+            ClientToken = token,
+            Fingerprint = token is null ? null : Fingerprint(req, Json.RunTaskRequest),
+        }, ct).ConfigureAwait(false);
         return new RunTaskResponse
         {
-            Tasks = tasks,
-            Failures = plan.Failures.Select(f => new Failure { Arn = f.InstanceArn, Reason = f.Reason }).ToList(),
+            Tasks = result.Tasks.Select(t => TaskViews.ToWire(tasks.Arns, t, withTags: true)).ToList(),
+            Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason }).ToList(),
         };
     }
 
     private async Task<StartTaskResponse> StartAsync(StartTaskRequest req, CancellationToken ct)
     {
         Tags.Validate(req.Tags);
-        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        var clusterName = tasks.ResolveCluster(req.Cluster);
         if (req.ContainerInstances is not { Count: > 0 and <= 10 })
         {
             throw AwsException.InvalidParameter("containerInstances: between 1 and 10 container instances must be given.");
         }
-        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var def = TaskQueries.ResolveTaskDefinition(state, req.TaskDefinition);
-        CheckOverrides(def, req.Overrides);
-        var reservation = Reservations.For(def, req.Overrides);
-        var tasks = new List<EcsTask>();
-        var failures = new List<Failure>();
-        foreach (var reference in req.ContainerInstances)
+        var def = tasks.ResolveDefinition(req.TaskDefinition);
+        var overrides = CheckOverrides(def, req.Overrides);
+        var targets = req.ContainerInstances.Select(r =>
         {
-            var found = state.ContainerInstances.Find(TaskQueries.ScopedIdOf(clusterName, reference));
-            if (found is null || found.Cluster != clusterName || found.Instance.Status == "INACTIVE")
-            {
-                failures.Add(new Failure { Arn = reference, Reason = "MISSING" });
-                continue;
-            }
-            // StartTask skips strategies but still refuses what does not fit.
-            var plan = Scheduler.Place(new PlacementRequest
-            {
-                Candidates = [TaskQueries.Candidate(state, found.Instance) with { Status = "ACTIVE" }],
-                Tasks = [reservation],
-            }, _random);
-            if (plan.Failures.Count > 0)
-            {
-                failures.Add(new Failure { Arn = found.Instance.ContainerInstanceArn, Reason = plan.Failures[0].Reason });
-                continue;
-            }
-            var task = NewTask(clusterName, def, found.Instance.ContainerInstanceArn!, req.Overrides, req.StartedBy, req.Group, req.Tags);
-            tx.Put(state.Tasks, EcsState.ScopedId(clusterName, Arns.NameOf(task.TaskArn!)), task);
-            tasks.Add(task);
-        }
-        await tx.CommitAsync(ct).ConfigureAwait(false);
-        return new StartTaskResponse { Tasks = tasks, Failures = failures };
-    }
-
-    private EcsTask NewTask(string clusterName, TaskDefinition def, string instanceArn, TaskOverride? overrides, string? startedBy, string? group, List<Tag>? tags)
-    {
-        var id = Guid.NewGuid().ToString("N");
-        var taskArn = arns.Task(clusterName, id);
-        var byName = (overrides?.ContainerOverrides ?? []).Where(o => o.Name is not null)
-            .GroupBy(o => o.Name!).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
-        var reservation = Reservations.For(def, overrides);
-        var containerPrefix = $"arn:aws:ecs:{arns.Identity.Region}:{arns.Identity.AccountId}:container/{clusterName}/{id}/";
-        return new EcsTask
+            var key = State.KeyOf(clusterName, r);
+            return (r, key is not null && key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? key : null);
+        }).ToList();
+        // StartTask has no clientToken in ECS's model (only RunTask does).
+        var result = await tasks.LaunchAsync(new LaunchRequest
         {
-            TaskArn = taskArn,
-            ClusterArn = arns.Cluster(clusterName),
-            TaskDefinitionArn = def.TaskDefinitionArn ?? arns.TaskDefinition(def.Family!, def.Revision ?? 1),
-            ContainerInstanceArn = instanceArn,
-            DesiredStatus = "RUNNING",
-            LastStatus = "PROVISIONING",
-            LaunchType = "EC2",
-            CreatedAt = time.GetUtcNow(),
-            StartedBy = startedBy,
-            Group = group ?? "family:" + def.Family,
-            Overrides = new TaskOverride
-            {
-                ContainerOverrides = overrides?.ContainerOverrides ?? [],
-                Cpu = overrides?.Cpu,
-                Memory = overrides?.Memory,
-            },
-            Tags = tags is { Count: > 0 } ? tags : null,
-            Cpu = reservation.Cpu > 0 ? reservation.Cpu.ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
-            Memory = reservation.Memory > 0 ? reservation.Memory.ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
-            Version = 1,
-            Attachments = [],
-            Attributes = [],
-            Containers = (def.ContainerDefinitions ?? []).Select(c =>
-            {
-                var o = c.Name is not null ? byName.GetValueOrDefault(c.Name) : null;
-                return new Container
-                {
-                    ContainerArn = containerPrefix + Guid.NewGuid().ToString("D"),
-                    TaskArn = taskArn,
-                    Name = c.Name,
-                    Image = c.Image,
-                    LastStatus = "PENDING",
-                    NetworkInterfaces = [],
-                    Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                };
-            }).ToList(),
+            Cluster = clusterName,
+            Definition = def,
+            Overrides = overrides,
+            WireOverrides = req.Overrides,
+            StartedBy = req.StartedBy,
+            Group = req.Group,
+            Tags = TagsOf(req.Tags),
+            Targets = targets,
+        }, ct).ConfigureAwait(false);
+        return new StartTaskResponse
+        {
+            Tasks = result.Tasks.Select(t => TaskViews.ToWire(tasks.Arns, t, withTags: true)).ToList(),
+            Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason }).ToList(),
         };
     }
 
     private async Task<StopTaskResponse> StopAsync(StopTaskRequest req, CancellationToken ct)
     {
-        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        var clusterName = tasks.ResolveCluster(req.Cluster);
         if (string.IsNullOrEmpty(req.Task))
         {
             throw AwsException.InvalidParameter("task: must be specified.");
         }
-        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var key = TaskQueries.ScopedIdOf(clusterName, req.Task);
-        if (!key.StartsWith(clusterName + "/", StringComparison.Ordinal) || state.Tasks.Find(key) is not { } current)
-        {
-            throw AwsException.InvalidParameter("The referenced task was not found.");
-        }
-        if (current.DesiredStatus == "STOPPED")
-        {
-            return new StopTaskResponse { Task = current }; // already stopping: the first reason stands
-        }
-        var task = state.Tasks.Clone(current);
-        var now = time.GetUtcNow();
-        task.DesiredStatus = "STOPPED";
-        task.StoppingAt = now;
-        task.StoppedReason = req.Reason ?? "Task stopped by user";
-        task.StopCode = "UserInitiated";
-        var instance = task.ContainerInstanceArn is null ? null : state.ContainerInstances.Find(TaskQueries.ScopedIdOf(clusterName, task.ContainerInstanceArn));
-        if (task.LastStatus == "PROVISIONING" && instance?.Instance.AgentConnected != true)
-        {
-            // No agent ever saw it, so nobody else will report it stopped.
-            task.LastStatus = "STOPPED";
-            task.StoppedAt = now;
-            task.ExecutionStoppedAt = now;
-            foreach (var c in task.Containers ?? [])
-            {
-                c.LastStatus = "STOPPED";
-            }
-        }
-        task.Version = (task.Version ?? 0) + 1;
-        tx.Put(state.Tasks, key, task);
-        await tx.CommitAsync(ct).ConfigureAwait(false);
-        return new StopTaskResponse { Task = task };
+        var task = await tasks.StopAsync(clusterName, req.Task, req.Reason, "UserInitiated", ct).ConfigureAwait(false)
+            ?? throw AwsException.InvalidParameter("The referenced task was not found.");
+        return new StopTaskResponse { Task = TaskViews.ToWire(tasks.Arns, task, withTags: false) };
     }
 
     private Task<DescribeTasksResponse> DescribeAsync(DescribeTasksRequest req, CancellationToken ct)
     {
         _ = ct;
-        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        var clusterName = tasks.ResolveCluster(req.Cluster);
         if (req.Tasks is not { Count: > 0 and <= 100 })
         {
             throw AwsException.InvalidParameter("tasks: between 1 and 100 tasks must be given.");
         }
         var withTags = req.Include?.Contains("TAGS") == true;
-        var tasks = new List<EcsTask>();
+        var found = new List<EcsTask>();
         var failures = new List<Failure>();
         foreach (var reference in req.Tasks)
         {
-            var key = TaskQueries.ScopedIdOf(clusterName, reference);
-            if (!key.StartsWith(clusterName + "/", StringComparison.Ordinal) || state.Tasks.Find(key) is not { } t)
+            if (tasks.Find(clusterName, reference) is { } t)
+            {
+                found.Add(TaskViews.ToWire(tasks.Arns, t, withTags));
+            }
+            else
             {
                 failures.Add(new Failure { Arn = reference, Reason = "MISSING" });
-                continue;
             }
-            if (!withTags && t.Tags is not null)
-            {
-                t = state.Tasks.Clone(t);
-                t.Tags = null;
-            }
-            tasks.Add(t);
         }
-        return Task.FromResult(new DescribeTasksResponse { Tasks = tasks, Failures = failures });
+        return Task.FromResult(new DescribeTasksResponse { Tasks = found, Failures = failures });
     }
 
     private Task<ListTasksResponse> ListAsync(ListTasksRequest req, CancellationToken ct)
     {
         _ = ct;
-        var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
+        var clusterName = tasks.ResolveCluster(req.Cluster);
         if (req.MaxResults is < 1 or > 100)
         {
             throw AwsException.InvalidParameter("maxResults: must be between 1 and 100.");
@@ -284,42 +239,54 @@ internal sealed class TaskOperations(EcsState state, Arns arns, TimeProvider tim
         {
             throw AwsException.InvalidParameter("launchType: must be EC2, FARGATE or EXTERNAL.");
         }
+        if (req.ServiceName is not null)
+        {
+            // Services are not built yet: no task belongs to one.
+            return Task.FromResult(new ListTasksResponse { TaskArns = [] });
+        }
         var desired = req.DesiredStatus ?? "RUNNING";
-        string? instanceArn = null;
+        string? instanceId = null;
         if (req.ContainerInstance is not null)
         {
-            var found = state.ContainerInstances.Find(TaskQueries.ScopedIdOf(clusterName, req.ContainerInstance));
-            instanceArn = found?.Instance.ContainerInstanceArn ?? req.ContainerInstance;
+            var key = State.KeyOf(clusterName, req.ContainerInstance);
+            instanceId = key is not null && key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? key[(clusterName.Length + 1)..] : "\0none";
         }
         var family = req.Family is null ? null : Arns.NameOf(req.Family);
-        var prefix = clusterName + "/";
-        var matching = state.Tasks.All
-            .Where(v => v.Id.StartsWith(prefix, StringComparison.Ordinal))
-            .Select(v => v.Value)
-            .Where(t => desired switch
-            {
-                "STOPPED" => t.DesiredStatus == "STOPPED",
-                "PENDING" => t.DesiredStatus == "RUNNING" && t.LastStatus is "PROVISIONING" or "PENDING" or "ACTIVATING",
-                _ => t.DesiredStatus == "RUNNING",
-            })
-            .Where(t => instanceArn is null || t.ContainerInstanceArn == instanceArn)
-            .Where(t => family is null || FamilyOf(t) == family)
-            .Where(t => req.StartedBy is null || t.StartedBy == req.StartedBy)
-            .Where(t => req.LaunchType is null || t.LaunchType == req.LaunchType)
-            .Select(t => t.TaskArn!);
-        var (page, next) = Pagination.Page(matching, req.MaxResults, req.NextToken);
-        return Task.FromResult(new ListTasksResponse { TaskArns = page, NextToken = next });
-    }
 
-    private static string? FamilyOf(EcsTask t)
-    {
-        var arn = t.TaskDefinitionArn;
-        if (arn is null)
+        // Start from the smallest index set that answers one of the filters; check the others per task.
+        var index = State.TaskIndex;
+        var sets = new List<System.Collections.Immutable.ImmutableSortedSet<string>>
         {
-            return null;
+            index.Get(TaskIndex.ByDesired, clusterName, desired == "STOPPED" ? "STOPPED" : "RUNNING"),
+        };
+        if (instanceId is not null)
+        {
+            sets.Add(index.Get(TaskIndex.ByInstance, clusterName, instanceId));
         }
-        var name = arn[(arn.IndexOf('/') + 1)..];
-        var colon = name.LastIndexOf(':');
-        return colon > 0 ? name[..colon] : name;
+        if (family is not null)
+        {
+            sets.Add(index.Get(TaskIndex.ByFamily, clusterName, family));
+        }
+        if (req.StartedBy is not null)
+        {
+            sets.Add(index.Get(TaskIndex.ByStartedBy, clusterName, req.StartedBy));
+        }
+        var smallest = sets.MinBy(s => s.Count)!;
+        bool Matches(TaskRecord t) => desired switch
+        {
+            "STOPPED" => t.DesiredStatus == TaskStates.Stopped,
+            "PENDING" => t.DesiredStatus == TaskStates.Running && t.LastStatus is TaskStates.Provisioning or TaskStates.Pending or TaskStates.Activating,
+            _ => t.DesiredStatus == TaskStates.Running,
+        }
+            && (instanceId is null || t.InstanceId == instanceId)
+            && (family is null || t.Family == family)
+            && (req.StartedBy is null || t.StartedBy == req.StartedBy)
+            && (req.LaunchType is null || t.LaunchType == req.LaunchType);
+        var (page, next) = Pagination.PageSorted(smallest, id => State.Tasks.Find(id) is { } t && Matches(t), req.MaxResults, req.NextToken);
+        return Task.FromResult(new ListTasksResponse
+        {
+            TaskArns = page.Select(id => tasks.Arns.Task(clusterName, id[(clusterName.Length + 1)..])).ToList(),
+            NextToken = next,
+        });
     }
 }

@@ -1,5 +1,6 @@
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.Agents;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Ecs;
 using Berth.ControlPlane.State;
 using Berth.Core;
@@ -23,10 +24,12 @@ public static class ControlPlaneHosting
         services.AddSingleton<IStateStore>(_ => SqliteStateStore.Open(Path.Combine(options.DataDirectory, "state.db")));
         services.AddSingleton(sp =>
         {
-            var state = new EcsState(sp.GetRequiredService<IStateStore>());
+            var state = new EcsState(sp.GetRequiredService<IStateStore>(), options.Identity);
             state.LoadAsync().GetAwaiter().GetResult();
             return state;
         });
+        services.AddSingleton(sp => new TaskLifecycle(sp.GetRequiredService<EcsState>(), sp.GetRequiredService<Arns>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddHostedService<TaskRetention>();
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
         services.AddGrpc();
         // The registry registers the real provider; this one only fills in when there is none.

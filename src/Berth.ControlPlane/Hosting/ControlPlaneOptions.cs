@@ -18,4 +18,10 @@ public sealed record ControlPlaneOptions
 
     /// <summary>Port of the HTTP/2 listener agents dial; reported by /_berth/health so an agent needs only the public URL.</summary>
     public int AgentPort { get; init; } = 4567;
+
+    /// <summary>How long a STOPPED task stays describable before the retention sweep removes it (ECS: at least an hour).</summary>
+    public TimeSpan TaskRetention { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>How often the retention sweep runs.</summary>
+    public TimeSpan RetentionSweepInterval { get; init; } = TimeSpan.FromMinutes(1);
 }

@@ -1,44 +1,117 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using Berth.Aws.Ecs;
+using Berth.ControlPlane.Domain;
+using Berth.Core;
 using Berth.State;
 
 namespace Berth.ControlPlane.State;
 
 /// <summary>
-/// The control plane's view of the store: one <see cref="DocumentTable{T}"/> per kind of ECS
-/// resource. Readers use the tables directly (lock-free snapshots); writers go through
-/// <see cref="DocumentState.BeginAsync"/>, one at a time.
+/// The control plane's view of the store for one account and region: one <see cref="DocumentTable{T}"/>
+/// per kind of ECS resource plus the secondary indexes derived from them (<see cref="TaskIndex"/>,
+/// <see cref="InstanceLedger"/>, <see cref="FamilyIndex"/>). Readers use the tables and indexes directly
+/// (lock-free snapshots); writers go through <see cref="DocumentState.BeginAsync"/>, one at a time.
 /// </summary>
 /// <remarks>
-/// Key layout (ids are URL-safe; names are validated before they get here):
-///   ecs/clusters/{clusterName}
-///   ecs/taskdefs/{family}:{revision:D8}
-///   ecs/tasks/{clusterName}/{taskId}
-///   ecs/instances/{clusterName}/{instanceId}
-///   ecs/account-settings/{principalArn or "default"}/{name}
+/// Key layout (store format 2; ids are URL-safe; names are validated before they get here):
+///   ecs/{account}/{region}/clusters/{clusterName}
+///   ecs/{account}/{region}/taskdefs/{family}:{revision:D8}
+///   ecs/{account}/{region}/tasks/{clusterName}/{taskId}            (a <see cref="TaskRecord"/>)
+///   ecs/{account}/{region}/instances/{clusterName}/{instanceId}
+///   ecs/{account}/{region}/client-tokens/{clusterName}/{token}
+///   ecs/{account}/{region}/account-settings/{principalArn or "default"}/{name}
+///   berth/format                                                   ({"version": 2})
+/// Format 1 (before account and region were in the keys, tasks stored as the wire Task shape) is migrated
+/// on open by <see cref="StoreMigration"/>.
 /// </remarks>
 public sealed class EcsState : DocumentState
 {
-    public EcsState(IStateStore store) : base(store)
+    public EcsState(IStateStore store, BerthIdentity? identity = null) : base(store)
     {
-        Clusters = Table("ecs/clusters/", StateJsonContext.Default.Cluster);
-        TaskDefinitions = Table("ecs/taskdefs/", StateJsonContext.Default.StoredTaskDefinition);
-        Tasks = Table("ecs/tasks/", StateJsonContext.Default.EcsTask);
-        ContainerInstances = Table("ecs/instances/", StateJsonContext.Default.StoredContainerInstance);
-        AccountSettings = Table("ecs/account-settings/", StateJsonContext.Default.Setting);
+        Identity = identity ?? new BerthIdentity();
+        var root = $"ecs/{Identity.AccountId}/{Identity.Region}/";
+        Clusters = Table(root + "clusters/", StateJsonContext.Default.Cluster);
+        TaskDefinitions = Table(root + "taskdefs/", StateJsonContext.Default.StoredTaskDefinition);
+        Tasks = Table(root + "tasks/", StateJsonContext.Default.TaskRecord);
+        ContainerInstances = Table(root + "instances/", StateJsonContext.Default.StoredContainerInstance);
+        ClientTokens = Table(root + "client-tokens/", StateJsonContext.Default.ClientTokenRecord);
+        AccountSettings = Table(root + "account-settings/", StateJsonContext.Default.Setting);
+
+        Tasks.Changed += TaskIndex.Apply;
+        TaskIndex.Applied += Ledger.ApplyTask;
+        TaskIndex.Applied += (old, now) =>
+        {
+            // Only what the agent acts on wakes its stream: a new task, a new desired status, a move or a purge.
+            // Its own reports (lastStatus, containers) are not echoed back to it.
+            if (old is not null && now is not null && old.DesiredStatus == now.DesiredStatus && old.InstanceId == now.InstanceId)
+            {
+                return;
+            }
+            if (old?.InstanceId is { } moved && now is not null && now.InstanceId != moved)
+            {
+                Feeds.MarkChanged(old.Cluster + "/" + moved, old.Cluster + "/" + old.Id);
+            }
+            if (now?.InstanceId is { } i)
+            {
+                Feeds.MarkChanged(now.Cluster + "/" + i, now.Cluster + "/" + now.Id);
+            }
+            else if (now is null && old?.InstanceId is { } oi)
+            {
+                Feeds.MarkChanged(old.Cluster + "/" + oi, old.Cluster + "/" + old.Id);
+            }
+        };
+        ContainerInstances.Changed += Ledger.ApplyInstance;
+        TaskDefinitions.Changed += Families.Apply;
     }
+
+    public BerthIdentity Identity { get; }
 
     public DocumentTable<Cluster> Clusters { get; }
     public DocumentTable<StoredTaskDefinition> TaskDefinitions { get; }
-    public DocumentTable<EcsTask> Tasks { get; }
+    public DocumentTable<TaskRecord> Tasks { get; }
     public DocumentTable<StoredContainerInstance> ContainerInstances { get; }
+    public DocumentTable<ClientTokenRecord> ClientTokens { get; }
     public DocumentTable<Setting> AccountSettings { get; }
+
+    public TaskIndex TaskIndex { get; } = new();
+    public InstanceLedger Ledger { get; } = new();
+    public FamilyIndex Families { get; } = new();
+    public InstanceFeeds Feeds { get; } = new();
+
+    protected override Task BeforeLoadAsync(CancellationToken ct)
+    {
+        TaskIndex.Clear();
+        Ledger.Clear();
+        Families.Clear();
+        return StoreMigration.RunAsync(Store, Identity, ct);
+    }
+
+    protected override void OnDurable() => Feeds.WakeDurable();
 
     /// <summary>Key of a task or container instance document: "{cluster}/{id}".</summary>
     public static string ScopedId(string clusterName, string id) => clusterName + "/" + id;
 
     /// <summary>Key of a task definition document: "{family}:{revision:D8}" (sorts by revision).</summary>
     public static string TaskDefinitionId(string family, int revision) => $"{family}:{revision:D8}";
+
+    /// <summary>
+    /// "{cluster}/{id}" key of a task or instance ARN (or a bare id within <paramref name="cluster"/>);
+    /// null for an ARN of another account or region, which this state never holds.
+    /// </summary>
+    public string? KeyOf(string cluster, string arnOrId)
+    {
+        if (Arns.TryParse(arnOrId, out var parsed))
+        {
+            if (parsed.Region != Identity.Region || parsed.Account != Identity.AccountId)
+            {
+                return null;
+            }
+            var slash = parsed.Path.IndexOf('/');
+            return slash > 0 ? ScopedId(parsed.Path[..slash], parsed.Path[(slash + 1)..]) : ScopedId(cluster, parsed.Path);
+        }
+        return ScopedId(cluster, arnOrId);
+    }
 }
 
 /// <summary>A task definition revision with the tags ECS keeps beside it.</summary>
@@ -64,12 +137,28 @@ public sealed class StoredContainerInstance
     /// <summary>Stable id of the berth agent that registered it; null for instances registered through the API.</summary>
     [JsonPropertyName("agentId")]
     public string? AgentId { get; set; }
+
+    /// <summary>SHA-256 (hex) of the secret issued to that agent at its first registration; it must present the secret to register again.</summary>
+    [JsonPropertyName("agentSecretHash")]
+    public string? AgentSecretHash { get; set; }
+}
+
+/// <summary>The store's format version, kept under berth/format.</summary>
+public sealed class StoreFormat
+{
+    public const int Current = 2;
+
+    [JsonPropertyName("version")]
+    public int Version { get; set; }
 }
 
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(Cluster))]
 [JsonSerializable(typeof(StoredTaskDefinition))]
 [JsonSerializable(typeof(EcsTask))]
+[JsonSerializable(typeof(TaskRecord))]
+[JsonSerializable(typeof(ClientTokenRecord))]
 [JsonSerializable(typeof(StoredContainerInstance))]
 [JsonSerializable(typeof(Setting))]
+[JsonSerializable(typeof(StoreFormat))]
 internal sealed partial class StateJsonContext : JsonSerializerContext;

@@ -1,5 +1,6 @@
 using Berth.Aws.Ecs;
 using Berth.ControlPlane.State;
+using Berth.ControlPlane.Domain;
 using Berth.State;
 using Berth.Core.Agent;
 
@@ -12,9 +13,11 @@ public sealed class AgentGatewayTests
     {
         await using var f = new EcsFixture();
 
-        var (stored, id, rejection) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        var (stored, key, secret, rejection) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        var id = key["default/".Length..];
 
         Assert.Null(rejection);
+        Assert.False(string.IsNullOrEmpty(secret)); // issued at first registration
         Assert.Equal("ACTIVE", f.State.Clusters.Find("default")?.Status);
         var i = stored!.Instance;
         Assert.Equal(f.Arns.ContainerInstance("default", id), i.ContainerInstanceArn);
@@ -30,9 +33,9 @@ public sealed class AgentGatewayTests
     public async Task Register_UnknownCluster_IsRejected()
     {
         await using var f = new EcsFixture();
-        var (stored, _, rejection) = await f.Gateway.RegisterAsync(EcsFixture.Registration(cluster: "nope"), CancellationToken.None);
+        var (stored, _, _, rejection) = await f.Gateway.RegisterAsync(EcsFixture.Registration(cluster: "nope"), CancellationToken.None);
         Assert.Null(stored);
-        Assert.Equal("Cluster not found", rejection);
+        Assert.StartsWith("Cluster nope not found", rejection, StringComparison.Ordinal);
         Assert.Equal(0, f.State.ContainerInstances.Count);
     }
 
@@ -40,18 +43,22 @@ public sealed class AgentGatewayTests
     public async Task Register_SameAgentAgain_ReusesInstanceAndKeepsCustomAttributes()
     {
         await using var f = new EcsFixture();
-        var (first, id, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        var (first, id, secret, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
         await using (var tx = await f.State.BeginAsync())
         {
             var copy = f.State.ContainerInstances.Clone(first!);
             copy.Instance.Attributes!.Add(new EcsAttribute { Name = "team", Value = "blue" });
-            tx.Put(f.State.ContainerInstances, EcsState.ScopedId("default", id), copy);
+            tx.Put(f.State.ContainerInstances, id, copy);
             await tx.CommitAsync();
         }
 
-        var (second, id2, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        var again = EcsFixture.Registration();
+        again.AgentSecret = secret!;
+        var (second, id2, secret2, rejection) = await f.Gateway.RegisterAsync(again, CancellationToken.None);
 
+        Assert.Null(rejection);
         Assert.Equal(id, id2);
+        Assert.Null(secret2); // the agent's own secret was accepted: no new one
         Assert.Equal(1, f.State.ContainerInstances.Count);
         Assert.Contains(second!.Instance.Attributes!, a => a is { Name: "team", Value: "blue" });
     }
@@ -60,7 +67,7 @@ public sealed class AgentGatewayTests
     public async Task ApplyStatus_RunningThenEssentialExit_RecordsLifecycle()
     {
         await using var f = new EcsFixture();
-        await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        var instanceKey = (await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None)).Key;
         await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web());
         var run = await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
         var taskArn = run.GetProperty("tasks")[0].GetProperty("taskArn").GetString()!;
@@ -68,29 +75,52 @@ public sealed class AgentGatewayTests
 
         var running = new TaskStatusReport { TaskArn = taskArn, LastStatus = "RUNNING", StartedAt = 1_700_000_000_000 };
         running.Containers.Add(new ContainerStatus { Name = "web", RuntimeId = "c1", LastStatus = "RUNNING", NetworkBindings = { new PortBinding { BindIp = "0.0.0.0", ContainerPort = 80, HostPort = 32768, Protocol = "tcp" } } });
-        await f.Gateway.ApplyStatusAsync(running, CancellationToken.None);
+        await f.Tasks.ApplyReportAsync(instanceKey, running, CancellationToken.None);
 
         var t = f.State.Tasks.Find(key)!;
         Assert.Equal("RUNNING", t.LastStatus);
-        Assert.Equal("CONNECTED", t.Connectivity);
+        Assert.NotNull(t.ConnectivityAt);
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000), t.StartedAt);
-        Assert.Equal(32768, t.Containers!.Single().NetworkBindings!.Single().HostPort);
+        Assert.Equal(32768, t.Containers.Single().Bindings!.Single().HostPort);
         Assert.Equal(2, t.Version);
 
         var exited = new TaskStatusReport { TaskArn = taskArn, LastStatus = "STOPPED", StopCode = "EssentialContainerExited", StoppedReason = "Essential container in task exited" };
         exited.Containers.Add(new ContainerStatus { Name = "web", LastStatus = "STOPPED", HasExitCode = true, ExitCode = 3 });
-        await f.Gateway.ApplyStatusAsync(exited, CancellationToken.None);
+        await f.Tasks.ApplyReportAsync(instanceKey, exited, CancellationToken.None);
 
         t = f.State.Tasks.Find(key)!;
         Assert.Equal("STOPPED", t.LastStatus);
         Assert.Equal("STOPPED", t.DesiredStatus);
         Assert.Equal("EssentialContainerExited", t.StopCode);
-        Assert.Equal(3, t.Containers!.Single().ExitCode);
+        Assert.Equal(3, t.Containers.Single().ExitCode);
         Assert.NotNull(t.StoppedAt);
         Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000), t.StartedAt); // 0 keeps the earlier value
 
         // A late report after STOPPED changes nothing.
-        await f.Gateway.ApplyStatusAsync(running, CancellationToken.None);
+        await f.Tasks.ApplyReportAsync(instanceKey, running, CancellationToken.None);
         Assert.Equal("STOPPED", f.State.Tasks.Find(key)!.LastStatus);
+    }
+}
+
+public sealed class AgentIdentityTests
+{
+    [Fact]
+    public async Task Register_ExistingInstanceWithoutItsSecret_IsRefusedAndNothingChanges()
+    {
+        await using var f = new EcsFixture();
+        var (first, key, secret, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+
+        // Another process presents the same ARN (and even the same agent id) without the secret, or with a wrong one.
+        foreach (var wrong in new[] { "", "00" + secret![2..] })
+        {
+            var impostor = EcsFixture.Registration();
+            impostor.ContainerInstanceArn = first!.Instance.ContainerInstanceArn!;
+            impostor.AgentSecret = wrong;
+            impostor.CpuUnits = 99;
+            var (stored, k2, s2, rejection) = await f.Gateway.RegisterAsync(impostor, CancellationToken.None);
+            Assert.True(stored is null, $"wrong='{wrong}' key={key} k2={k2} s2={s2} arn={impostor.ContainerInstanceArn}");
+            Assert.Contains("belongs to another agent", rejection, StringComparison.Ordinal);
+        }
+        Assert.Equal(2048, f.State.ContainerInstances.Find(key)!.Instance.RegisteredResources!.Single(r => r.Name == "CPU").IntegerValue);
     }
 }

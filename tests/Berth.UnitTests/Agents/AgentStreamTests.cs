@@ -39,22 +39,23 @@ public sealed class AgentStreamTests
 
         var registered = await agent.NextAsync();
         Assert.Equal(ServerMessage.BodyOneofCase.Registered, registered.BodyCase);
-        Assert.Empty((await agent.NextAsync()).DesiredTasks.Tasks);
+        Assert.Empty((await agent.NextAsync()).Desired.Tasks);
 
         var run = await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
         var taskArn = run.GetProperty("tasks")[0].GetProperty("taskArn").GetString()!;
-        var desired = (await agent.NextAsync()).DesiredTasks.Tasks.Single();
+        var desired = (await agent.NextAsync()).Desired.Tasks.Single();
         Assert.Equal(taskArn, desired.TaskArn);
         Assert.Equal("RUNNING", desired.DesiredStatus);
-        Assert.Contains("\"family\":\"web\"", desired.TaskDefinitionJson, StringComparison.Ordinal);
-        Assert.Contains(taskArn, desired.TaskJson, StringComparison.Ordinal);
+        Assert.Equal("web", desired.Spec.Family);
+        Assert.Equal("web", desired.Spec.Containers.Single().Name);
+        Assert.Equal(80, desired.Spec.Containers.Single().PortMappings.Single().ContainerPort);
 
         agent.Send(new AgentMessage { TaskStatus = new TaskStatusReport { TaskArn = taskArn, LastStatus = "RUNNING" } });
         var key = EcsState.ScopedId("default", taskArn[(taskArn.LastIndexOf('/') + 1)..]);
         await WaitForAsync(() => f.State.Tasks.Find(key)?.LastStatus == "RUNNING");
 
         await f.CallAsync("StopTask", $$"""{"task":"{{taskArn}}"}""");
-        Assert.Equal("STOPPED", (await agent.NextAsync()).DesiredTasks.Tasks.Single().DesiredStatus);
+        Assert.Equal("STOPPED", (await agent.NextAsync()).Desired.Tasks.Single().DesiredStatus);
 
         // The agent hangs up: the instance is marked disconnected.
         agent.Complete();
@@ -78,10 +79,10 @@ public sealed class AgentStreamTests
         agent.Send(new AgentMessage { Register = EcsFixture.Registration() });
         var call = f.Gateway.Connect(agent.Reader, agent.Writer, new FakeContext(cts.Token));
         Assert.Equal(ServerMessage.BodyOneofCase.Registered, (await agent.NextAsync()).BodyCase);
-        Assert.Empty((await agent.NextAsync()).DesiredTasks.Tasks);
+        Assert.Empty((await agent.NextAsync()).Desired.Tasks);
 
         await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
-        var desired = (await agent.NextAsync()).DesiredTasks.Tasks.Single();
+        var desired = (await agent.NextAsync()).Desired.Tasks.Single();
 
         var auth = Assert.Single(desired.RegistryAuth); // once per distinct image, none for busybox
         Assert.Equal(("localhost:4566/app:1", "localhost:4566", "AWS", "token-for-localhost:4566/app:1"), (auth.Image, auth.ServerAddress, auth.Username, auth.Password));

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.Agents;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Ecs;
 using Berth.ControlPlane.Hosting;
 using Berth.ControlPlane.State;
@@ -15,21 +16,26 @@ namespace Berth.UnitTests.Agents;
 /// <summary>An in-memory control plane: state, the task and instance operations, and the agent gateway.</summary>
 internal sealed class EcsFixture : IAsyncDisposable
 {
-    private readonly IStateStore _store = SqliteStateStore.Open(":memory:");
+    private readonly IStateStore _store;
 
-    public EcsFixture(TimeSpan? agentTimeout = null, IRegistryCredentialProvider? credentials = null)
+    public EcsFixture(TimeSpan? agentTimeout = null, IRegistryCredentialProvider? credentials = null, TimeProvider? time = null, IStateStore? store = null)
     {
+        _store = store ?? SqliteStateStore.Open(":memory:");
+        var clock = time ?? TimeProvider.System;
         State = new EcsState(_store);
+        State.LoadAsync().GetAwaiter().GetResult();
         Arns = new Arns(new BerthIdentity());
         Api = new AwsJsonService(ServiceModel.Load("Ecs"));
-        new TaskOperations(State, Arns, TimeProvider.System, new Random(7)).Map(Api);
-        new TaskDefinitionOperations(State, Arns, TimeProvider.System).Map(Api);
-        new ContainerInstanceOperations(State, Arns, TimeProvider.System).Map(Api);
-        Gateway = new AgentGatewayService(State, Arns, TimeProvider.System, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
+        Tasks = new TaskLifecycle(State, Arns, clock, new Random(7));
+        new TaskOperations(Tasks).Map(Api);
+        new TaskDefinitionOperations(State, Arns, clock).Map(Api);
+        new ContainerInstanceOperations(State, Arns, clock).Map(Api);
+        Gateway = new AgentGatewayService(State, Tasks, Arns, clock, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
             credentials ?? new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance);
     }
 
     public EcsState State { get; }
+    public TaskLifecycle Tasks { get; }
     public Arns Arns { get; }
     public AwsJsonService Api { get; }
     public AgentGatewayService Gateway { get; }
@@ -64,7 +70,7 @@ internal sealed class EcsFixture : IAsyncDisposable
             new ContainerDefinition
             {
                 Name = "web", Image = "busybox", Cpu = 128, Memory = memory, Essential = true,
-                PortMappings = [new PortMapping { ContainerPort = 80, HostPort = hostPort, Protocol = "tcp" }],
+                PortMappings = [new Berth.Aws.Ecs.PortMapping { ContainerPort = 80, HostPort = hostPort, Protocol = "tcp" }],
             },
         ],
     };
@@ -82,4 +88,14 @@ internal sealed class EcsFixture : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await _store.DisposeAsync();
+}
+
+/// <summary>A clock that moves only when told to.</summary>
+internal sealed class ManualClock(DateTimeOffset start) : TimeProvider
+{
+    public DateTimeOffset Now { get; set; } = start;
+
+    public override DateTimeOffset GetUtcNow() => Now;
+
+    public void Advance(TimeSpan by) => Now += by;
 }

@@ -1,0 +1,277 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Globalization;
+using Berth.Aws.Ecs;
+using Berth.ControlPlane.State;
+using Berth.Scheduling;
+
+namespace Berth.ControlPlane.Domain;
+
+/// <summary>
+/// Per container instance: what its live tasks (every task not yet STOPPED) hold — CPU, memory, TCP and
+/// UDP host ports — and the scheduler's view of it (<see cref="InstanceCandidate"/>), rebuilt only when
+/// that instance or one of its tasks changes. RunTask reads a cluster's candidates without looking at
+/// a single task. Updated from the tables' change hooks under the state's write lock.
+/// </summary>
+public sealed class InstanceLedger
+{
+    private static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
+
+    private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ImmutableSortedSet<string>> _byCluster = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _byAgent = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, InstanceCandidate[]> _candidates = new(StringComparer.Ordinal);
+
+    public void Clear()
+    {
+        _entries.Clear();
+        _byCluster.Clear();
+        _byAgent.Clear();
+        _candidates.Clear();
+    }
+
+    /// <summary>Ids ("{cluster}/{id}") of the instances of a cluster, every status, in ARN order.</summary>
+    public ImmutableSortedSet<string> InCluster(string cluster)
+        => _byCluster.TryGetValue(cluster, out var s) ? s : ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
+
+    /// <summary>The instance id ("{cluster}/{id}") an agent registered, if any.</summary>
+    public string? ByAgent(string cluster, string agentId) => _byAgent.TryGetValue(cluster + "/" + agentId, out var id) ? id : null;
+
+    public int LiveTaskCount(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Candidate?.TaskCount ?? 0 : 0;
+
+    /// <summary>Keys ("{cluster}/{taskId}") of the instance's live tasks (a copy).</summary>
+    public IReadOnlyCollection<string> LiveTasks(string instanceKey)
+    {
+        if (!_entries.TryGetValue(instanceKey, out var e))
+        {
+            return [];
+        }
+        lock (e.Live)
+        {
+            return [.. e.Live];
+        }
+    }
+
+    public InstanceCandidate? Candidate(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Candidate : null;
+
+    /// <summary>The scheduler's view of every instance of the cluster that is not INACTIVE (cached until one changes).</summary>
+    public InstanceCandidate[] Candidates(string cluster)
+    {
+        if (_candidates.TryGetValue(cluster, out var cached))
+        {
+            return cached;
+        }
+        var list = new List<InstanceCandidate>();
+        foreach (var id in InCluster(cluster))
+        {
+            if (_entries.TryGetValue(id, out var e) && e.Candidate is { } c && e.Instance?.Instance.Status != "INACTIVE")
+            {
+                list.Add(c);
+            }
+        }
+        var array = list.ToArray();
+        _candidates[cluster] = array;
+        return array;
+    }
+
+    public void ApplyInstance(string key, StoredContainerInstance? old, StoredContainerInstance? now)
+    {
+        var cluster = key[..key.IndexOf('/', StringComparison.Ordinal)];
+        if (old?.AgentId is { } oldAgent)
+        {
+            _byAgent.TryRemove(new KeyValuePair<string, string>(cluster + "/" + oldAgent, key));
+        }
+        if (now is null)
+        {
+            _entries.TryRemove(key, out _);
+            Update(_byCluster, cluster, s => s.Remove(key));
+        }
+        else
+        {
+            var e = _entries.GetOrAdd(key, _ => new Entry());
+            e.Instance = now;
+            if (now.AgentId is { } agent && now.Instance.Status != "INACTIVE")
+            {
+                _byAgent[cluster + "/" + agent] = key;
+            }
+            Update(_byCluster, cluster, s => s.Add(key));
+            Rebuild(e);
+        }
+        _candidates.TryRemove(cluster, out _);
+    }
+
+    public void ApplyTask(TaskRecord? old, TaskRecord? now)
+    {
+        // Most changes are status reports of a task that stays live on its instance: nothing it holds changes.
+        if (old is not null && now is not null && !old.IsStopped && !now.IsStopped && old.InstanceId == now.InstanceId
+            && old.Cpu == now.Cpu && old.Memory == now.Memory && ReferenceEquals(old.StaticPorts, now.StaticPorts) && ReferenceEquals(old.StaticUdpPorts, now.StaticUdpPorts))
+        {
+            return;
+        }
+        if (old is { InstanceId: { } oldInstance } && !old.IsStopped)
+        {
+            var key = old.Cluster + "/" + oldInstance;
+            var e = _entries.GetOrAdd(key, _ => new Entry());
+            bool removed;
+            lock (e.Live)
+            {
+                removed = e.Live.Remove(old.Cluster + "/" + old.Id);
+            }
+            if (removed)
+            {
+                e.Add(old, -1);
+            }
+            if (now is null || now.IsStopped || now.InstanceId != oldInstance)
+            {
+                Rebuild(e);
+                _candidates.TryRemove(old.Cluster, out _);
+            }
+        }
+        if (now is { InstanceId: { } instance } && !now.IsStopped)
+        {
+            var key = now.Cluster + "/" + instance;
+            var e = _entries.GetOrAdd(key, _ => new Entry());
+            bool added;
+            lock (e.Live)
+            {
+                added = e.Live.Add(now.Cluster + "/" + now.Id);
+            }
+            if (added)
+            {
+                e.Add(now, +1);
+            }
+            Rebuild(e);
+            _candidates.TryRemove(now.Cluster, out _);
+        }
+    }
+
+    /// <summary>What one task reserves, from what was fixed when it was placed.</summary>
+    public static TaskReservation ReservationOf(TaskRecord t)
+        => new(Reservations.ParseUnits(t.Cpu) ?? 0, Reservations.ParseUnits(t.Memory) ?? 0, t.StaticPorts ?? []);
+
+    /// <summary>Registered resources minus what live tasks hold; PORTS and PORTS_UDP gain their static host ports.</summary>
+    public List<Resource> Remaining(string key, ContainerInstance i)
+    {
+        _entries.TryGetValue(key, out var e);
+        var result = new List<Resource>();
+        foreach (var r in i.RegisteredResources ?? [])
+        {
+            result.Add(r.Name switch
+            {
+                "CPU" => new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = (r.IntegerValue ?? 0) - (e?.Cpu ?? 0), DoubleValue = 0, LongValue = 0 },
+                "MEMORY" => new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = (int)((r.IntegerValue ?? 0) - (e?.Memory ?? 0)), DoubleValue = 0, LongValue = 0 },
+                "PORTS" => Ports("PORTS", r, e?.TcpPorts),
+                "PORTS_UDP" => Ports("PORTS_UDP", r, e?.UdpPorts),
+                _ => r,
+            });
+        }
+        return result;
+    }
+
+    private static Resource Ports(string name, Resource registered, Dictionary<int, int>? used)
+    {
+        var set = new SortedSet<int>();
+        foreach (var p in registered.StringSetValue ?? [])
+        {
+            if (int.TryParse(p, CultureInfo.InvariantCulture, out var n))
+            {
+                set.Add(n);
+            }
+        }
+        if (used is not null)
+        {
+            set.UnionWith(used.Keys);
+        }
+        return new Resource { Name = name, Type = "STRINGSET", StringSetValue = set.Select(p => p.ToString(CultureInfo.InvariantCulture)).ToList(), DoubleValue = 0, LongValue = 0, IntegerValue = 0 };
+    }
+
+    public static int RegisteredInt(ContainerInstance i, string name)
+        => i.RegisteredResources?.FirstOrDefault(r => r.Name == name)?.IntegerValue ?? 0;
+
+    public static Dictionary<string, string> AttributeMap(ContainerInstance i)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var a in i.Attributes ?? [])
+        {
+            if (a.Name is not null)
+            {
+                map[a.Name] = a.Value ?? "";
+            }
+        }
+        return map;
+    }
+
+    public static IEnumerable<string> ReservedPortStrings(IEnumerable<int> extra)
+        => EcsReservedPorts.Concat(extra).Distinct().Select(p => p.ToString(CultureInfo.InvariantCulture));
+
+    private static void Rebuild(Entry e)
+    {
+        if (e.Instance is not { } stored)
+        {
+            e.Candidate = null;
+            return;
+        }
+        var i = stored.Instance;
+        var ports = new HashSet<int>(e.TcpPorts.Keys);
+        foreach (var p in i.RegisteredResources?.FirstOrDefault(r => r.Name == "PORTS")?.StringSetValue ?? [])
+        {
+            if (int.TryParse(p, CultureInfo.InvariantCulture, out var n))
+            {
+                ports.Add(n);
+            }
+        }
+        e.Candidate = new InstanceCandidate
+        {
+            Arn = i.ContainerInstanceArn!,
+            Status = i.Status ?? "ACTIVE",
+            AgentConnected = i.AgentConnected ?? false,
+            CpuAvailable = RegisteredInt(i, "CPU") - e.Cpu,
+            MemoryAvailable = RegisteredInt(i, "MEMORY") - e.Memory,
+            UsedPorts = ports,
+            Attributes = e.Attributes is { } a && ReferenceEquals(e.AttributesOf, i.Attributes) ? a : (e.Attributes = AttributeMap(i)),
+            TaskCount = e.Live.Count,
+        };
+        e.AttributesOf = i.Attributes;
+    }
+
+    private static void Update(ConcurrentDictionary<string, ImmutableSortedSet<string>> map, string key, Func<ImmutableSortedSet<string>, ImmutableSortedSet<string>> change)
+        => map.AddOrUpdate(key, _ => change(ImmutableSortedSet.Create<string>(StringComparer.Ordinal)), (_, s) => change(s));
+
+    private sealed class Entry
+    {
+        public StoredContainerInstance? Instance;
+        public readonly HashSet<string> Live = new(StringComparer.Ordinal);
+        public int Cpu;
+        public long Memory;
+        public readonly Dictionary<int, int> TcpPorts = [];
+        public readonly Dictionary<int, int> UdpPorts = [];
+        public InstanceCandidate? Candidate;
+        public Dictionary<string, string>? Attributes;
+        public List<EcsAttribute>? AttributesOf;
+
+        public void Add(TaskRecord t, int sign)
+        {
+            var r = ReservationOf(t);
+            Cpu += sign * r.Cpu;
+            Memory += sign * r.Memory;
+            Count(TcpPorts, t.StaticPorts, sign);
+            Count(UdpPorts, t.StaticUdpPorts, sign);
+        }
+
+        private static void Count(Dictionary<int, int> ports, IReadOnlyList<int>? list, int sign)
+        {
+            foreach (var p in list ?? [])
+            {
+                var n = ports.GetValueOrDefault(p) + sign;
+                if (n <= 0)
+                {
+                    ports.Remove(p);
+                }
+                else
+                {
+                    ports[p] = n;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,418 @@
+using Berth.Aws.Ecs;
+using Berth.Aws.Protocol;
+using Berth.ControlPlane.State;
+using Berth.Core;
+using Berth.Core.Agent;
+using Berth.Scheduling;
+
+namespace Berth.ControlPlane.Domain;
+
+/// <summary>What RunTask/StartTask ask for, after the wire layer validated and translated it.</summary>
+public sealed record LaunchRequest
+{
+    public required string Cluster { get; init; }
+    public required TaskDefinition Definition { get; init; }
+    public int Count { get; init; } = 1;
+    public OverridesRecord? Overrides { get; init; }
+    public TaskOverride? WireOverrides { get; init; }
+    public string? StartedBy { get; init; }
+    public string? Group { get; init; }
+    public IReadOnlyList<TagRecord>? Tags { get; init; }
+    public IReadOnlyList<PlacementConstraintSpec> Constraints { get; init; } = [];
+    public IReadOnlyList<PlacementStrategySpec> Strategies { get; init; } = [];
+    /// <summary>StartTask: the instances to start on (keys "{cluster}/{id}" or null for a reference that matched none); null for RunTask.</summary>
+    public IReadOnlyList<(string Reference, string? Key)>? Targets { get; init; }
+    public string? ClientToken { get; init; }
+    public string? Fingerprint { get; init; }
+}
+
+public sealed record LaunchResult(IReadOnlyList<TaskRecord> Tasks, IReadOnlyList<FailureRecord> Failures);
+
+/// <summary>
+/// Every rule about a task's life, in one place: placement and creation, stopping, agent reports
+/// (ownership, sequence, ECS's state order), and retention. Wire handlers and the agent gateway call
+/// this; it reads the state's indexes and never scans a whole table.
+/// </summary>
+public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, Random? random = null)
+{
+    private readonly Random _random = random ?? Random.Shared;
+
+    public EcsState State => state;
+    public Arns Arns => arns;
+
+    /// <summary>Name of an existing ACTIVE cluster; ClusterNotFoundException otherwise.</summary>
+    public string ResolveCluster(string? nameOrArn)
+    {
+        var name = string.IsNullOrEmpty(nameOrArn) ? "default" : Arns.NameOf(nameOrArn);
+        if (state.Clusters.Find(name) is not { Status: "ACTIVE" })
+        {
+            throw new AwsException("ClusterNotFoundException", "Cluster not found.");
+        }
+        return name;
+    }
+
+    /// <summary>family, family:revision or ARN; a bare family means its latest ACTIVE revision.</summary>
+    public StoredTaskDefinition? FindDefinition(string reference, bool activeOnlyForFamily)
+    {
+        string r;
+        if (reference.StartsWith("arn:", StringComparison.Ordinal))
+        {
+            if (!Arns.TryParse(reference, out var parsed) || parsed.Region != state.Identity.Region || parsed.Account != state.Identity.AccountId)
+            {
+                return null;
+            }
+            r = reference[(reference.IndexOf('/') + 1)..];
+        }
+        else
+        {
+            r = reference;
+        }
+        var colon = r.LastIndexOf(':');
+        if (colon > 0 && int.TryParse(r[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var rev))
+        {
+            return state.TaskDefinitions.Find(EcsState.TaskDefinitionId(r[..colon], rev));
+        }
+        var latest = activeOnlyForFamily ? state.Families.LatestActive(r) : state.Families.Latest(r);
+        return latest is { } l ? state.TaskDefinitions.Find(EcsState.TaskDefinitionId(r, l)) : null;
+    }
+
+    public TaskDefinition ResolveDefinition(string? reference)
+    {
+        if (string.IsNullOrEmpty(reference))
+        {
+            throw AwsException.InvalidParameter("taskDefinition: must be specified.");
+        }
+        var found = FindDefinition(reference, activeOnlyForFamily: true)?.Definition
+            ?? throw new AwsException("ClientException", "Unable to describe task definition.");
+        if (found.Status != "ACTIVE")
+        {
+            throw new AwsException("ClientException", "TaskDefinition is inactive");
+        }
+        return found;
+    }
+
+    public TaskDefinition? DefinitionOf(TaskRecord t) => state.TaskDefinitions.Find(EcsState.TaskDefinitionId(t.Family, t.Revision))?.Definition;
+
+    public TaskRecord? Find(string cluster, string arnOrId)
+        => state.KeyOf(cluster, arnOrId) is { } key && key.StartsWith(cluster + "/", StringComparison.Ordinal) ? state.Tasks.Find(key) : null;
+
+    /// <summary>RunTask (Targets null: the scheduler picks instances) or StartTask (the given instances).</summary>
+    public async Task<LaunchResult> LaunchAsync(LaunchRequest req, CancellationToken ct)
+    {
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var tokenKey = req.ClientToken is null ? null : EcsState.ScopedId(req.Cluster, req.ClientToken);
+        if (tokenKey is not null && state.ClientTokens.Find(tokenKey) is { } seen)
+        {
+            if (seen.Fingerprint != req.Fingerprint)
+            {
+                throw AwsException.InvalidParameter($"clientToken: '{req.ClientToken}' was already used with different parameters.");
+            }
+            var earlier = seen.TaskIds.Select(id => state.Tasks.Find(EcsState.ScopedId(req.Cluster, id))).OfType<TaskRecord>().ToList();
+            return new LaunchResult(earlier, seen.Failures);
+        }
+
+        var reservation = Reservations.For(req.Definition, req.WireOverrides);
+        var placements = new List<(string InstanceArn, string InstanceId)>();
+        var failures = new List<FailureRecord>();
+        if (req.Targets is null)
+        {
+            var candidates = state.Ledger.Candidates(req.Cluster);
+            if (candidates.Length == 0)
+            {
+                throw AwsException.InvalidParameter("No Container Instances were found in your cluster.");
+            }
+            var plan = Scheduler.Place(new PlacementRequest
+            {
+                Candidates = candidates,
+                Tasks = Enumerable.Repeat(reservation, req.Count).ToList(),
+                Constraints = req.Constraints,
+                Strategies = req.Strategies,
+            }, _random);
+            placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn))));
+            failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));
+        }
+        else
+        {
+            // StartTask skips strategies but still refuses what does not fit; tasks of this call count too.
+            var extra = new Dictionary<string, (int Cpu, long Memory, List<int> Ports, int Tasks)>(StringComparer.Ordinal);
+            foreach (var (reference, key) in req.Targets)
+            {
+                if (key is null || state.Ledger.Candidate(key) is not { } candidate || candidate.Status == "INACTIVE")
+                {
+                    failures.Add(new FailureRecord(reference, "MISSING"));
+                    continue;
+                }
+                var used = extra.TryGetValue(key, out var u) ? u : (Cpu: 0, Memory: 0L, Ports: new List<int>(), Tasks: 0);
+                var adjusted = candidate with
+                {
+                    Status = "ACTIVE",
+                    CpuAvailable = candidate.CpuAvailable - used.Cpu,
+                    MemoryAvailable = candidate.MemoryAvailable - used.Memory,
+                    UsedPorts = used.Ports.Count == 0 ? candidate.UsedPorts : new HashSet<int>(candidate.UsedPorts.Concat(used.Ports)),
+                };
+                var plan = Scheduler.Place(new PlacementRequest { Candidates = [adjusted], Tasks = [reservation] }, _random);
+                if (plan.Failures.Count > 0)
+                {
+                    failures.Add(new FailureRecord(candidate.Arn, plan.Failures[0].Reason));
+                    continue;
+                }
+                used.Ports.AddRange(reservation.StaticPorts);
+                extra[key] = (used.Cpu + reservation.Cpu, used.Memory + reservation.Memory, used.Ports, used.Tasks + 1);
+                placements.Add((candidate.Arn, key[(key.IndexOf('/') + 1)..]));
+            }
+        }
+
+        var tasks = placements.Select(p => NewTask(req, reservation, p.InstanceId)).ToList();
+        foreach (var t in tasks)
+        {
+            tx.Put(state.Tasks, EcsState.ScopedId(t.Cluster, t.Id), t);
+        }
+        if (tokenKey is not null)
+        {
+            tx.Put(state.ClientTokens, tokenKey, new ClientTokenRecord
+            {
+                Fingerprint = req.Fingerprint ?? "",
+                TaskIds = tasks.Select(t => t.Id).ToList(),
+                Failures = failures,
+                CreatedAt = time.GetUtcNow(),
+            });
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new LaunchResult(tasks, failures);
+    }
+
+    private TaskRecord NewTask(LaunchRequest req, TaskReservation reservation, string instanceId)
+    {
+        var def = req.Definition;
+        var byName = (req.Overrides?.Containers ?? []).GroupBy(o => o.Name).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
+        var udp = new List<int>();
+        var tcp = new List<int>();
+        var host = def.NetworkMode == "host";
+        foreach (var c in def.ContainerDefinitions ?? [])
+        {
+            foreach (var m in c.PortMappings ?? [])
+            {
+                var p = m.HostPort is > 0 ? m.HostPort.Value : host && m.ContainerPort is > 0 ? m.ContainerPort.Value : 0;
+                if (p > 0)
+                {
+                    (m.Protocol == "udp" ? udp : tcp).Add(p);
+                }
+            }
+        }
+        return new TaskRecord
+        {
+            Id = Guid.NewGuid().ToString("N"),
+            Cluster = req.Cluster,
+            Family = def.Family!,
+            Revision = def.Revision ?? 1,
+            InstanceId = instanceId,
+            DesiredStatus = TaskStates.Running,
+            LastStatus = TaskStates.Provisioning,
+            CreatedAt = time.GetUtcNow(),
+            StartedBy = req.StartedBy,
+            Group = req.Group ?? "family:" + def.Family,
+            Overrides = req.Overrides,
+            Tags = req.Tags is { Count: > 0 } ? req.Tags : null,
+            Cpu = reservation.Cpu > 0 ? reservation.Cpu.ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
+            Memory = reservation.Memory > 0 ? reservation.Memory.ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
+            StaticPorts = tcp.Count > 0 ? tcp : null,
+            StaticUdpPorts = udp.Count > 0 ? udp : null,
+            ClientToken = req.ClientToken,
+            Containers = (def.ContainerDefinitions ?? []).Where(c => c.Name is not null).Select(c =>
+            {
+                var o = byName.GetValueOrDefault(c.Name!);
+                return new ContainerRecord
+                {
+                    Name = c.Name!,
+                    Image = c.Image,
+                    Uuid = Guid.NewGuid().ToString("D"),
+                    LastStatus = TaskStates.Pending,
+                    Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                };
+            }).ToList(),
+        };
+    }
+
+    /// <summary>StopTask: desired STOPPED; the first reason stands. Null when the task is not in the cluster.</summary>
+    public async Task<TaskRecord?> StopAsync(string cluster, string reference, string? reason, string stopCode, CancellationToken ct)
+    {
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        if (state.KeyOf(cluster, reference) is not { } key || !key.StartsWith(cluster + "/", StringComparison.Ordinal) || state.Tasks.Find(key) is not { } current)
+        {
+            return null;
+        }
+        if (current.DesiredStatus == TaskStates.Stopped)
+        {
+            return current;
+        }
+        var now = time.GetUtcNow();
+        var task = current with
+        {
+            DesiredStatus = TaskStates.Stopped,
+            StoppingAt = now,
+            StoppedReason = reason ?? "Task stopped by user",
+            StopCode = stopCode,
+            Version = current.Version + 1,
+        };
+        var instance = task.InstanceId is null ? null : state.ContainerInstances.Find(EcsState.ScopedId(cluster, task.InstanceId));
+        if (task.LastStatus == TaskStates.Provisioning && instance?.Instance.AgentConnected != true)
+        {
+            // No agent ever saw it, so nobody else will report it stopped.
+            task = task with
+            {
+                LastStatus = TaskStates.Stopped,
+                StoppedAt = now,
+                ExecutionStoppedAt = now,
+                Containers = task.Containers.Select(c => c with { LastStatus = TaskStates.Stopped }).ToList(),
+            };
+        }
+        tx.Put(state.Tasks, key, task);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return task;
+    }
+
+    /// <summary>
+    /// Applies an agent's report for one task. Accepted only from the stream of the instance that owns the
+    /// task (<paramref name="instanceKey"/>), only with a sequence newer than the last applied one, and
+    /// lastStatus never moves backwards in ECS's order. Returns why a report was ignored, or null.
+    /// </summary>
+    public async Task<string?> ApplyReportAsync(string instanceKey, TaskStatusReport report, CancellationToken ct)
+    {
+        var cluster = instanceKey[..instanceKey.IndexOf('/', StringComparison.Ordinal)];
+        var instanceId = instanceKey[(cluster.Length + 1)..];
+        if (state.KeyOf(cluster, report.TaskArn) is not { } key)
+        {
+            return "unknown task";
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        if (state.Tasks.Find(key) is not { } current)
+        {
+            return "unknown task";
+        }
+        if (current.Cluster != cluster || current.InstanceId != instanceId)
+        {
+            return "task belongs to another instance";
+        }
+        if (report.Sequence > 0 && report.Sequence <= current.LastSequence)
+        {
+            return "stale sequence";
+        }
+        if (current.IsStopped)
+        {
+            return "task already stopped";
+        }
+        var next = Merge(current, report, time.GetUtcNow());
+        tx.Put(state.Tasks, key, next);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return null;
+    }
+
+    /// <summary>The pure state transition of a report: what a task becomes. Never moves lastStatus backwards.</summary>
+    public static TaskRecord Merge(TaskRecord current, TaskStatusReport report, DateTimeOffset now)
+    {
+        var last = current.LastStatus;
+        if (TaskStates.Rank(report.LastStatus) is var r and >= 1 && r > TaskStates.Rank(last))
+        {
+            last = TaskStates.Intern(report.LastStatus);
+        }
+        var containers = current.Containers.ToList();
+        foreach (var c in report.Containers)
+        {
+            var i = containers.FindIndex(x => x.Name == c.Name);
+            var target = i >= 0 ? containers[i] : new ContainerRecord { Name = c.Name, Uuid = Guid.NewGuid().ToString("D") };
+            var containerLast = string.IsNullOrEmpty(c.LastStatus) ? target.LastStatus
+                : target.LastStatus == TaskStates.Stopped ? TaskStates.Stopped : TaskStates.Intern(c.LastStatus);
+            target = target with
+            {
+                RuntimeId = string.IsNullOrEmpty(c.RuntimeId) ? target.RuntimeId : c.RuntimeId,
+                LastStatus = containerLast,
+                ExitCode = c.HasExitCode ? c.ExitCode : target.ExitCode,
+                Reason = string.IsNullOrEmpty(c.Reason) ? target.Reason : c.Reason,
+                ImageDigest = string.IsNullOrEmpty(c.ImageDigest) ? target.ImageDigest : c.ImageDigest,
+                HealthStatus = string.IsNullOrEmpty(c.HealthStatus) ? target.HealthStatus : c.HealthStatus,
+                Bindings = c.NetworkBindings.Count == 0 && target.Bindings is { Count: > 0 } ? target.Bindings
+                    : c.NetworkBindings.Select(b => new BindingRecord(b.BindIp, b.ContainerPort, b.HostPort, string.IsNullOrEmpty(b.Protocol) ? "tcp" : b.Protocol)).ToList(),
+            };
+            if (i >= 0)
+            {
+                containers[i] = target;
+            }
+            else
+            {
+                containers.Add(target);
+            }
+        }
+        var task = current with
+        {
+            LastStatus = last,
+            Containers = containers,
+            LastSequence = Math.Max(current.LastSequence, report.Sequence),
+            PullStartedAt = Ms(report.PullStartedAt) ?? current.PullStartedAt,
+            PullStoppedAt = Ms(report.PullStoppedAt) ?? current.PullStoppedAt,
+            StartedAt = Ms(report.StartedAt) ?? current.StartedAt,
+            ExecutionStoppedAt = Ms(report.ExecutionStoppedAt) ?? current.ExecutionStoppedAt,
+            Version = current.Version + 1,
+        };
+        if (task.LastStatus == TaskStates.Running && task.ConnectivityAt is null)
+        {
+            task = task with { ConnectivityAt = now };
+        }
+        if (!string.IsNullOrEmpty(report.StopCode) && task.DesiredStatus == TaskStates.Running)
+        {
+            task = task with
+            {
+                DesiredStatus = TaskStates.Stopped,
+                StopCode = report.StopCode,
+                StoppedReason = string.IsNullOrEmpty(report.StoppedReason) ? null : report.StoppedReason,
+                StoppingAt = now,
+            };
+        }
+        else if (!string.IsNullOrEmpty(report.StoppedReason) && task.StoppedReason is null)
+        {
+            task = task with { StoppedReason = report.StoppedReason };
+        }
+        if (task.IsStopped)
+        {
+            task = task with
+            {
+                StoppedAt = task.StoppedAt ?? now,
+                StoppingAt = task.StoppingAt ?? now,
+                DesiredStatus = TaskStates.Stopped,
+            };
+        }
+        return task;
+    }
+
+    private static DateTimeOffset? Ms(long unixMs) => unixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(unixMs) : null;
+
+    /// <summary>
+    /// Removes STOPPED tasks that stopped before <paramref name="cutoff"/> (and client tokens older than it),
+    /// at most <paramref name="max"/> at a time; returns how many tasks went.
+    /// </summary>
+    public async Task<int> PurgeAsync(DateTimeOffset cutoff, int max, CancellationToken ct)
+    {
+        var ids = state.TaskIndex.StoppedBefore(cutoff, max);
+        if (ids.Count == 0)
+        {
+            return 0;
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var purged = 0;
+        foreach (var id in ids)
+        {
+            if (state.Tasks.Find(id) is { IsStopped: true } t)
+            {
+                tx.Delete(state.Tasks, id);
+                purged++;
+                if (t.ClientToken is { } token && state.ClientTokens.Find(EcsState.ScopedId(t.Cluster, token)) is { } rec && rec.CreatedAt <= cutoff)
+                {
+                    tx.Delete(state.ClientTokens, EcsState.ScopedId(t.Cluster, token));
+                }
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return purged;
+    }
+}

@@ -1,0 +1,114 @@
+using Berth.Aws.Ecs;
+using Berth.Core.Agent;
+
+namespace Berth.ControlPlane.Domain;
+
+/// <summary>
+/// Builds the typed <see cref="TaskSpec"/> an agent runs: the task definition with the task's overrides
+/// applied (command, environment, cpu and memory per container), so the agent needs no ECS wire shapes.
+/// </summary>
+public static class TaskSpecs
+{
+    public static TaskSpec Build(TaskRecord task, TaskDefinition def, string clusterArn)
+    {
+        var spec = new TaskSpec
+        {
+            ClusterArn = clusterArn,
+            TaskDefinitionArn = def.TaskDefinitionArn ?? "",
+            Family = def.Family ?? task.Family,
+            Revision = def.Revision ?? task.Revision,
+            NetworkMode = def.NetworkMode ?? "bridge",
+            CpuUnits = Berth.Scheduling.Reservations.ParseUnits(task.Cpu) ?? 0,
+            MemoryMib = Berth.Scheduling.Reservations.ParseUnits(task.Memory) ?? 0,
+        };
+        foreach (var v in def.Volumes ?? [])
+        {
+            if (v.Name is not null)
+            {
+                spec.Volumes.Add(new VolumeSpec { Name = v.Name, HostSourcePath = v.Host?.SourcePath ?? "" });
+            }
+        }
+        var overrides = (task.Overrides?.Containers ?? []).GroupBy(o => o.Name).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
+        foreach (var c in def.ContainerDefinitions ?? [])
+        {
+            if (c.Name is null)
+            {
+                continue;
+            }
+            var o = overrides.GetValueOrDefault(c.Name);
+            var cs = new ContainerSpec
+            {
+                Name = c.Name,
+                Image = c.Image ?? "",
+                Essential = c.Essential != false,
+                CpuUnits = o?.Cpu ?? c.Cpu ?? 0,
+                MemoryMib = o?.Memory ?? c.Memory ?? 0,
+                MemoryReservationMib = o?.MemoryReservation ?? c.MemoryReservation ?? 0,
+                WorkingDirectory = c.WorkingDirectory ?? "",
+                User = c.User ?? "",
+                Hostname = c.Hostname ?? "",
+                StopTimeoutSeconds = c.StopTimeout ?? 30,
+            };
+            cs.Command.AddRange(o?.Command ?? c.Command ?? []);
+            cs.EntryPoint.AddRange(c.EntryPoint ?? []);
+            foreach (var e in c.Environment ?? [])
+            {
+                cs.Environment.Add(new Berth.Core.Agent.KeyValue { Name = e.Name ?? "", Value = e.Value ?? "" });
+            }
+            foreach (var e in o?.Environment ?? [])
+            {
+                cs.Environment.Add(new Berth.Core.Agent.KeyValue { Name = e.Name, Value = e.Value });
+            }
+            foreach (var pm in c.PortMappings ?? [])
+            {
+                if (pm.ContainerPort is { } cp)
+                {
+                    cs.PortMappings.Add(new Berth.Core.Agent.PortMapping { ContainerPort = cp, HostPort = pm.HostPort ?? 0, Protocol = pm.Protocol ?? "tcp" });
+                }
+            }
+            foreach (var mp in c.MountPoints ?? [])
+            {
+                if (mp.SourceVolume is not null && mp.ContainerPath is not null)
+                {
+                    cs.MountPoints.Add(new Berth.Core.Agent.MountPoint { SourceVolume = mp.SourceVolume, ContainerPath = mp.ContainerPath, ReadOnly = mp.ReadOnly == true });
+                }
+            }
+            foreach (var kv in c.DockerLabels ?? [])
+            {
+                cs.DockerLabels[kv.Key] = kv.Value;
+            }
+            cs.Links.AddRange(c.Links ?? []);
+            foreach (var u in c.Ulimits ?? [])
+            {
+                cs.Ulimits.Add(new Berth.Core.Agent.Ulimit { Name = u.Name ?? "", Soft = u.SoftLimit ?? 0, Hard = u.HardLimit ?? 0 });
+            }
+            if (c.LogConfiguration is { } lc)
+            {
+                var log = new Berth.Core.Agent.LogConfiguration { LogDriver = lc.LogDriver ?? "" };
+                foreach (var kv in lc.Options ?? [])
+                {
+                    log.Options[kv.Key] = kv.Value;
+                }
+                cs.LogConfiguration = log;
+            }
+            foreach (var d in c.DependsOn ?? [])
+            {
+                cs.DependsOn.Add(new Berth.Core.Agent.ContainerDependency { ContainerName = d.ContainerName ?? "", Condition = d.Condition ?? "START" });
+            }
+            if (c.HealthCheck is { Command.Count: > 0 } hc)
+            {
+                var h = new Berth.Core.Agent.HealthCheck
+                {
+                    IntervalSeconds = hc.Interval ?? 30,
+                    TimeoutSeconds = hc.Timeout ?? 5,
+                    Retries = hc.Retries ?? 3,
+                    StartPeriodSeconds = hc.StartPeriod ?? 0,
+                };
+                h.Command.AddRange(hc.Command);
+                cs.HealthCheck = h;
+            }
+            spec.Containers.Add(cs);
+        }
+        return spec;
+    }
+}

@@ -1,0 +1,160 @@
+using System.Globalization;
+using Berth.Aws.Ecs;
+using Berth.Core;
+
+namespace Berth.ControlPlane.Domain;
+
+/// <summary>Translates between the stored <see cref="TaskRecord"/> and the ECS wire shape.</summary>
+public static class TaskViews
+{
+    public static string TaskArn(Arns arns, TaskRecord t) => arns.Task(t.Cluster, t.Id);
+
+    public static EcsTask ToWire(Arns arns, TaskRecord t, bool withTags)
+    {
+        var taskArn = TaskArn(arns, t);
+        var containerPrefix = $"arn:aws:ecs:{arns.Identity.Region}:{arns.Identity.AccountId}:container/{t.Cluster}/{t.Id}/";
+        return new EcsTask
+        {
+            TaskArn = taskArn,
+            ClusterArn = arns.Cluster(t.Cluster),
+            TaskDefinitionArn = arns.TaskDefinition(t.Family, t.Revision),
+            ContainerInstanceArn = t.InstanceId is null ? null : arns.ContainerInstance(t.Cluster, t.InstanceId),
+            DesiredStatus = t.DesiredStatus,
+            LastStatus = t.LastStatus,
+            LaunchType = t.LaunchType,
+            CreatedAt = t.CreatedAt,
+            StartedBy = t.StartedBy,
+            Group = t.Group,
+            Overrides = new TaskOverride
+            {
+                ContainerOverrides = (t.Overrides?.Containers ?? []).Select(o => new ContainerOverride
+                {
+                    Name = o.Name,
+                    Command = o.Command?.ToList(),
+                    Environment = o.Environment?.Select(e => new Berth.Aws.Ecs.KeyValuePair { Name = e.Name, Value = e.Value }).ToList(),
+                    Cpu = o.Cpu,
+                    Memory = o.Memory,
+                    MemoryReservation = o.MemoryReservation,
+                }).ToList(),
+                Cpu = t.Overrides?.Cpu,
+                Memory = t.Overrides?.Memory,
+            },
+            Tags = withTags && t.Tags is { Count: > 0 } ? t.Tags.Select(x => new Tag { Key = x.Key, Value = x.Value }).ToList() : null,
+            Cpu = t.Cpu,
+            Memory = t.Memory,
+            Version = t.Version,
+            Attachments = [],
+            Attributes = [],
+            PullStartedAt = t.PullStartedAt,
+            PullStoppedAt = t.PullStoppedAt,
+            StartedAt = t.StartedAt,
+            ExecutionStoppedAt = t.ExecutionStoppedAt,
+            StoppingAt = t.StoppingAt,
+            StoppedAt = t.StoppedAt,
+            StopCode = t.StopCode,
+            StoppedReason = t.StoppedReason,
+            Connectivity = t.ConnectivityAt is null ? null : "CONNECTED",
+            ConnectivityAt = t.ConnectivityAt,
+            Containers = t.Containers.Select(c => new Container
+            {
+                ContainerArn = containerPrefix + c.Uuid,
+                TaskArn = taskArn,
+                Name = c.Name,
+                Image = c.Image,
+                ImageDigest = c.ImageDigest,
+                RuntimeId = c.RuntimeId,
+                LastStatus = c.LastStatus,
+                ExitCode = c.ExitCode,
+                Reason = c.Reason,
+                HealthStatus = c.HealthStatus,
+                NetworkInterfaces = [],
+                NetworkBindings = c.Bindings?.Select(b => new NetworkBinding { BindIP = b.BindIp, ContainerPort = b.ContainerPort, HostPort = b.HostPort, Protocol = b.Protocol }).ToList(),
+                Cpu = c.Cpu,
+                Memory = c.Memory,
+                MemoryReservation = c.MemoryReservation,
+            }).ToList(),
+        };
+    }
+
+    /// <summary>A format-1 stored task (the wire shape) as a record; used by the store migration.</summary>
+    public static TaskRecord? FromWire(EcsTask w, TaskDefinition? def)
+    {
+        if (w.TaskArn is null || !Arns.TryParse(w.TaskArn, out var parsed))
+        {
+            return null;
+        }
+        var slash = parsed.Path.IndexOf('/');
+        if (slash <= 0)
+        {
+            return null;
+        }
+        var family = def?.Family;
+        var revision = def?.Revision ?? 0;
+        if (family is null && w.TaskDefinitionArn is { } tdArn)
+        {
+            var name = tdArn[(tdArn.IndexOf('/') + 1)..];
+            var colon = name.LastIndexOf(':');
+            family = colon > 0 ? name[..colon] : name;
+            revision = colon > 0 && int.TryParse(name[(colon + 1)..], CultureInfo.InvariantCulture, out var r) ? r : 0;
+        }
+        var reservation = def is null ? null : Berth.Scheduling.Reservations.For(def, w.Overrides);
+        return new TaskRecord
+        {
+            Id = parsed.Path[(slash + 1)..],
+            Cluster = parsed.Path[..slash],
+            Family = family ?? "",
+            Revision = revision,
+            InstanceId = w.ContainerInstanceArn is null ? null : Arns.NameOf(w.ContainerInstanceArn),
+            DesiredStatus = TaskStates.Intern(w.DesiredStatus ?? TaskStates.Running),
+            LastStatus = TaskStates.Intern(w.LastStatus ?? TaskStates.Provisioning),
+            LaunchType = w.LaunchType ?? "EC2",
+            CreatedAt = w.CreatedAt ?? DateTimeOffset.UnixEpoch,
+            StartedBy = w.StartedBy,
+            Group = w.Group,
+            Cpu = w.Cpu,
+            Memory = w.Memory,
+            StaticPorts = reservation?.StaticPorts.ToArray(),
+            Overrides = w.Overrides is null ? null : new OverridesRecord
+            {
+                Cpu = w.Overrides.Cpu,
+                Memory = w.Overrides.Memory,
+                Containers = (w.Overrides.ContainerOverrides ?? []).Where(o => o.Name is not null).Select(o => new ContainerOverrideRecord
+                {
+                    Name = o.Name!,
+                    Command = o.Command,
+                    Environment = o.Environment?.Select(e => new KeyValueRecord(e.Name ?? "", e.Value ?? "")).ToList(),
+                    Cpu = o.Cpu,
+                    Memory = o.Memory,
+                    MemoryReservation = o.MemoryReservation,
+                }).ToList(),
+            },
+            Tags = w.Tags?.Select(t => new TagRecord(t.Key ?? "", t.Value ?? "")).ToList(),
+            Version = w.Version ?? 1,
+            Containers = (w.Containers ?? []).Where(c => c.Name is not null).Select(c => new ContainerRecord
+            {
+                Name = c.Name!,
+                Image = c.Image,
+                Uuid = c.ContainerArn is { } ca ? ca[(ca.LastIndexOf('/') + 1)..] : Guid.NewGuid().ToString("D"),
+                LastStatus = c.LastStatus ?? "PENDING",
+                RuntimeId = c.RuntimeId,
+                ExitCode = c.ExitCode,
+                Reason = c.Reason,
+                ImageDigest = c.ImageDigest,
+                HealthStatus = c.HealthStatus,
+                Cpu = c.Cpu,
+                Memory = c.Memory,
+                MemoryReservation = c.MemoryReservation,
+                Bindings = c.NetworkBindings?.Select(b => new BindingRecord(b.BindIP ?? "0.0.0.0", b.ContainerPort ?? 0, b.HostPort ?? 0, b.Protocol ?? "tcp")).ToList(),
+            }).ToList(),
+            PullStartedAt = w.PullStartedAt,
+            PullStoppedAt = w.PullStoppedAt,
+            StartedAt = w.StartedAt,
+            ExecutionStoppedAt = w.ExecutionStoppedAt,
+            StoppingAt = w.StoppingAt,
+            StoppedAt = w.StoppedAt,
+            ConnectivityAt = w.ConnectivityAt,
+            StopCode = w.StopCode,
+            StoppedReason = w.StoppedReason,
+        };
+    }
+}
