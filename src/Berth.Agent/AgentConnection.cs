@@ -28,7 +28,8 @@ internal sealed partial class AgentConnection(
 
     private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(500);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
-    private static readonly TimeSpan RejectedBackoff = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan FirstRejectedBackoff = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan MaxRejectedBackoff = TimeSpan.FromSeconds(60);
 
     /// <summary>The container instance ARN once registered.</summary>
     public string? ContainerInstanceArn => identity.ContainerInstanceArn;
@@ -42,12 +43,13 @@ internal sealed partial class AgentConnection(
     public async Task RunAsync(CancellationToken ct)
     {
         var backoff = FirstBackoff;
+        var rejectedBackoff = FirstRejectedBackoff / 2;
         while (!ct.IsCancellationRequested)
         {
             var wait = backoff;
             try
             {
-                await RunOnceAsync(() => backoff = FirstBackoff, ct).ConfigureAwait(false);
+                await RunOnceAsync(() => (backoff, rejectedBackoff) = (FirstBackoff, FirstRejectedBackoff / 2), ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -55,8 +57,18 @@ internal sealed partial class AgentConnection(
             }
             catch (RegistrationRejectedException e)
             {
-                wait = RejectedBackoff;
-                LogRejected(logger, e.Message, identity.ContainerInstanceArn ?? "(new)", identity.Describe);
+                // Refusals last until someone acts (creates the cluster, removes a stale identity): ask less often.
+                rejectedBackoff = TimeSpan.FromTicks(Math.Min(rejectedBackoff.Ticks * 2, MaxRejectedBackoff.Ticks));
+                wait = rejectedBackoff;
+                var reason = e.Message.TrimEnd('.', ' ');
+                if (identity.ContainerInstanceArn is { } claimed && identity.Directory is not null)
+                {
+                    LogRejectedClaim(logger, reason, claimed, identity.Describe, wait.TotalSeconds);
+                }
+                else
+                {
+                    LogRejected(logger, reason, wait.TotalSeconds);
+                }
             }
             catch (Exception e)
             {
@@ -220,6 +232,9 @@ internal sealed partial class AgentConnection(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Connection to the control plane lost ({Reason}); retrying in about {Seconds} s")]
     private static partial void LogConnectionLost(ILogger logger, string reason, double seconds);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The control plane refused this agent's registration: {Reason}. This agent claims container instance {ContainerInstanceArn} with the identity in {IdentityFile}; if that instance belongs to another agent, or its secret was lost, remove {IdentityFile} (and restart) to register as a new container instance. Retrying in a minute.")]
-    private static partial void LogRejected(ILogger logger, string reason, string containerInstanceArn, string identityFile);
+    [LoggerMessage(Level = LogLevel.Error, Message = "The control plane refused this agent's registration: {Reason}. Retrying in about {Seconds} s.")]
+    private static partial void LogRejected(ILogger logger, string reason, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The control plane refused this agent's registration: {Reason}. This agent presented container instance {ContainerInstanceArn} with the identity in {IdentityFile}; if that instance belongs to another agent, or this agent's secret was lost, remove {IdentityFile} and restart the agent to register as a new container instance. Retrying in about {Seconds} s.")]
+    private static partial void LogRejectedClaim(ILogger logger, string reason, string containerInstanceArn, string identityFile, double seconds);
 }
