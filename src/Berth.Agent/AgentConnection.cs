@@ -235,6 +235,6 @@ internal sealed partial class AgentConnection(
     [LoggerMessage(Level = LogLevel.Error, Message = "The control plane refused this agent's registration: {Reason}. Retrying in about {Seconds} s.")]
     private static partial void LogRejected(ILogger logger, string reason, double seconds);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "The control plane refused this agent's registration: {Reason}. This agent presented container instance {ContainerInstanceArn} with the identity in {IdentityFile}; if that instance belongs to another agent, or this agent's secret was lost, remove {IdentityFile} and restart the agent to register as a new container instance. Retrying in about {Seconds} s.")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "The control plane refused this agent's registration: {Reason}. This agent's identity (container instance {ContainerInstanceArn}) is kept in {IdentityFile}: to register this host as a new container instance, remove that file and restart the agent. Retrying in about {Seconds} s.")]
     private static partial void LogRejectedClaim(ILogger logger, string reason, string containerInstanceArn, string identityFile, double seconds);
 }

@@ -554,7 +554,8 @@ internal sealed partial class TaskEngine : ITaskEngine
             }
             if (c.HealthCheck is { Command.Count: > 0 })
             {
-                cs.HealthStatus = o?.Health switch { "healthy" => "HEALTHY", "unhealthy" => "UNHEALTHY", _ => "UNKNOWN" };
+                // ECS shows a stopped container's health as UNKNOWN (Docker leaves the last probe's verdict).
+                cs.HealthStatus = o is { Running: true } ? o.Health switch { "healthy" => "HEALTHY", "unhealthy" => "UNHEALTHY", _ => "UNKNOWN" } : "UNKNOWN";
             }
             r.Containers.Add(cs);
         }

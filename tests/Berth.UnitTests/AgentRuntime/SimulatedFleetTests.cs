@@ -140,7 +140,7 @@ public sealed class SimulatedFleetTests : IAsyncLifetime
         }
         var error = logs.Messages.First(m => m.Level == LogLevel.Error).Text;
         Assert.Contains("container instance ci1 belongs to another agent", error, StringComparison.Ordinal);
-        Assert.Contains($"remove {Path.Combine(_data, "sim-0", "agent.json")}", error, StringComparison.Ordinal);
+        Assert.Contains($"kept in {Path.Combine(_data, "sim-0", "agent.json")}: to register this host as a new container instance, remove that file", error, StringComparison.Ordinal);
         Assert.DoesNotContain("..", error, StringComparison.Ordinal);
         Assert.True(_gateway.Registers.Count >= 2);
     }
