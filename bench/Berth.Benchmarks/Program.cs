@@ -7,19 +7,34 @@ using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.State;
+using Berth.Benchmarks;
 
 // API throughput with a large store.
 //   seed --data DIR [--tasks 10000]      write simulated STOPPED tasks straight into DIR/state.db (berth not running)
 //   load --endpoint URL [--seconds 10] [--concurrency 8] [--pid PID]
 //                                        DescribeTasks (100 tasks a call) and ListTasks (100 a page) per second,
 //                                        and the server's resident memory when --pid is given
+// The SQLite store alone, no server:
+//   store [--writers 1,8,64] [--seconds 5] [--readers 0] [--doc-bytes 1024] [--data DIR]
+//                                        commits/s with N concurrent writers of ~1 KiB documents (StoreBench.cs)
 return args.FirstOrDefault() switch
 {
     "seed" => await SeedAsync(Arg("--data", ".berth-bench"), int.Parse(Arg("--tasks", "10000"), System.Globalization.CultureInfo.InvariantCulture)),
     "load" => await LoadAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), int.Parse(Arg("--seconds", "10"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--concurrency", "8"), System.Globalization.CultureInfo.InvariantCulture), Arg("--pid", "")),
+    "scale" => await ControlPlaneBench.ScaleAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), Arg("--cluster", "bench"), Arg("--family", "bench-sim"),
+        Int("--tasks", 100_000), Int("--clients", 32), Int("--instances", 5000), Int("--pid", 0)),
+    "flat" => await ControlPlaneBench.FlatAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), Arg("--cluster", "bench-api"), Arg("--family", "bench-api"),
+        Int("--seconds", 10), Int("--concurrency", 8), Int("--pid", 0)),
+    "store" => await Berth.Benchmarks.StoreBench.RunAsync(Arg("--data", Path.GetTempPath()),
+        Arg("--writers", "1,8,64").Split(',').Select(w => int.Parse(w, System.Globalization.CultureInfo.InvariantCulture)).ToArray(),
+        int.Parse(Arg("--seconds", "5"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--readers", "0"), System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(Arg("--doc-bytes", "1024"), System.Globalization.CultureInfo.InvariantCulture)),
     _ => Usage(),
 };
+
+int Int(string name, int fallback) => int.Parse(Arg(name, fallback.ToString(System.Globalization.CultureInfo.InvariantCulture)), System.Globalization.CultureInfo.InvariantCulture);
 
 string Arg(string name, string fallback)
 {
@@ -30,6 +45,9 @@ string Arg(string name, string fallback)
 static int Usage()
 {
     Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
+    Console.Error.WriteLine("       scale --endpoint URL --pid PID [--cluster bench] [--family bench-sim] [--tasks 100000] [--clients 32] [--instances 5000]");
+    Console.Error.WriteLine("       flat --endpoint URL --pid PID [--cluster bench-api] [--family bench-api] [--seconds 10] [--concurrency 8]");
+    Console.Error.WriteLine("       store [--writers 1,8,64] [--seconds S] [--readers R] [--doc-bytes B] [--data DIR]");
     return 2;
 }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Collections.Immutable;
 using Berth.ControlPlane.State;
 
 namespace Berth.ControlPlane.Domain;
@@ -11,12 +12,56 @@ namespace Berth.ControlPlane.Domain;
 public sealed class FamilyIndex
 {
     private readonly ConcurrentDictionary<string, Family> _families = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ImmutableSortedSet<string>> _byStatus = new(StringComparer.Ordinal);
+    private ImmutableSortedSet<string> _names = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
 
-    public void Clear() => _families.Clear();
+    public void Clear()
+    {
+        _families.Clear();
+        _byStatus.Clear();
+        _names = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
+    }
+
+    /// <summary>Task definition ids ("{family}:{revision:D8}") with the given status, in ListTaskDefinitions order.</summary>
+    public ImmutableSortedSet<string> WithStatus(string status)
+        => _byStatus.TryGetValue(status, out var s) ? s : ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
+
+    /// <summary>Every family name, sorted.</summary>
+    public ImmutableSortedSet<string> Names => Volatile.Read(ref _names);
+
+    /// <summary>True when some revision of the family has a status <paramref name="match"/> accepts.</summary>
+    public bool Any(string family, Func<string, bool> match)
+    {
+        if (!_families.TryGetValue(family, out var f))
+        {
+            return false;
+        }
+        lock (f)
+        {
+            return f.Status.Values.Any(match);
+        }
+    }
 
     public void Apply(string id, StoredTaskDefinition? old, StoredTaskDefinition? now)
     {
+        var oldStatus = old?.Definition.Status;
+        var newStatus = now?.Definition.Status;
+        if (oldStatus != newStatus || now is null)
+        {
+            if (oldStatus is not null)
+            {
+                _byStatus.AddOrUpdate(oldStatus, _ => ImmutableSortedSet.Create<string>(StringComparer.Ordinal), (_, s) => s.Remove(id));
+            }
+            if (newStatus is not null && now is not null)
+            {
+                _byStatus.AddOrUpdate(newStatus, _ => ImmutableSortedSet.Create(StringComparer.Ordinal, id), (_, s) => s.Add(id));
+            }
+        }
         var def = (now ?? old)!.Definition;
+        if (!_names.Contains(def.Family!))
+        {
+            _names = _names.Add(def.Family!);
+        }
         var family = _families.GetOrAdd(def.Family!, _ => new Family());
         lock (family)
         {

@@ -21,9 +21,23 @@ public sealed class InstanceLedger
     private readonly ConcurrentDictionary<string, ImmutableSortedSet<string>> _byCluster = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _byAgent = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, InstanceCandidate[]> _candidates = new(StringComparer.Ordinal);
+    private readonly SortedSet<(DateTimeOffset At, string Key)> _deregistered = new();
+
+    /// <summary>Up to <paramref name="max"/> keys of instances deregistered at or before <paramref name="cutoff"/>.</summary>
+    public List<string> DeregisteredBefore(DateTimeOffset cutoff, int max)
+    {
+        lock (_deregistered)
+        {
+            return _deregistered.TakeWhile(d => d.At <= cutoff).Take(max).Select(d => d.Key).ToList();
+        }
+    }
 
     public void Clear()
     {
+        lock (_deregistered)
+        {
+            _deregistered.Clear();
+        }
         _entries.Clear();
         _byCluster.Clear();
         _byAgent.Clear();
@@ -77,6 +91,17 @@ public sealed class InstanceLedger
     public void ApplyInstance(string key, StoredContainerInstance? old, StoredContainerInstance? now)
     {
         var cluster = key[..key.IndexOf('/', StringComparison.Ordinal)];
+        lock (_deregistered)
+        {
+            if (old?.DeregisteredAt is { } was)
+            {
+                _deregistered.Remove((was, key));
+            }
+            if (now?.DeregisteredAt is { } at && now.Instance.Status == "INACTIVE")
+            {
+                _deregistered.Add((at, key));
+            }
+        }
         if (old?.AgentId is { } oldAgent)
         {
             _byAgent.TryRemove(new KeyValuePair<string, string>(cluster + "/" + oldAgent, key));

@@ -387,6 +387,30 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
 
     private static DateTimeOffset? Ms(long unixMs) => unixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(unixMs) : null;
 
+    /// <summary>Removes container instances deregistered before <paramref name="cutoff"/> that no task still names.</summary>
+    public async Task<int> PurgeInstancesAsync(DateTimeOffset cutoff, int max, CancellationToken ct)
+    {
+        var keys = state.Ledger.DeregisteredBefore(cutoff, max);
+        if (keys.Count == 0)
+        {
+            return 0;
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var purged = 0;
+        foreach (var key in keys)
+        {
+            var cluster = key[..key.IndexOf('/', StringComparison.Ordinal)];
+            // Tasks keep their containerInstanceArn until they are purged themselves; the instance outlives them.
+            if (state.ContainerInstances.Find(key) is { Instance.Status: "INACTIVE" } && state.TaskIndex.Get(TaskIndex.ByInstance, cluster, key[(cluster.Length + 1)..]).Count == 0)
+            {
+                tx.Delete(state.ContainerInstances, key);
+                purged++;
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return purged;
+    }
+
     /// <summary>
     /// Removes STOPPED tasks that stopped before <paramref name="cutoff"/> (and client tokens older than it),
     /// at most <paramref name="max"/> at a time; returns how many tasks went.

@@ -46,6 +46,8 @@ internal sealed partial class TaskRetention(TaskLifecycle tasks, ControlPlaneOpt
             total += n;
         }
         while (n == BatchSize);
+        // Deregistered (INACTIVE) container instances stay describable for the same window once no task names them.
+        total += await tasks.PurgeInstancesAsync(cutoff, BatchSize, ct).ConfigureAwait(false);
         if (total > 0)
         {
             LogPurged(logger, total);
@@ -53,7 +55,7 @@ internal sealed partial class TaskRetention(TaskLifecycle tasks, ControlPlaneOpt
         return total;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Retention: removed {Count} stopped task(s) past the retention window")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Retention: removed {Count} stopped task(s) and deregistered instance(s) past the retention window")]
     private static partial void LogPurged(ILogger logger, int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Retention sweep failed; retrying at the next interval")]

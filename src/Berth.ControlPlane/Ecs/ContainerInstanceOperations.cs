@@ -94,6 +94,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         var copy = state.ContainerInstances.Clone(found);
         copy.Instance.Status = "INACTIVE";
         copy.Instance.AgentConnected = false;
+        copy.DeregisteredAt = time.GetUtcNow();
         copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
         tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(state, clusterName, arn), copy);
         await tx.CommitAsync(ct).ConfigureAwait(false);
@@ -137,13 +138,16 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         {
             throw AwsException.InvalidParameter("filter: " + error);
         }
-        var matching = state.Ledger.InCluster(clusterName).Select(id => state.ContainerInstances.Find(id)).OfType<StoredContainerInstance>()
-            .Select(s => s.Instance)
-            .Where(i => req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
-            .Where(i => filter is null || filter.Matches(TaskQueries.AttributeMap(i)))
-            .Select(i => i.ContainerInstanceArn!);
-        var (page, next) = Pagination.Page(matching, req.MaxResults, req.NextToken);
-        return Task.FromResult(new ListContainerInstancesResponse { ContainerInstanceArns = page, NextToken = next });
+        bool Matches(string id) => state.ContainerInstances.Find(id)?.Instance is { } i
+            && (req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
+            && (filter is null || filter.Matches(TaskQueries.AttributeMap(i)));
+        // The cluster's instances in id order: a page starts at the token by binary search.
+        var (page, next) = Pagination.PageSorted(state.Ledger.InCluster(clusterName), Matches, req.MaxResults, req.NextToken);
+        return Task.FromResult(new ListContainerInstancesResponse
+        {
+            ContainerInstanceArns = page.Select(id => state.ContainerInstances.Find(id)!.Instance.ContainerInstanceArn!).ToList(),
+            NextToken = next,
+        });
     }
 
     private async Task<UpdateContainerInstancesStateResponse> UpdateStateAsync(UpdateContainerInstancesStateRequest req, CancellationToken ct)

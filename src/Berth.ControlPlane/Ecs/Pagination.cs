@@ -33,24 +33,46 @@ internal static class Pagination
     /// A page of an already sorted index set: finds the token's position by binary search and walks on
     /// from there, so the cost is the page (plus what <paramref name="keep"/> skips), not the set.
     /// </summary>
-    public static (List<string> Page, string? NextToken) PageSorted(System.Collections.Immutable.ImmutableSortedSet<string> sorted, Func<string, bool> keep, int? maxResults, string? nextToken, int limit = 100)
+    public static (List<string> Page, string? NextToken) PageSorted(System.Collections.Immutable.ImmutableSortedSet<string> sorted, Func<string, bool> keep, int? maxResults, string? nextToken, int limit = 100,
+        string? prefix = null, bool descending = false)
     {
         if (maxResults is { } m && (m < 1 || m > limit))
         {
             throw AwsException.InvalidParameter($"maxResults: must be between 1 and {limit}.");
         }
         var after = Decode(nextToken);
-        var start = 0;
-        if (after is not null)
+        int Position(string key) => sorted.IndexOf(key) is var at && at >= 0 ? at : ~at;
+        // Ascending: the first index past the token (or at the prefix); descending: the last one before them.
+        int start;
+        if (!descending)
         {
-            var at = sorted.IndexOf(after);
-            start = at >= 0 ? at + 1 : ~at;
+            start = after is null ? 0 : Position(after) + (sorted.Contains(after) ? 1 : 0);
+            if (prefix is not null)
+            {
+                start = Math.Max(start, Position(prefix));
+            }
+        }
+        else
+        {
+            start = after is null ? sorted.Count - 1 : Position(after) - 1;
+            if (prefix is not null)
+            {
+                start = Math.Min(start, Position(prefix + "\uffff") - 1);
+            }
         }
         var max = maxResults ?? limit;
         var page = new List<string>(Math.Min(max, 100));
-        for (var i = start; i < sorted.Count; i++)
+        for (var i = start; descending ? i >= 0 : i < sorted.Count; i += descending ? -1 : 1)
         {
             var id = sorted[i];
+            if (prefix is not null && !id.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                if (descending ? string.CompareOrdinal(id, prefix) < 0 : string.CompareOrdinal(id, prefix) > 0)
+                {
+                    break; // walked out of the prefix's range
+                }
+                continue;
+            }
             if (!keep(id))
             {
                 continue;

@@ -212,28 +212,22 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
     private ListTaskDefinitionsResponse List(ListTaskDefinitionsRequest req)
     {
         var status = req.Status ?? "ACTIVE";
-        var matching = state.TaskDefinitions.All
-            .Where(v => v.Value.Definition.Status == status && (req.FamilyPrefix is null || v.Value.Definition.Family!.StartsWith(req.FamilyPrefix, StringComparison.Ordinal)))
-            .Select(v => v.Id);
-        IComparer<string> order = req.Sort == "DESC" ? Comparer<string>.Create((a, b) => string.CompareOrdinal(b, a)) : StringComparer.Ordinal;
-        var (page, next) = Pagination.Page(matching, req.MaxResults, req.NextToken, order);
+        // Ids are "{family}:{revision:D8}", so the status index is already in ARN order and a prefix is a range.
+        var (page, next) = Pagination.PageSorted(state.Families.WithStatus(status), _ => true, req.MaxResults, req.NextToken,
+            prefix: req.FamilyPrefix, descending: req.Sort == "DESC");
         return new ListTaskDefinitionsResponse { TaskDefinitionArns = page.Select(id => state.TaskDefinitions.Find(id)?.Definition.TaskDefinitionArn ?? "").ToList(), NextToken = next };
     }
 
     private ListTaskDefinitionFamiliesResponse ListFamilies(ListTaskDefinitionFamiliesRequest req)
     {
         var status = req.Status ?? "ACTIVE";
-        var families = state.TaskDefinitions.All.Select(v => v.Value.Definition)
-            .Where(d => req.FamilyPrefix is null || d.Family!.StartsWith(req.FamilyPrefix, StringComparison.Ordinal))
-            .GroupBy(d => d.Family!)
-            .Where(g => status switch
-            {
-                "ALL" => g.Any(d => d.Status != "DELETE_IN_PROGRESS"),
-                "ACTIVE" => g.Any(d => d.Status == "ACTIVE"),
-                _ => g.All(d => d.Status != "ACTIVE") && g.Any(d => d.Status == "INACTIVE"),
-            })
-            .Select(g => g.Key);
-        var (page, next) = Pagination.Page(families, req.MaxResults, req.NextToken);
+        bool Matches(string family) => status switch
+        {
+            "ALL" => state.Families.Any(family, s => s != "DELETE_IN_PROGRESS"),
+            "ACTIVE" => state.Families.Any(family, s => s == "ACTIVE"),
+            _ => !state.Families.Any(family, s => s == "ACTIVE") && state.Families.Any(family, s => s == "INACTIVE"),
+        };
+        var (page, next) = Pagination.PageSorted(state.Families.Names, Matches, req.MaxResults, req.NextToken, prefix: req.FamilyPrefix);
         return new ListTaskDefinitionFamiliesResponse { Families = page, NextToken = next };
     }
 

@@ -141,6 +141,10 @@ public sealed class StoredContainerInstance
     /// <summary>SHA-256 (hex) of the secret issued to that agent at its first registration; it must present the secret to register again.</summary>
     [JsonPropertyName("agentSecretHash")]
     public string? AgentSecretHash { get; set; }
+
+    /// <summary>When DeregisterContainerInstance made it INACTIVE; it is removed one retention window later.</summary>
+    [JsonPropertyName("deregisteredAt")]
+    public DateTimeOffset? DeregisteredAt { get; set; }
 }
 
 /// <summary>The store's format version, kept under berth/format.</summary>

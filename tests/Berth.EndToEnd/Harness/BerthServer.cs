@@ -36,9 +36,13 @@ public sealed class BerthServer : IAsyncDisposable
     public int? Pid => _process is { HasExited: false } p ? p.Id : null;
 
     /// <summary>Starts <c>berth up</c> (or <c>berth server</c> when <paramref name="mode"/> is "server").</summary>
-    public static async Task<BerthServer> StartAsync(string mode = "up", params string[] extraArgs)
+    public static Task<BerthServer> StartAsync(string mode = "up", params string[] extraArgs)
+        => StartWithDataAsync(Path.Combine(Path.GetTempPath(), "berth-e2e-" + Guid.NewGuid().ToString("N")), mode, extraArgs);
+
+    /// <summary>Starts berth on a data directory that already holds state (it is removed on dispose).</summary>
+    public static async Task<BerthServer> StartWithDataAsync(string dataDirectory, string mode = "up", params string[] extraArgs)
     {
-        var server = new BerthServer(mode, FreePort(), FreePort(), Path.Combine(Path.GetTempPath(), "berth-e2e-" + Guid.NewGuid().ToString("N")), Guid.NewGuid().ToString("N"));
+        var server = new BerthServer(mode, FreePort(), FreePort(), dataDirectory, Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(server.DataDirectory);
         // A port found free can be taken by another process before berth binds it; on that race (and only
         // on it) the first start moves to fresh ports. Restarts keep their ports: tests rely on them.
@@ -74,6 +78,16 @@ public sealed class BerthServer : IAsyncDisposable
     {
         _agent = Spawn(["agent", "--server", Endpoint, "--data", Path.Combine(DataDirectory, "agent-proc"), "--cluster", cluster,
             "--container-label", Label, "--memory", "2048", "--cpu", "2048", "--log-level", "Warning"], "agent");
+    }
+
+    /// <summary>kill -9 of the separate agent process only; the server keeps running.</summary>
+    public async Task KillAgentAsync()
+    {
+        if (_agent is { HasExited: false } a)
+        {
+            a.Kill(entireProcessTree: true);
+            await a.WaitForExitAsync();
+        }
     }
 
     /// <summary>kill -9 of the server process (and of the separate agent when there is one).</summary>

@@ -94,4 +94,22 @@ public sealed class TaskLifecycleTests
         Assert.Null(f.State.Tasks.Find(taskKey));
         Assert.Empty(f.State.TaskIndex.Get(TaskIndex.ByDesired, "default", "STOPPED"));
     }
+
+    [Fact]
+    public async Task PurgeInstances_DeregisteredInstanceGoesAfterTheWindowOnceNoTaskNamesIt()
+    {
+        var clock = new ManualClock(new DateTimeOffset(2026, 11, 27, 12, 0, 0, TimeSpan.Zero));
+        await using var f = new EcsFixture(time: clock);
+        var (stored, key, _, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
+        await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{stored!.Instance.ContainerInstanceArn}}"}""");
+
+        clock.Advance(TimeSpan.FromMinutes(30));
+        Assert.Equal(0, await f.Tasks.PurgeInstancesAsync(clock.GetUtcNow() - TimeSpan.FromHours(1), 10, CancellationToken.None));
+        var d = await f.CallAsync("DescribeContainerInstances", $$"""{"containerInstances":["{{stored.Instance.ContainerInstanceArn}}"]}""");
+        Assert.Equal("INACTIVE", d.GetProperty("containerInstances")[0].GetProperty("status").GetString());
+
+        clock.Advance(TimeSpan.FromMinutes(31));
+        Assert.Equal(1, await f.Tasks.PurgeInstancesAsync(clock.GetUtcNow() - TimeSpan.FromHours(1), 10, CancellationToken.None));
+        Assert.Null(f.State.ContainerInstances.Find(key));
+    }
 }
