@@ -1,6 +1,9 @@
+using Berth.Agent.Simulation;
 using Docker.DotNet;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace Berth.Agent;
 
@@ -19,10 +22,26 @@ public static class AgentHosting
         return services;
     }
 
+    /// <summary>Registers a fleet of simulated container instances (no Docker) as a hosted service.</summary>
+    public static IServiceCollection AddBerthSimulatedFleet(this IServiceCollection services, SimulatedFleetOptions options)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(sp => new SimulatedFleet(options, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+        services.AddHostedService<SimulatedFleetService>();
+        return services;
+    }
+
     /// <summary>A client for <paramref name="endpoint"/>, else DOCKER_HOST, else the local socket.</summary>
     public static IDockerClient CreateDockerClient(Uri? endpoint = null)
     {
         var host = endpoint?.ToString() ?? Environment.GetEnvironmentVariable("DOCKER_HOST") ?? "unix:///var/run/docker.sock";
         return new DockerClientBuilder().WithEndpoint(new Uri(host)).WithApiVersion(DockerApiVersion).Build();
+    }
+
+    private sealed class SimulatedFleetService(SimulatedFleet fleet) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => fleet.StartAsync(CancellationToken.None);
+
+        public async Task StopAsync(CancellationToken cancellationToken) => await fleet.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -9,7 +9,7 @@ public sealed record AgentOptions
     /// <summary>The gRPC (HTTP/2) endpoint to dial; when null the agent asks ServerUrl's /_berth/health for its agentPort.</summary>
     public Uri? AgentEndpoint { get; init; }
 
-    /// <summary>Directory for the agent's own small state (its id and container instance ARN).</summary>
+    /// <summary>Directory for the agent's own small state (agent.json: its id, container instance ARN and secret).</summary>
     public required string DataDirectory { get; init; }
 
     public string Cluster { get; init; } = "default";
@@ -31,4 +31,13 @@ public sealed record AgentOptions
 
     /// <summary>How long containers of a stopped task are kept before removal.</summary>
     public TimeSpan TaskCleanupWait { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// How often every container of this agent is re-read from Docker, as a safety net for lost events; between
+    /// resyncs the agent acts on Docker's event stream only.
+    /// </summary>
+    public TimeSpan ResyncInterval { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How often the agent sends a heartbeat on its stream.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -1,8 +1,8 @@
 using System.Net.Http.Json;
 using System.Runtime.InteropServices;
+using Berth.Agent.Runtime;
 using Berth.Core.Agent;
 using Docker.DotNet;
-using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -10,30 +10,27 @@ using Microsoft.Extensions.Logging;
 namespace Berth.Agent;
 
 /// <summary>
-/// The agent's connection to the control plane: registers the host, feeds the server's desired set to
-/// the <see cref="TaskEngine"/> and the engine's reports back, and reconnects for ever with a capped backoff.
+/// The Docker agent as a hosted service: a <see cref="TaskEngine"/> over Docker behind one <see cref="AgentConnection"/>.
 /// </summary>
 internal sealed partial class AgentService(AgentOptions options, IDockerClient docker, TimeProvider time, ILoggerFactory loggers) : BackgroundService
 {
-    private static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
+    internal static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
     private readonly ILogger _logger = loggers.CreateLogger<AgentService>();
-    private bool _engineStarted;
 
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
         var identity = AgentIdentity.LoadOrCreate(options.DataDirectory);
-        await using var engine = new TaskEngine(docker, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait, time, loggers.CreateLogger<TaskEngine>());
+        var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>());
+        await using var engine = new TaskEngine(runtime, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait,
+            options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>());
+        await using var heartbeats = new HeartbeatWheel(options.HeartbeatInterval, 1, time);
         var backoff = TimeSpan.FromMilliseconds(500);
-        while (!ct.IsCancellationRequested)
+        while (true)
         {
             try
             {
-                if (!_engineStarted)
-                {
-                    await engine.StartAsync(ct).ConfigureAwait(false);
-                    _engineStarted = true;
-                }
-                await RunConnectionAsync(identity, engine, () => backoff = TimeSpan.FromMilliseconds(500), ct).ConfigureAwait(false);
+                await engine.StartAsync(ct).ConfigureAwait(false);
+                break;
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -41,7 +38,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             }
             catch (Exception e)
             {
-                LogConnectionLost(_logger, e.GetBaseException().Message, backoff.TotalSeconds);
+                LogDockerUnavailable(_logger, e.GetBaseException().Message, backoff.TotalSeconds);
             }
             try
             {
@@ -53,131 +50,50 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             }
             backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
         }
+        var connection = new AgentConnection(identity, engine, c => DescribeHostAsync(runtime, c), OpenChannelAsync, heartbeats, time, Random.Shared,
+            loggers.CreateLogger<AgentConnection>());
+        await connection.RunAsync(ct).ConfigureAwait(false);
     }
 
-
-    private async Task RunConnectionAsync(AgentIdentity identity, TaskEngine engine, Action connected, CancellationToken ct)
+    private async Task<(GrpcChannel, bool)> OpenChannelAsync(CancellationToken ct)
     {
-        var endpoint = options.AgentEndpoint ?? await DiscoverAsync(ct).ConfigureAwait(false);
-        using var channel = GrpcChannel.ForAddress(endpoint);
-        var client = new AgentGateway.AgentGatewayClient(channel);
-        using var call = client.Connect(cancellationToken: ct);
-        using var writeLock = new SemaphoreSlim(1, 1);
-        async Task SendAsync(AgentMessage m)
-        {
-            await writeLock.WaitAsync(ct).ConfigureAwait(false);
-            try
-            {
-                await call.RequestStream.WriteAsync(m, ct).ConfigureAwait(false);
-            }
-            finally
-            {
-                writeLock.Release();
-            }
-        }
-
-        var register = await BuildRegisterAsync(identity, ct).ConfigureAwait(false);
-        register.KnownTaskArns.AddRange(engine.KnownTaskArns());
-        await SendAsync(new AgentMessage { Register = register }).ConfigureAwait(false);
-        if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
-        {
-            throw new InvalidOperationException("the server closed the stream before answering the registration");
-        }
-        var first = call.ResponseStream.Current;
-        if (first.BodyCase == ServerMessage.BodyOneofCase.Rejected)
-        {
-            throw new InvalidOperationException($"registration rejected: {first.Rejected.Reason}");
-        }
-        if (first.BodyCase != ServerMessage.BodyOneofCase.Registered)
-        {
-            throw new InvalidOperationException($"expected Registered, got {first.BodyCase}");
-        }
-        if (identity.ContainerInstanceArn != first.Registered.ContainerInstanceArn || first.Registered.AgentSecret.Length > 0)
-        {
-            identity.ContainerInstanceArn = first.Registered.ContainerInstanceArn;
-            if (first.Registered.AgentSecret.Length > 0)
-            {
-                identity.AgentSecret = first.Registered.AgentSecret;
-            }
-            identity.Save(options.DataDirectory);
-        }
-        LogRegistered(_logger, first.Registered.ContainerInstanceArn, endpoint.ToString());
-        connected();
-
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        // On every (re)connect the server gets the whole observed state first.
-        foreach (var r in engine.Snapshot())
-        {
-            await SendAsync(new AgentMessage { TaskStatus = r }).ConfigureAwait(false);
-        }
-        var forward = Task.Run(async () =>
-        {
-            await foreach (var r in engine.Reports.ReadAllAsync(linked.Token).ConfigureAwait(false))
-            {
-                await SendAsync(new AgentMessage { TaskStatus = r }).ConfigureAwait(false);
-            }
-        }, linked.Token);
-        var heartbeat = Task.Run(async () =>
-        {
-            long seq = 0;
-            while (!linked.Token.IsCancellationRequested)
-            {
-                await Task.Delay(TimeSpan.FromSeconds(10), time, linked.Token).ConfigureAwait(false);
-                await SendAsync(new AgentMessage { Heartbeat = new Heartbeat { Sequence = ++seq } }).ConfigureAwait(false);
-            }
-        }, linked.Token);
-        try
-        {
-            await foreach (var m in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
-            {
-                if (m.BodyCase == ServerMessage.BodyOneofCase.Desired)
-                {
-                    engine.ApplyDesired(m.Desired);
-                    await SendAsync(new AgentMessage { Ack = new DesiredAck { Generation = m.Desired.Generation } }).ConfigureAwait(false);
-                }
-            }
-        }
-        finally
-        {
-            await linked.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(forward, heartbeat).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        }
-        throw new RpcException(new Status(StatusCode.Unavailable, "the server ended the stream"));
+        var endpoint = options.AgentEndpoint ?? await DiscoverAsync(options.ServerUrl, ct).ConfigureAwait(false);
+        return (GrpcChannel.ForAddress(endpoint), true);
     }
 
-    private async Task<Uri> DiscoverAsync(CancellationToken ct)
+    /// <summary>The agents' gRPC endpoint that <paramref name="serverUrl"/>'s /_berth/health names.</summary>
+    internal static async Task<Uri> DiscoverAsync(Uri serverUrl, CancellationToken ct)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var health = await http.GetFromJsonAsync(new Uri(options.ServerUrl, "/_berth/health"), AgentJsonContext.Default.HealthProbe, ct).ConfigureAwait(false)
+        var health = await http.GetFromJsonAsync(new Uri(serverUrl, "/_berth/health"), AgentJsonContext.Default.HealthProbe, ct).ConfigureAwait(false)
             ?? throw new InvalidOperationException("empty health answer");
-        return new UriBuilder("http", options.ServerUrl.Host, health.AgentPort).Uri;
+        return new UriBuilder("http", serverUrl.Host, health.AgentPort).Uri;
     }
 
-    private async Task<Register> BuildRegisterAsync(AgentIdentity identity, CancellationToken ct)
+    private async Task<Register> DescribeHostAsync(IContainerRuntime runtime, CancellationToken ct)
     {
-        var version = await docker.System.GetVersionAsync(ct).ConfigureAwait(false);
-        var asm = typeof(AgentService).Assembly.GetName().Version?.ToString() ?? "0.0.0";
         var reg = new Register
         {
             Cluster = options.Cluster,
-            ContainerInstanceArn = identity.ContainerInstanceArn ?? "",
-            AgentId = identity.AgentId,
-            AgentSecret = identity.AgentSecret ?? "",
             CpuUnits = options.CpuUnits ?? 1024 * Environment.ProcessorCount,
             MemoryMib = options.MemoryMiB ?? HostMemoryMiB(),
-            AgentVersion = asm,
+            AgentVersion = AgentVersion,
             AgentHash = "berth",
-            DockerVersion = version.Version ?? "unknown",
+            DockerVersion = await runtime.VersionAsync(ct).ConfigureAwait(false),
             Hostname = Environment.MachineName,
         };
         reg.ReservedPorts.AddRange(EcsReservedPorts);
         reg.Attributes["ecs.os-type"] = "linux";
-        reg.Attributes["ecs.cpu-architecture"] = RuntimeInformation.OSArchitecture == Architecture.Arm64 ? "arm64" : "x86_64";
+        reg.Attributes["ecs.cpu-architecture"] = CpuArchitecture;
         reg.Attributes["ecs.instance-type"] = options.InstanceType;
         reg.Attributes["ecs.availability-zone"] = options.AvailabilityZone;
         reg.Attributes["ecs.os-family"] = "LINUX";
         return reg;
     }
+
+    internal static string AgentVersion => typeof(AgentService).Assembly.GetName().Version?.ToString() ?? "0.0.0";
+
+    internal static string CpuArchitecture => RuntimeInformation.OSArchitecture == Architecture.Arm64 ? "arm64" : "x86_64";
 
     private static long HostMemoryMiB()
     {
@@ -193,9 +109,6 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         return 1024;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Registered as {ContainerInstanceArn} with {Endpoint}")]
-    private static partial void LogRegistered(ILogger logger, string containerInstanceArn, string endpoint);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Connection to the control plane lost ({Reason}); retrying in {Seconds} s")]
-    private static partial void LogConnectionLost(ILogger logger, string reason, double seconds);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Docker is not reachable ({Reason}); retrying in {Seconds} s")]
+    private static partial void LogDockerUnavailable(ILogger logger, string reason, double seconds);
 }

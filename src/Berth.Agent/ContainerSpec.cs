@@ -1,87 +1,92 @@
-using Berth.Aws.Ecs;
+using System.Globalization;
 using Docker.DotNet.Models;
+using Proto = Berth.Core.Agent;
 
 namespace Berth.Agent;
 
-/// <summary>Turns an ECS container definition (plus the task's overrides) into Docker's create parameters.</summary>
+/// <summary>Turns a container of the server's typed task spec (overrides already applied) into Docker's create parameters.</summary>
 internal static class ContainerSpec
 {
-    public static string ContainerName(TaskDefinition def, ContainerDefinition c, string taskId)
-        => Sanitize($"ecs-{def.Family}-{def.Revision}-{c.Name}-{taskId}");
+    // ECS's health check defaults, for fields the definition leaves at 0.
+    private const int DefaultHealthIntervalSeconds = 30;
+    private const int DefaultHealthTimeoutSeconds = 5;
+    private const int DefaultHealthRetries = 3;
 
-    public static CreateContainerParameters Build(EcsTask task, TaskDefinition def, ContainerDefinition c, string taskId, IReadOnlyDictionary<string, string> labels)
+    public static string ContainerName(Proto.TaskSpec task, Proto.ContainerSpec c, string taskId)
+        => Sanitize($"ecs-{task.Family}-{task.Revision.ToString(CultureInfo.InvariantCulture)}-{c.Name}-{taskId}");
+
+    /// <param name="labels">Berth's and ECS's labels (task ARN, cluster, family, ...); they win over the definition's dockerLabels.</param>
+    public static CreateContainerParameters Build(Proto.TaskSpec task, Proto.ContainerSpec c, string taskId, IReadOnlyDictionary<string, string> labels)
     {
-        var ov = task.Overrides?.ContainerOverrides?.FirstOrDefault(o => o.Name == c.Name);
-        var networkMode = def.NetworkMode ?? "bridge";
+        var networkMode = task.NetworkMode is { Length: > 0 } m ? m : "bridge";
 
+        // In order; a later entry of the same name wins (the server appends the overrides' entries).
         var env = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var kv in (c.Environment ?? []).Concat(ov?.Environment ?? []))
+        foreach (var kv in c.Environment)
         {
-            if (kv.Name is { } name)
-            {
-                env[name] = kv.Value ?? "";
-            }
+            env[kv.Name] = kv.Value;
         }
 
         var exposed = new Dictionary<string, EmptyStruct>();
         var bindings = new Dictionary<string, IList<PortBinding>>();
-        foreach (var pm in c.PortMappings ?? [])
+        foreach (var pm in c.PortMappings)
         {
-            if (pm.ContainerPort is not { } cp)
-            {
-                continue;
-            }
-            var key = $"{cp}/{pm.Protocol ?? "tcp"}";
+            var key = $"{pm.ContainerPort.ToString(CultureInfo.InvariantCulture)}/{(pm.Protocol is { Length: > 0 } p ? p : "tcp")}";
             exposed[key] = default;
             if (networkMode == "bridge")
             {
-                // hostPort 0 or absent: Docker picks a free ephemeral port.
-                bindings[key] = [new PortBinding { HostPort = pm.HostPort is > 0 ? pm.HostPort.Value.ToString(System.Globalization.CultureInfo.InvariantCulture) : "" }];
+                // hostPort 0: Docker picks a free ephemeral port.
+                bindings[key] = [new PortBinding { HostPort = pm.HostPort > 0 ? pm.HostPort.ToString(CultureInfo.InvariantCulture) : "" }];
             }
         }
 
-        var volumes = (def.Volumes ?? []).Where(v => v.Name is not null).ToDictionary(v => v.Name!, StringComparer.Ordinal);
+        var volumes = task.Volumes.Where(v => v.Name.Length > 0).GroupBy(v => v.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
         var binds = new List<string>();
-        foreach (var mp in c.MountPoints ?? [])
+        foreach (var mp in c.MountPoints)
         {
-            if (mp.SourceVolume is null || mp.ContainerPath is null || !volumes.TryGetValue(mp.SourceVolume, out var vol))
+            if (mp.ContainerPath.Length == 0 || !volumes.TryGetValue(mp.SourceVolume, out var vol))
             {
                 continue;
             }
-            var source = vol.Host?.SourcePath is { Length: > 0 } hostPath ? hostPath : Sanitize($"ecs-{taskId}-{vol.Name}");
-            binds.Add($"{source}:{mp.ContainerPath}{(mp.ReadOnly == true ? ":ro" : "")}");
+            var source = vol.HostSourcePath is { Length: > 0 } hostPath ? hostPath : Sanitize($"ecs-{taskId}-{vol.Name}");
+            binds.Add($"{source}:{mp.ContainerPath}{(mp.ReadOnly ? ":ro" : "")}");
         }
-
-        var memory = ov?.Memory ?? c.Memory;
-        var reservation = ov?.MemoryReservation ?? c.MemoryReservation;
-        var cpu = ov?.Cpu ?? c.Cpu;
 
         return new CreateContainerParameters
         {
-            Name = ContainerName(def, c, taskId),
-            Image = c.Image!,
-            Cmd = (ov?.Command ?? c.Command)!,
-            Entrypoint = c.EntryPoint!,
+            Name = ContainerName(task, c, taskId),
+            Image = c.Image,
+            Cmd = c.Command.Count > 0 ? [.. c.Command] : null!,
+            Entrypoint = c.EntryPoint.Count > 0 ? [.. c.EntryPoint] : null!,
             Env = env.Select(kv => $"{kv.Key}={kv.Value}").ToList(),
-            WorkingDir = c.WorkingDirectory!,
-            User = c.User!,
-            Hostname = (networkMode == "host" ? null : c.Hostname)!,
-            Labels = new Dictionary<string, string>(c.DockerLabels ?? [], StringComparer.Ordinal)
-                .Concat(labels).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => g.Last().Value),
+            WorkingDir = c.WorkingDirectory is { Length: > 0 } wd ? wd : null!,
+            User = c.User is { Length: > 0 } u ? u : null!,
+            Hostname = (networkMode == "host" || c.Hostname.Length == 0 ? null : c.Hostname)!,
+            Labels = new Dictionary<string, string>(c.DockerLabels, StringComparer.Ordinal)
+                .Concat(labels).GroupBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Last().Value, StringComparer.Ordinal),
             ExposedPorts = exposed,
-            StopTimeout = TimeSpan.FromSeconds(c.StopTimeout ?? 30),
+            StopTimeout = TimeSpan.FromSeconds(c.StopTimeoutSeconds > 0 ? c.StopTimeoutSeconds : 30),
+            Healthcheck = c.HealthCheck is { Command.Count: > 0 } hc ? new HealthcheckConfig
+            {
+                Test = [.. hc.Command],
+                Interval = TimeSpan.FromSeconds(hc.IntervalSeconds > 0 ? hc.IntervalSeconds : DefaultHealthIntervalSeconds),
+                Timeout = TimeSpan.FromSeconds(hc.TimeoutSeconds > 0 ? hc.TimeoutSeconds : DefaultHealthTimeoutSeconds),
+                Retries = hc.Retries > 0 ? hc.Retries : DefaultHealthRetries,
+                StartPeriod = TimeSpan.FromSeconds(hc.StartPeriodSeconds),
+            } : null!,
             HostConfig = new HostConfig
             {
                 NetworkMode = networkMode == "awsvpc" ? "bridge" : networkMode,
                 PortBindings = bindings,
-                CPUShares = cpu is > 0 ? cpu.Value : 2, // Docker's minimum; ECS gives cpu 0 the same floor
-                Memory = memory is > 0 ? memory.Value * 1024L * 1024L : 0,
-                MemoryReservation = reservation is > 0 ? reservation.Value * 1024L * 1024L : 0,
-                Links = networkMode == "bridge" ? c.Links?.Select(l => l.Contains(':', StringComparison.Ordinal) ? l : $"{l}:{l}").ToList()! : null!,
+                CPUShares = c.CpuUnits > 0 ? c.CpuUnits : 2, // Docker's minimum; ECS gives cpu 0 the same floor
+                Memory = c.MemoryMib > 0 ? c.MemoryMib * 1024L * 1024L : 0,
+                MemoryReservation = c.MemoryReservationMib > 0 ? c.MemoryReservationMib * 1024L * 1024L : 0,
+                Links = networkMode == "bridge" && c.Links.Count > 0 ? c.Links.Select(l => l.Contains(':', StringComparison.Ordinal) ? l : $"{l}:{l}").ToList() : null!,
                 Binds = binds,
-                Ulimits = c.Ulimits?.Select(u => new Docker.DotNet.Models.Ulimit { Name = u.Name!, Soft = u.SoftLimit ?? 0, Hard = u.HardLimit ?? 0 }).ToList()!,
+                Ulimits = c.Ulimits.Count > 0 ? c.Ulimits.Select(x => new Docker.DotNet.Models.Ulimit { Name = x.Name, Soft = x.Soft, Hard = x.Hard }).ToList() : null!,
+                // Only json-file today: other drivers fall back to it (log shipping is another issue's).
                 LogConfig = c.LogConfiguration is { LogDriver: "json-file" } lc
-                    ? new LogConfig { Type = "json-file", Config = lc.Options ?? new Dictionary<string, string>() }
+                    ? new LogConfig { Type = "json-file", Config = new Dictionary<string, string>(lc.Options, StringComparer.Ordinal) }
                     : new LogConfig { Type = "json-file", Config = new Dictionary<string, string>() },
             },
         };

@@ -1,292 +1,444 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
+using System.Globalization;
 using System.Threading.Channels;
-using Berth.Aws.Ecs;
+using Berth.Agent.Runtime;
 using Berth.Core;
 using Berth.Core.Agent;
-using Docker.DotNet;
-using Docker.DotNet.Models;
 using Microsoft.Extensions.Logging;
 
 namespace Berth.Agent;
 
 /// <summary>
-/// Drives the Docker engine towards the desired task set and reports what it observes.
+/// Drives the container runtime towards the server's desired tasks and reports what it observes.
 /// </summary>
 /// <remarks>
-/// Level-triggered: every pass re-reads the containers from Docker (by label) and decides from that,
-/// never from memory alone, so a lost event, a crash or a restart heals on the next pass. Each task is
-/// reconciled by at most one worker at a time; a slow stop does not hold up other tasks.
+/// Watch → de-duplicating work queue → idempotent per-task reconcile. A task is reconciled when its desired state
+/// changes or one of its containers emits an event (start, die, oom, health_status, ...); each pass re-reads that
+/// task's containers from the runtime and decides from what it finds, never from memory alone. A slow full resync
+/// (<see cref="AgentOptions.ResyncInterval"/>) and a resync after every reconnect of the event stream heal lost
+/// events. An idle agent makes no runtime calls besides that resync. Each task has at most one worker at a time;
+/// a slow stop does not hold up other tasks.
 /// </remarks>
-public sealed partial class TaskEngine : IAsyncDisposable
+internal sealed partial class TaskEngine : ITaskEngine
 {
-    private readonly IDockerClient _docker;
+    // Not in ECS: ECS has no stop code for "the containers vanished while the agent was away". The task did start
+    // (the server recorded it past PENDING), so TaskFailedToStart would be false; its essential containers are no
+    // longer running, which is what EssentialContainerExited tells a client (a service replaces such a task). The
+    // reason keeps ECS's "Essential container in task exited" prefix, which tools match on, and says why.
+    public const string LostStopCode = "EssentialContainerExited";
+    public const string LostReason = "Essential container in task exited: its containers are gone from this instance (the task ran here and was lost while the agent was away)";
+
+    private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan EventReconnectDelay = TimeSpan.FromSeconds(1);
+
+    private readonly IContainerRuntime _runtime;
     private readonly string _agentId;
     private readonly Uri _serverUrl;
     private readonly IReadOnlyDictionary<string, string> _extraLabels;
     private readonly TimeSpan _cleanupWait;
+    private readonly TimeSpan _resyncInterval;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, TrackedTask> _tasks = new(StringComparer.Ordinal);
-    private readonly Channel<TaskStatusReport> _reports = Channel.CreateUnbounded<TaskStatusReport>();
-    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly ReportBook _book = new();
     private readonly CancellationTokenSource _stop = new();
-    private Task? _loop;
-    private bool _desiredKnown;
+    private readonly ConcurrentDictionary<Task, byte> _workers = new();
+    private Task? _watchLoop;
+    private Task? _resyncLoop;
+    private volatile bool _snapshotSeen;
+    private long _resyncs;
 
     /// <param name="serverUrl">The control plane's URL; images in its registry are pulled through it (see <see cref="RegistryRouting.PullReference"/>).</param>
-    public TaskEngine(IDockerClient docker, string agentId, Uri serverUrl, IReadOnlyDictionary<string, string> extraLabels, TimeSpan cleanupWait, TimeProvider time, ILogger<TaskEngine> logger)
+    public TaskEngine(IContainerRuntime runtime, string agentId, Uri serverUrl, IReadOnlyDictionary<string, string> extraLabels,
+        TimeSpan cleanupWait, TimeSpan resyncInterval, TimeProvider time, ILogger<TaskEngine> logger)
     {
-        _docker = docker;
+        _runtime = runtime;
         _agentId = agentId;
         _serverUrl = serverUrl;
         _extraLabels = extraLabels;
         _cleanupWait = cleanupWait;
+        _resyncInterval = resyncInterval;
         _time = time;
         _logger = logger;
     }
 
-    /// <summary>Every status change, in order; the connection forwards them to the server.</summary>
-    public ChannelReader<TaskStatusReport> Reports => _reports.Reader;
+    public ChannelReader<TaskStatusReport> Reports => _book.Reader;
 
-    /// <summary>Re-adopts this agent's containers from Docker, then starts the reconcile loop.</summary>
+    /// <summary>Full resyncs done so far (the periodic one and those after an event-stream reconnect).</summary>
+    public long Resyncs => Interlocked.Read(ref _resyncs);
+
+    /// <summary>Re-adopts this agent's containers from the runtime, then starts watching its events.</summary>
     public async Task StartAsync(CancellationToken ct)
     {
-        foreach (var c in await ListOwnContainersAsync(null, ct).ConfigureAwait(false))
+        foreach (var c in await _runtime.ListAsync(null, ct).ConfigureAwait(false))
         {
-            if (c.Labels.TryGetValue(ContainerLabels.TaskArn, out var arn))
-            {
-                _tasks.GetOrAdd(arn, a => new TrackedTask(a));
-            }
+            _tasks.GetOrAdd(c.TaskArn, a => new TrackedTask(a) { HasContainers = true });
         }
         LogAdopted(_logger, _tasks.Count);
-        _loop = Task.Run(() => LoopAsync(_stop.Token), CancellationToken.None);
+        _watchLoop = Task.Run(() => WatchLoopAsync(_stop.Token), CancellationToken.None);
+        _resyncLoop = Task.Run(() => ResyncLoopAsync(_stop.Token), CancellationToken.None);
     }
 
-    /// <summary>A desired state from the server: a full snapshot or a delta (see agent.proto).</summary>
-    public void ApplyDesired(DesiredState desired)
+    public IReadOnlyCollection<string> KnownTaskArns() => [.. _tasks.Keys];
+
+    public void Apply(DesiredState desired)
     {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var listed = new HashSet<string>(StringComparer.Ordinal);
         foreach (var d in desired.Tasks)
         {
-            seen.Add(d.TaskArn);
+            listed.Add(d.TaskArn);
             var t = _tasks.GetOrAdd(d.TaskArn, a => new TrackedTask(a));
-            if (d.Spec is not null)
+            lock (t)
             {
-                (t.Task, t.Definition) = SpecConversion.ToEcs(d.TaskArn, d.Spec);
+                t.Desired = d;
+                t.Orphan = false;
             }
-            t.DesiredStatus = d.DesiredStatus;
-            t.ServerLastStatus = d.LastStatus;
-            t.Sequence = Math.Max(t.Sequence, d.LastSequence);
-            t.RegistryAuth = [.. d.RegistryAuth];
-            t.Orphan = false;
+            _book.Learn(d.TaskArn, d.LastSequence, desired.Full);
         }
         foreach (var arn in desired.RemovedTaskArns)
         {
-            if (_tasks.TryGetValue(arn, out var t))
+            if (!listed.Contains(arn) && _tasks.TryGetValue(arn, out var t))
             {
                 t.Orphan = true;
             }
         }
         if (desired.Full)
         {
+            _snapshotSeen = true;
             foreach (var t in _tasks.Values)
             {
-                if (!seen.Contains(t.Arn))
+                if (!listed.Contains(t.Arn))
                 {
                     t.Orphan = true; // unknown to the server: stop and forget
                 }
             }
-        }
-        _desiredKnown = true;
-        Wake();
-    }
-
-    /// <summary>Tasks this agent has containers or records of, for Register.known_task_arns.</summary>
-    public IReadOnlyList<string> KnownTaskArns() => _tasks.Keys.ToList();
-
-    /// <summary>The last report of every task, for a fresh connection.</summary>
-    public IReadOnlyList<TaskStatusReport> Snapshot() => _tasks.Values.Select(t => t.LastReport).OfType<TaskStatusReport>().ToList();
-
-    private void Wake()
-    {
-        if (_wake.CurrentCount == 0)
-        {
-            try
-            {
-                _wake.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-            }
-        }
-    }
-
-    private async Task LoopAsync(CancellationToken ct)
-    {
-        while (!ct.IsCancellationRequested)
-        {
             foreach (var t in _tasks.Values)
             {
-                if (t.Worker is null || t.Worker.IsCompleted)
-                {
-                    t.Worker = Task.Run(async () =>
-                    {
-                        try
-                        {
-                            await ReconcileAsync(t, ct).ConfigureAwait(false);
-                        }
-                        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-                        {
-                        }
-                        catch (Exception e)
-                        {
-                            LogReconcileFailed(_logger, e, t.Arn);
-                        }
-                        finally
-                        {
-                            if (t.WakeAfter)
-                            {
-                                t.WakeAfter = false;
-                                Wake();
-                            }
-                        }
-                    }, CancellationToken.None);
-                }
+                Enqueue(t);
+            }
+            return;
+        }
+        foreach (var arn in listed.Concat(desired.RemovedTaskArns))
+        {
+            if (_tasks.TryGetValue(arn, out var t))
+            {
+                Enqueue(t);
+            }
+        }
+    }
+
+    private void OnEvent(RuntimeEvent e)
+    {
+        LogEvent(_logger, e.Action, e.TaskArn);
+        if (_tasks.TryGetValue(e.TaskArn, out var t))
+        {
+            Enqueue(t);
+        }
+        else if (e.Action != "destroy" && _snapshotSeen)
+        {
+            // A container of ours the server does not know (left over, or made behind our back): reap it.
+            Enqueue(_tasks.GetOrAdd(e.TaskArn, a => new TrackedTask(a) { Orphan = true, HasContainers = true }));
+        }
+    }
+
+    private async Task WatchLoopAsync(CancellationToken ct)
+    {
+        var reconnect = false;
+        while (!ct.IsCancellationRequested)
+        {
+            var watch = _runtime.WatchAsync(OnEvent, ct);
+            if (reconnect)
+            {
+                // Events may have been lost while the stream was down.
+                await ResyncAsync(ct).ConfigureAwait(false);
             }
             try
             {
-                await _wake.WaitAsync(TimeSpan.FromSeconds(1), ct).ConfigureAwait(false);
+                await watch.ConfigureAwait(false);
+                LogEventStreamLost(_logger, "the stream ended");
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
                 return;
             }
+            catch (Exception e)
+            {
+                LogEventStreamLost(_logger, e.GetBaseException().Message);
+            }
+            reconnect = true;
+            try
+            {
+                await Task.Delay(EventReconnectDelay, _time, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ResyncLoopAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(_resyncInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                await ResyncAsync(ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>The safety net: every container of this agent and every tracked task gets a reconcile pass.</summary>
+    private async Task ResyncAsync(CancellationToken ct)
+    {
+        Interlocked.Increment(ref _resyncs);
+        try
+        {
+            foreach (var c in await _runtime.ListAsync(null, ct).ConfigureAwait(false))
+            {
+                if (!_tasks.ContainsKey(c.TaskArn))
+                {
+                    // Before the first snapshot it may still be the server's; after it, it is a leftover to reap.
+                    _tasks.GetOrAdd(c.TaskArn, a => new TrackedTask(a) { Orphan = _snapshotSeen, HasContainers = true });
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception e)
+        {
+            LogResyncFailed(_logger, e.GetBaseException().Message);
+        }
+        foreach (var t in _tasks.Values)
+        {
+            Enqueue(t);
+        }
+    }
+
+    /// <summary>Schedules a reconcile of <paramref name="t"/>; requests while one is pending or running fold into one more pass.</summary>
+    private void Enqueue(TrackedTask t)
+    {
+        if (Interlocked.Exchange(ref t.Dirty, 1) == 1)
+        {
+            return;
+        }
+        lock (t)
+        {
+            if (t.WorkerRunning)
+            {
+                return;
+            }
+            t.WorkerRunning = true;
+        }
+        var ct = _stop.Token;
+        var worker = Task.Run(() => WorkAsync(t, ct), CancellationToken.None);
+        _workers.TryAdd(worker, 0);
+        worker.ContinueWith(w => _workers.TryRemove(w, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private async Task WorkAsync(TrackedTask t, CancellationToken ct)
+    {
+        while (true)
+        {
+            Interlocked.Exchange(ref t.Dirty, 0);
+            try
+            {
+                await ReconcileAsync(t, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                LogReconcileFailed(_logger, e, t.Arn);
+                _ = RetryLaterAsync(t, ct);
+            }
+            lock (t)
+            {
+                if (Volatile.Read(ref t.Dirty) == 0)
+                {
+                    t.WorkerRunning = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task RetryLaterAsync(TrackedTask t, CancellationToken ct)
+    {
+        try
+        {
+            await Task.Delay(RetryDelay, _time, ct).ConfigureAwait(false);
+            Enqueue(t);
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
     private async Task ReconcileAsync(TrackedTask t, CancellationToken ct)
     {
-        var containers = await ListOwnContainersAsync(t.Arn, ct).ConfigureAwait(false);
-        var observed = new Dictionary<string, ContainerInspectResponse>(StringComparer.Ordinal);
-        foreach (var c in containers)
+        var observed = await ObserveAsync(t, ct).ConfigureAwait(false);
+        DesiredTask? desired;
+        bool orphan;
+        lock (t)
         {
-            if (c.Labels.TryGetValue(ContainerLabels.ContainerName, out var name))
+            desired = t.Desired;
+            orphan = t.Orphan;
+        }
+
+        if (orphan)
+        {
+            // The server does not know the task (any more): stop and forget, and tell it nothing.
+            await StopAllAsync(desired?.Spec, observed, ct).ConfigureAwait(false);
+            foreach (var c in observed.Values)
             {
-                observed[name] = await _docker.Containers.InspectContainerAsync(c.ID, ct).ConfigureAwait(false);
+                await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
             }
+            Forget(t);
+            LogForgotten(_logger, t.Arn);
+            return;
         }
 
         if (t.Stopped)
         {
-            if (t.StoppedSeenAt is { } at && _time.GetUtcNow() - at >= _cleanupWait || t.Orphan)
+            if (t.StoppedSeenAt is { } at && _time.GetUtcNow() - at >= _cleanupWait)
             {
                 foreach (var c in observed.Values)
                 {
-                    await _docker.Containers.RemoveContainerAsync(c.ID, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }, ct).ConfigureAwait(false);
+                    await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
                 }
-                _tasks.TryRemove(t.Arn, out _);
+                Forget(t);
             }
             return;
         }
 
-        if (t.Definition is null || t.Task is null)
+        if (desired is null)
         {
-            // Adopted from Docker but not yet described by the server: report what is there, change nothing.
-            if (_desiredKnown && t.Orphan)
+            // Adopted from the runtime, not yet listed by the server: wait for the snapshot, change nothing.
+            return;
+        }
+        var spec = desired.Spec ?? new TaskSpec();
+
+        if (desired.DesiredStatus == "STOPPED")
+        {
+            // Never started here once the server wants it stopped, whatever its last status.
+            if (observed.Values.Any(c => c.Running))
             {
-                await StopAllAsync(t, observed, ct).ConfigureAwait(false);
-                _tasks.TryRemove(t.Arn, out _);
+                Report(t, spec, "DEPROVISIONING", observed);
+                await StopAllAsync(spec, observed, ct).ConfigureAwait(false);
+                observed = await ObserveAsync(t, ct).ConfigureAwait(false);
             }
-            return;
-        }
-
-        var defs = t.Definition.ContainerDefinitions ?? [];
-        if (t.Orphan || t.DesiredStatus == "STOPPED")
-        {
-            if (observed.Values.Any(c => c.State?.Running == true))
+            if (observed.Count == 0 && !t.HasContainers && desired.LastStatus == "STOPPED")
             {
-                Report(t, "DEPROVISIONING", observed);
-                await StopAllAsync(t, observed, ct).ConfigureAwait(false);
-                observed = await InspectAllAsync(observed, ct).ConfigureAwait(false);
+                // Nothing here and the server has it STOPPED already: nothing to say.
+                t.Stopped = true;
+                t.StoppedSeenAt = _time.GetUtcNow();
+                return;
             }
-            MarkStopped(t, observed, null, null);
+            MarkStopped(t, spec, observed, null, null);
             return;
         }
 
-        // Desired RUNNING. A task the server saw past PENDING ran here before: if its containers are
-        // gone (removed while the agent was away), it is over; launching it again could run a job twice.
-        if (observed.Count == 0 && TaskStateRank(t.ServerLastStatus) > TaskStateRank("PENDING") && t.LastReport is null)
+        // Desired RUNNING.
+        var missing = spec.Containers.Any(c => !observed.TryGetValue(c.Name, out var o) || o.State == "created");
+        if (missing)
         {
-            MarkStopped(t, observed, "EssentialContainerExited", "Task's containers are gone: it ran on this instance and was lost while the agent was away");
-            return;
-        }
-        var missing = defs.Where(d => d.Name is not null && !observed.ContainsKey(d.Name)).ToList();
-        if (missing.Count > 0 || observed.Values.Any(c => c.State?.Status == "created"))
-        {
-            if (!await LaunchAsync(t, defs, observed, ct).ConfigureAwait(false))
+            var ranHere = t.StartedAt != 0;
+            if (ranHere || !t.Launching && PastPending(desired.LastStatus))
+            {
+                // It ran before and (some of) its containers are gone: never launch it afresh.
+                if (observed.Values.Any(c => c.Running))
+                {
+                    await StopAllAsync(spec, observed, ct).ConfigureAwait(false);
+                    observed = await ObserveAsync(t, ct).ConfigureAwait(false);
+                }
+                if (!ranHere)
+                {
+                    LogLost(_logger, t.Arn, desired.LastStatus);
+                }
+                MarkStopped(t, spec, observed, LostStopCode, ranHere ? "Essential container in task exited" : LostReason);
+                return;
+            }
+            t.Launching = true;
+            if (!await LaunchAsync(t, desired, observed, ct).ConfigureAwait(false))
             {
                 return;
             }
-            observed = await InspectAllAsync(await ReobserveAsync(t, ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+            observed = await ObserveAsync(t, ct).ConfigureAwait(false);
         }
 
-        var exitedEssential = defs.FirstOrDefault(d => d.Essential != false && d.Name is not null
-            && observed.TryGetValue(d.Name, out var c) && !(c.State?.Running == true) && c.State?.Status is "exited" or "dead");
+        var exitedEssential = spec.Containers.FirstOrDefault(c => c.Essential && observed.TryGetValue(c.Name, out var o) && o.Exited);
         if (exitedEssential is not null)
         {
-            if (observed.Values.Any(c => c.State?.Running == true))
+            if (observed.Values.Any(c => c.Running))
             {
-                Report(t, "DEPROVISIONING", observed);
-                await StopAllAsync(t, observed, ct).ConfigureAwait(false);
-                observed = await InspectAllAsync(observed, ct).ConfigureAwait(false);
+                Report(t, spec, "DEPROVISIONING", observed);
+                await StopAllAsync(spec, observed, ct).ConfigureAwait(false);
+                observed = await ObserveAsync(t, ct).ConfigureAwait(false);
             }
-            MarkStopped(t, observed, "EssentialContainerExited", "Essential container in task exited");
+            MarkStopped(t, spec, observed, "EssentialContainerExited", "Essential container in task exited");
             return;
         }
         if (t.StartedAt == 0)
         {
             t.StartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
-        Report(t, "RUNNING", observed);
+        Report(t, spec, "RUNNING", observed);
     }
 
-    private static TaskStatusReport WithSequence(TaskStatusReport r, long sequence)
+    /// <summary>ECS's order: a task the server saw at RUNNING or later has been started before.</summary>
+    private static bool PastPending(string lastStatus)
+        => lastStatus is "ACTIVATING" or "RUNNING" or "DEACTIVATING" or "STOPPING" or "DEPROVISIONING" or "STOPPED";
+
+    private async Task<Dictionary<string, RuntimeContainer>> ObserveAsync(TrackedTask t, CancellationToken ct)
     {
-        var copy = r.Clone();
-        copy.Sequence = sequence;
-        return copy;
+        var result = new Dictionary<string, RuntimeContainer>(StringComparer.Ordinal);
+        foreach (var c in await _runtime.ListAsync(t.Arn, ct).ConfigureAwait(false))
+        {
+            result[c.ContainerName] = c;
+        }
+        if (result.Count > 0)
+        {
+            t.HasContainers = true;
+        }
+        return result;
     }
 
-    private static int TaskStateRank(string status) => Array.IndexOf(
-        new[] { "PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED" }, status);
-
-    private async Task<bool> LaunchAsync(TrackedTask t, List<ContainerDefinition> defs, Dictionary<string, ContainerInspectResponse> observed, CancellationToken ct)
+    private async Task<bool> LaunchAsync(TrackedTask t, DesiredTask desired, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
     {
-        Report(t, "PENDING", observed);
+        var spec = desired.Spec;
+        Report(t, spec, "PENDING", observed);
         var taskId = t.Arn[(t.Arn.LastIndexOf('/') + 1)..];
         if (t.PullStartedAt == 0)
         {
             t.PullStartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
-        foreach (var image in defs.Select(d => d.Image).OfType<string>().Distinct(StringComparer.Ordinal))
+        foreach (var image in spec.Containers.Select(c => c.Image).Distinct(StringComparer.Ordinal))
         {
             var pull = RegistryRouting.PullReference(image, _serverUrl);
             try
             {
-                await EnsureImageAsync(pull, RegistryRouting.FindAuth(t.RegistryAuth, image), ct).ConfigureAwait(false);
+                await _runtime.EnsureImageAsync(pull, RegistryRouting.FindAuth(desired.RegistryAuth, image), ct).ConfigureAwait(false);
             }
-            catch (DockerApiException e)
+            catch (RuntimeException e)
             {
                 t.PullStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 var from = pull == image ? "" : $" (from {pull})";
-                var error = ErrorText(e);
+                var error = e.Message;
                 if (error.Contains("server gave HTTP response to HTTPS client", StringComparison.Ordinal) && ImageReference.RegistryHost(pull) is { } registry)
                 {
                     // Docker speaks plain HTTP only to loopback registries unless told otherwise.
                     error += $" (list {registry} in insecure-registries of this host's Docker engine, /etc/docker/daemon.json)";
                 }
-                MarkStopped(t, observed, "TaskFailedToStart", $"CannotPullContainerError: pull image {image}{from}: {error}");
+                MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotPullContainerError: pull image {image}{from}: {error}");
                 return false;
             }
         }
@@ -294,141 +446,81 @@ public sealed partial class TaskEngine : IAsyncDisposable
         {
             t.PullStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
-        Report(t, "PENDING", observed);
+        Report(t, spec, "PENDING", observed);
 
         var labels = new Dictionary<string, string>(_extraLabels, StringComparer.Ordinal)
         {
             [ContainerLabels.TaskArn] = t.Arn,
-            [ContainerLabels.Cluster] = t.Task!.ClusterArn ?? "",
-            [ContainerLabels.Family] = t.Definition!.Family ?? "",
-            [ContainerLabels.Version] = (t.Definition.Revision ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [ContainerLabels.Cluster] = spec.ClusterArn,
+            [ContainerLabels.Family] = spec.Family,
+            [ContainerLabels.Version] = spec.Revision.ToString(CultureInfo.InvariantCulture),
             [ContainerLabels.AgentId] = _agentId,
         };
         // dependsOn: containers something depends on start first; otherwise definition order.
-        var dependedOn = defs.SelectMany(d => d.DependsOn ?? []).Select(x => x.ContainerName).ToHashSet(StringComparer.Ordinal);
-        foreach (var d in defs.OrderBy(d => dependedOn.Contains(d.Name) ? 0 : 1))
+        var dependedOn = spec.Containers.SelectMany(c => c.DependsOn).Select(x => x.ContainerName).ToHashSet(StringComparer.Ordinal);
+        foreach (var c in spec.Containers.OrderBy(c => dependedOn.Contains(c.Name) ? 0 : 1))
         {
-            if (d.Name is null)
-            {
-                continue;
-            }
             string id;
-            if (observed.TryGetValue(d.Name, out var existing))
+            if (observed.TryGetValue(c.Name, out var existing))
             {
-                if (existing.State?.Status != "created")
+                if (existing.State != "created")
                 {
                     continue;
                 }
-                id = existing.ID;
+                id = existing.Id;
             }
             else
             {
-                var spec = ContainerSpec.Build(t.Task, t.Definition, d, taskId, new Dictionary<string, string>(labels) { [ContainerLabels.ContainerName] = d.Name });
-                spec.Image = RegistryRouting.PullReference(spec.Image, _serverUrl);
+                var create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
+                create.Image = RegistryRouting.PullReference(create.Image, _serverUrl);
                 try
                 {
-                    id = (await _docker.Containers.CreateContainerAsync(spec, ct).ConfigureAwait(false)).ID;
+                    id = await _runtime.CreateAsync(create, ct).ConfigureAwait(false);
+                    t.HasContainers = true;
                 }
-                catch (DockerApiException e)
+                catch (RuntimeException e)
                 {
-                    MarkStopped(t, observed, "TaskFailedToStart", $"CannotCreateContainerError: {ErrorText(e)}");
+                    MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotCreateContainerError: {e.Message}");
                     return false;
                 }
             }
             try
             {
-                await _docker.Containers.StartContainerAsync(id, new ContainerStartParameters(), ct).ConfigureAwait(false);
+                await _runtime.StartAsync(id, ct).ConfigureAwait(false);
             }
-            catch (DockerApiException e)
+            catch (RuntimeException e)
             {
-                MarkStopped(t, observed, "TaskFailedToStart", $"CannotStartContainerError: {ErrorText(e)}");
+                MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotStartContainerError: {e.Message}");
                 return false;
             }
         }
         return true;
     }
 
-    private async Task EnsureImageAsync(string image, RegistryAuth? auth, CancellationToken ct)
-    {
-        try
+    private Task StopAllAsync(TaskSpec? spec, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
+        => Task.WhenAll(observed.Where(kv => kv.Value.Running).Select(kv =>
         {
-            await _docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
-            return; // a local image is used as is
-        }
-        catch (DockerImageNotFoundException)
-        {
-        }
-        catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.NotFound)
-        {
-        }
-        var (name, tag) = ContainerSpec.SplitReference(image);
-        var errors = new List<string>();
-        // The engine answers the registry's Basic challenge with these (ECR style: user "AWS", a token).
-        var authConfig = auth is null ? new AuthConfig() : new AuthConfig
-        {
-            ServerAddress = ImageReference.RegistryHost(image) ?? auth.ServerAddress,
-            Username = auth.Username,
-            Password = auth.Password,
-        };
-        LogPulling(_logger, image, auth is not null);
-        await _docker.Images.CreateImageAsync(new ImagesCreateParameters { FromImage = name, Tag = tag! }, authConfig,
-            new Progress<JSONMessage>(m => { if (m.Error?.Message is { Length: > 0 } err) { lock (errors) { errors.Add(err); } } }), ct).ConfigureAwait(false);
-        // The pull endpoint reports some failures in the stream, not as an HTTP error.
-        try
-        {
-            await _docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
-        }
-        catch (DockerApiException e)
-        {
-            throw new DockerApiException(e.StatusCode, errors.Count > 0 ? string.Join("; ", errors) : $"image {image} not found after pull");
-        }
-    }
+            var timeout = spec?.Containers.FirstOrDefault(c => c.Name == kv.Key)?.StopTimeoutSeconds is { } s and > 0 ? s : 30;
+            return _runtime.StopAsync(kv.Value.Id, timeout, ct);
+        }));
 
-    private async Task StopAllAsync(TrackedTask t, Dictionary<string, ContainerInspectResponse> observed, CancellationToken ct)
-    {
-        var defs = t.Definition?.ContainerDefinitions ?? [];
-        await Task.WhenAll(observed.Where(kv => kv.Value.State?.Running == true).Select(kv =>
-        {
-            var timeout = defs.FirstOrDefault(d => d.Name == kv.Key)?.StopTimeout ?? 30;
-            // Docker sends SIGTERM, then SIGKILL once the timeout has passed.
-            return _docker.Containers.StopContainerAsync(kv.Value.ID, new ContainerStopParameters { WaitBeforeKillSeconds = (uint)Math.Max(0, timeout) }, ct);
-        })).ConfigureAwait(false);
-    }
-
-    private async Task<Dictionary<string, ContainerInspectResponse>> InspectAllAsync(Dictionary<string, ContainerInspectResponse> observed, CancellationToken ct)
-    {
-        var fresh = new Dictionary<string, ContainerInspectResponse>(StringComparer.Ordinal);
-        foreach (var (name, c) in observed)
-        {
-            fresh[name] = await _docker.Containers.InspectContainerAsync(c.ID, ct).ConfigureAwait(false);
-        }
-        return fresh;
-    }
-
-    private async Task<Dictionary<string, ContainerInspectResponse>> ReobserveAsync(TrackedTask t, CancellationToken ct)
-    {
-        var result = new Dictionary<string, ContainerInspectResponse>(StringComparer.Ordinal);
-        foreach (var c in await ListOwnContainersAsync(t.Arn, ct).ConfigureAwait(false))
-        {
-            if (c.Labels.TryGetValue(ContainerLabels.ContainerName, out var name))
-            {
-                result[name] = await _docker.Containers.InspectContainerAsync(c.ID, ct).ConfigureAwait(false);
-            }
-        }
-        return result;
-    }
-
-    private void MarkStopped(TrackedTask t, Dictionary<string, ContainerInspectResponse> observed, string? stopCode, string? reason)
+    private void MarkStopped(TrackedTask t, TaskSpec spec, Dictionary<string, RuntimeContainer> observed, string? stopCode, string? reason)
     {
         t.Stopped = true;
         t.StoppedSeenAt = _time.GetUtcNow();
         t.StopCode ??= stopCode;
         t.StoppedReason ??= reason;
         t.ExecutionStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        Report(t, "STOPPED", observed);
+        Report(t, spec, "STOPPED", observed);
     }
 
-    private void Report(TrackedTask t, string status, Dictionary<string, ContainerInspectResponse> observed)
+    private void Forget(TrackedTask t)
+    {
+        _tasks.TryRemove(t.Arn, out _);
+        _book.Forget(t.Arn);
+    }
+
+    private void Report(TrackedTask t, TaskSpec spec, string status, Dictionary<string, RuntimeContainer> observed)
     {
         var r = new TaskStatusReport
         {
@@ -441,90 +533,54 @@ public sealed partial class TaskEngine : IAsyncDisposable
             StopCode = t.StopCode ?? "",
             StoppedReason = t.StoppedReason ?? "",
         };
-        foreach (var d in t.Definition?.ContainerDefinitions ?? [])
+        foreach (var c in spec.Containers)
         {
-            if (d.Name is null)
+            var cs = new ContainerStatus { Name = c.Name, LastStatus = status == "STOPPED" ? "STOPPED" : "PENDING" };
+            if (observed.TryGetValue(c.Name, out var o))
             {
-                continue;
-            }
-            var cs = new Berth.Core.Agent.ContainerStatus { Name = d.Name, LastStatus = status == "STOPPED" ? "STOPPED" : "PENDING" };
-            if (observed.TryGetValue(d.Name, out var c))
-            {
-                cs.RuntimeId = c.ID;
-                cs.LastStatus = c.State?.Running == true ? "RUNNING" : c.State?.Status is "exited" or "dead" ? "STOPPED" : cs.LastStatus;
-                if (cs.LastStatus == "STOPPED" && c.State?.Status is "exited" or "dead")
+                cs.RuntimeId = o.Id;
+                cs.LastStatus = o.Running ? "RUNNING" : o.Exited ? "STOPPED" : cs.LastStatus;
+                if (o.Exited)
                 {
                     cs.HasExitCode = true;
-                    cs.ExitCode = (int)c.State!.ExitCode;
-                    if (c.State!.OOMKilled)
+                    cs.ExitCode = (int)o.ExitCode;
+                    if (o.OomKilled)
                     {
                         cs.Reason = "OutOfMemoryError: Container killed due to memory usage";
                     }
                 }
-                foreach (var (key, binds) in c.NetworkSettings?.Ports ?? new Dictionary<string, IList<Docker.DotNet.Models.PortBinding>>())
-                {
-                    var hostBinding = binds?.FirstOrDefault(b => b.HostIP is null or "" or "0.0.0.0") ?? binds?.FirstOrDefault();
-                    var slash = key.IndexOf('/', StringComparison.Ordinal);
-                    if (hostBinding is null || !int.TryParse(hostBinding.HostPort, out var hp) || !int.TryParse(key[..slash], out var cp))
-                    {
-                        continue;
-                    }
-                    cs.NetworkBindings.Add(new Berth.Core.Agent.PortBinding { BindIp = hostBinding.HostIP is { Length: > 0 } ip ? ip : "0.0.0.0", ContainerPort = cp, HostPort = hp, Protocol = key[(slash + 1)..] });
-                }
+                cs.NetworkBindings.AddRange(o.Ports);
+                cs.ImageDigest = o.ImageDigest;
+            }
+            if (c.HealthCheck is { Command.Count: > 0 })
+            {
+                // ECS shows a stopped container's health as UNKNOWN (Docker leaves the last probe's verdict).
+                cs.HealthStatus = o is { Running: true } ? o.Health switch { "healthy" => "HEALTHY", "unhealthy" => "UNHEALTHY", _ => "UNKNOWN" } : "UNKNOWN";
             }
             r.Containers.Add(cs);
         }
-        if (t.LastReport is not null && t.LastReport.Equals(WithSequence(r, t.LastReport.Sequence)))
+        if (_book.Publish(r))
         {
-            return;
+            LogReported(_logger, t.Arn, status);
         }
-        r.Sequence = ++t.Sequence;
-        t.LastReport = r;
-        _reports.Writer.TryWrite(r);
-        LogReported(_logger, t.Arn, status);
     }
 
-    private async Task<IList<ContainerListResponse>> ListOwnContainersAsync(string? taskArn, CancellationToken ct)
+    /// <summary>Completes when no reconcile is running or queued (for tests: a phase barrier instead of a sleep).</summary>
+    internal async Task WhenIdleAsync()
     {
-        var labels = new Dictionary<string, bool> { [$"{ContainerLabels.AgentId}={_agentId}"] = true };
-        if (taskArn is not null)
+        while (!_workers.IsEmpty)
         {
-            labels[$"{ContainerLabels.TaskArn}={taskArn}"] = true;
+            await Task.WhenAll(_workers.Keys).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.Yield();
         }
-        return await _docker.Containers.ListContainersAsync(new ContainersListParameters
-        {
-            All = true,
-            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = labels },
-        }, ct).ConfigureAwait(false);
-    }
-
-    private static string ErrorText(DockerApiException e)
-    {
-        var body = e.ResponseBody;
-        if (!string.IsNullOrEmpty(body))
-        {
-            try
-            {
-                using var doc = JsonDocument.Parse(body);
-                if (doc.RootElement.TryGetProperty("message", out var m))
-                {
-                    return m.GetString() ?? body;
-                }
-            }
-            catch (JsonException)
-            {
-            }
-            return body.Trim();
-        }
-        return e.Message;
     }
 
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
-        if (_loop is not null)
+        foreach (var loop in new[] { _watchLoop, _resyncLoop }.OfType<Task>().Concat(_workers.Keys))
         {
-            await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
         _stop.Dispose();
     }
@@ -532,13 +588,12 @@ public sealed partial class TaskEngine : IAsyncDisposable
     private sealed class TrackedTask(string arn)
     {
         public string Arn { get; } = arn;
-        public EcsTask? Task { get; set; }
-        public TaskDefinition? Definition { get; set; }
-        public string DesiredStatus { get; set; } = "RUNNING";
-        public string ServerLastStatus { get; set; } = "";
-        public long Sequence { get; set; }
-        public IReadOnlyList<RegistryAuth> RegistryAuth { get; set; } = [];
-        public bool Orphan { get; set; }
+        public DesiredTask? Desired { get; set; }
+        public volatile bool Orphan;
+        /// <summary>Containers of it were seen or created by this process (adopted ones included).</summary>
+        public bool HasContainers { get; set; }
+        /// <summary>This process began launching it, so missing containers are ones still to create.</summary>
+        public bool Launching { get; set; }
         public bool Stopped { get; set; }
         public DateTimeOffset? StoppedSeenAt { get; set; }
         public long PullStartedAt { get; set; }
@@ -547,23 +602,31 @@ public sealed partial class TaskEngine : IAsyncDisposable
         public long ExecutionStoppedAt { get; set; }
         public string? StopCode { get; set; }
         public string? StoppedReason { get; set; }
-        public TaskStatusReport? LastReport { get; set; }
-        public System.Threading.Tasks.Task? Worker { get; set; }
-        public bool WakeAfter { get; set; }
+        public int Dirty;
+        public bool WorkerRunning;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Re-adopted containers of {Count} task(s) from Docker")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Re-adopted containers of {Count} task(s) from the container runtime")]
     private static partial void LogAdopted(ILogger logger, int count);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Ignoring an unreadable desired task {TaskArn}")]
-    private static partial void LogBadDesired(ILogger logger, Exception e, string taskArn);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {TaskArn} failed; retrying on the next pass")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {TaskArn} failed; retrying shortly")]
     private static partial void LogReconcileFailed(ILogger logger, Exception e, string taskArn);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Pulling {Image} (with registry credentials: {WithCredentials})")]
-    private static partial void LogPulling(ILogger logger, string image, bool withCredentials);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{TaskArn} is {Status}")]
     private static partial void LogReported(ILogger logger, string taskArn, string status);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Container event {Action} for {TaskArn}")]
+    private static partial void LogEvent(ILogger logger, string action, string taskArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Docker event stream lost ({Reason}); reconnecting, then resyncing")]
+    private static partial void LogEventStreamLost(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Resync failed: {Reason}")]
+    private static partial void LogResyncFailed(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopped and forgot {TaskArn}: the server does not know it")]
+    private static partial void LogForgotten(ILogger logger, string taskArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{TaskArn} was {LastStatus} on the server but has no containers here: reporting it STOPPED instead of launching it again")]
+    private static partial void LogLost(ILogger logger, string taskArn, string lastStatus);
 }

@@ -48,8 +48,8 @@ internal static class Commands
         Description = "Cluster the agent registers in (env BERTH_CLUSTER).",
     }, "BERTH_CLUSTER", "default");
 
-    private static readonly Option<int?> Cpu = new("--cpu") { Description = "CPU units to register (default: 1024 per core; env BERTH_AGENT_CPU)." };
-    private static readonly Option<long?> Memory = new("--memory") { Description = "Memory in MiB to register (default: the host's; env BERTH_AGENT_MEMORY)." };
+    private static readonly Option<int?> Cpu = new("--cpu") { Description = "CPU units to register (default: 1024 per core; 2048 per simulated instance; env BERTH_AGENT_CPU)." };
+    private static readonly Option<long?> Memory = new("--memory") { Description = "Memory in MiB to register (default: the host's; 4096 per simulated instance; env BERTH_AGENT_MEMORY)." };
 
     private static readonly Option<string> InstanceType = Env(new Option<string>("--instance-type")
     {
@@ -71,6 +71,49 @@ internal static class Commands
     {
         Description = "Control plane URL the agent dials (env BERTH_SERVER).",
     }, "BERTH_SERVER", "");
+
+    private static readonly Option<int> ResyncSeconds = new("--resync-interval")
+    {
+        Description = "Seconds between the agent's full re-reads of its Docker containers, a safety net for lost Docker events.",
+        DefaultValueFactory = _ => 60,
+    };
+
+    private static readonly Option<int> Simulate = new("--simulate")
+    {
+        Description = "Register N simulated container instances (no Docker) that play task transitions with the --simulate-* delays; for load tests of the control plane.",
+    };
+
+    private static readonly Option<int> SimulatePullDelay = new("--simulate-pull-delay")
+    {
+        Description = "Simulated image pull time in ms.",
+        DefaultValueFactory = _ => 50,
+    };
+
+    private static readonly Option<int> SimulateStartDelay = new("--simulate-start-delay")
+    {
+        Description = "Simulated container start time in ms, after the pull.",
+        DefaultValueFactory = _ => 100,
+    };
+
+    private static readonly Option<int> SimulateStopDelay = new("--simulate-stop-delay")
+    {
+        Description = "Simulated container stop time in ms.",
+        DefaultValueFactory = _ => 50,
+    };
+
+    private static readonly Option<string> SimulateInstanceTypes = new("--simulate-instance-types")
+    {
+        Description = "Comma-separated ecs.instance-type values spread over the simulated instances.",
+        DefaultValueFactory = _ => "t3.medium,m5.large,c5.xlarge",
+    };
+
+    private static readonly Option<string> SimulateZones = new("--simulate-availability-zones")
+    {
+        Description = "Comma-separated ecs.availability-zone values given round robin to the simulated instances.",
+        DefaultValueFactory = _ => "us-east-1a,us-east-1b,us-east-1c",
+    };
+
+    private static Option[] SimulateOptionsList => [Simulate, SimulatePullDelay, SimulateStartDelay, SimulateStopDelay, SimulateInstanceTypes, SimulateZones];
 
     private static readonly Option<string> RegistryHost = Env(new Option<string>("--registry-host")
     {
@@ -102,7 +145,7 @@ internal static class Commands
 
     private static readonly Option<int?> RetentionSweepSeconds = new("--retention-sweep-interval")
     {
-        Description = "Seconds between sweeps that remove stopped tasks past the retention window (default 60).",
+        Description = "Seconds between sweeps that remove stopped tasks past the retention window.",
     };
 
     public static Command Up()
@@ -130,7 +173,7 @@ internal static class Commands
     public static Command Agent()
     {
         var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
-        foreach (var o in new Option[] { ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels })
+        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList])
         {
             cmd.Options.Add(o);
         }
@@ -219,18 +262,61 @@ internal static class Commands
                 await Console.Error.WriteLineAsync("berth: agent needs --server URL (or BERTH_SERVER), for example --server http://10.0.0.5:4566.").ConfigureAwait(false);
                 return 2;
             }
-            builder.Services.AddBerthAgent(new AgentOptions
+            var simulate = withServer ? 0 : p.GetValue(Simulate);
+            var resync = withServer ? 60 : p.GetValue(ResyncSeconds);
+            if (resync <= 0)
             {
-                ServerUrl = serverUri,
-                AgentEndpoint = withServer ? new Uri($"http://{(agentHost is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : agentHost)}:{agentPort}") : null,
-                DataDirectory = Path.Combine(data, "agent"),
-                Cluster = p.GetValue(Cluster)!,
-                CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU"),
-                MemoryMiB = p.GetValue(Memory) ?? EnvInt("BERTH_AGENT_MEMORY"),
-                InstanceType = p.GetValue(InstanceType)!,
-                AvailabilityZone = p.GetValue(Zone)!,
-                ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
-            });
+                await Console.Error.WriteLineAsync("berth: --resync-interval takes a number of seconds > 0.").ConfigureAwait(false);
+                return 2;
+            }
+            if (simulate < 0 || p.GetValue(SimulatePullDelay) < 0 || p.GetValue(SimulateStartDelay) < 0 || p.GetValue(SimulateStopDelay) < 0)
+            {
+                await Console.Error.WriteLineAsync("berth: --simulate and the --simulate-*-delay options take a number >= 0.").ConfigureAwait(false);
+                return 2;
+            }
+            if (simulate > 0)
+            {
+                static string[] List(string? csv) => (csv ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                var types = List(p.GetValue(SimulateInstanceTypes));
+                var zones = List(p.GetValue(SimulateZones));
+                if (types.Length == 0 || zones.Length == 0)
+                {
+                    await Console.Error.WriteLineAsync("berth: --simulate-instance-types and --simulate-availability-zones need at least one value.").ConfigureAwait(false);
+                    return 2;
+                }
+                // Identities persist only when a data directory is asked for; otherwise each run registers new instances.
+                var keepIdentities = p.GetResult(Data) is { Implicit: false } || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("BERTH_DATA"));
+                builder.Services.AddBerthSimulatedFleet(new Berth.Agent.Simulation.SimulatedFleetOptions
+                {
+                    ServerUrl = serverUri,
+                    Count = simulate,
+                    Cluster = p.GetValue(Cluster)!,
+                    CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU") ?? 2048,
+                    MemoryMiB = p.GetValue(Memory) ?? EnvInt("BERTH_AGENT_MEMORY") ?? 4096,
+                    InstanceTypes = types,
+                    AvailabilityZones = zones,
+                    PullDelay = TimeSpan.FromMilliseconds(p.GetValue(SimulatePullDelay)),
+                    StartDelay = TimeSpan.FromMilliseconds(p.GetValue(SimulateStartDelay)),
+                    StopDelay = TimeSpan.FromMilliseconds(p.GetValue(SimulateStopDelay)),
+                    DataDirectory = keepIdentities ? data : null, // DATA/sim-N/agent.json
+                });
+            }
+            else
+            {
+                builder.Services.AddBerthAgent(new AgentOptions
+                {
+                    ServerUrl = serverUri,
+                    AgentEndpoint = withServer ? new Uri($"http://{(agentHost is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : agentHost)}:{agentPort}") : null,
+                    DataDirectory = Path.Combine(data, "agent"),
+                    Cluster = p.GetValue(Cluster)!,
+                    CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU"),
+                    MemoryMiB = p.GetValue(Memory) ?? EnvInt("BERTH_AGENT_MEMORY"),
+                    InstanceType = p.GetValue(InstanceType)!,
+                    AvailabilityZone = p.GetValue(Zone)!,
+                    ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
+                    ResyncInterval = TimeSpan.FromSeconds(resync),
+                });
+            }
         }
 
         var app = builder.Build();

@@ -1,0 +1,211 @@
+using System.Globalization;
+using System.Text.Json;
+using Berth.Core;
+using Berth.Core.Agent;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+using Microsoft.Extensions.Logging;
+
+namespace Berth.Agent.Runtime;
+
+/// <summary>The container runtime over the Docker Engine API; every container it lists or watches carries this agent's id label.</summary>
+internal sealed partial class DockerRuntime(IDockerClient docker, string agentId, ILogger<DockerRuntime> logger) : IContainerRuntime
+{
+    // What the engine must hear about to reconcile a task; exec_*, attach, resize and the like are noise.
+    private static readonly string[] WatchedEvents = ["start", "die", "stop", "kill", "oom", "health_status", "destroy"];
+
+    public async Task<string> VersionAsync(CancellationToken ct)
+        => (await docker.System.GetVersionAsync(ct).ConfigureAwait(false)).Version ?? "unknown";
+
+    public async Task<IReadOnlyList<RuntimeContainer>> ListAsync(string? taskArn, CancellationToken ct)
+    {
+        var labels = new Dictionary<string, bool> { [$"{ContainerLabels.AgentId}={agentId}"] = true };
+        if (taskArn is not null)
+        {
+            labels[$"{ContainerLabels.TaskArn}={taskArn}"] = true;
+        }
+        var listed = await docker.Containers.ListContainersAsync(new ContainersListParameters
+        {
+            All = true,
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["label"] = labels },
+        }, ct).ConfigureAwait(false);
+        var result = new List<RuntimeContainer>(listed.Count);
+        foreach (var c in listed)
+        {
+            if (c.Labels.ContainsKey(ContainerLabels.TaskArn) && c.Labels.ContainsKey(ContainerLabels.ContainerName)
+                && await InspectAsync(c.ID, ct).ConfigureAwait(false) is { } inspected)
+            {
+                result.Add(inspected);
+            }
+        }
+        return result;
+    }
+
+    public async Task<RuntimeContainer?> InspectAsync(string id, CancellationToken ct)
+    {
+        ContainerInspectResponse c;
+        try
+        {
+            c = await docker.Containers.InspectContainerAsync(id, ct).ConfigureAwait(false);
+        }
+        catch (DockerContainerNotFoundException)
+        {
+            return null;
+        }
+        var labels = c.Config?.Labels ?? new Dictionary<string, string>();
+        var ports = new List<Core.Agent.PortBinding>();
+        foreach (var (key, binds) in c.NetworkSettings?.Ports ?? new Dictionary<string, IList<Docker.DotNet.Models.PortBinding>>())
+        {
+            // Docker lists one binding per address family (0.0.0.0 and ::); ECS reports the IPv4 one.
+            var hostBinding = binds?.FirstOrDefault(b => b.HostIP is null or "" or "0.0.0.0") ?? binds?.FirstOrDefault();
+            var slash = key.IndexOf('/', StringComparison.Ordinal);
+            if (hostBinding is null || slash <= 0
+                || !int.TryParse(hostBinding.HostPort, NumberStyles.None, CultureInfo.InvariantCulture, out var hp)
+                || !int.TryParse(key.AsSpan(0, slash), NumberStyles.None, CultureInfo.InvariantCulture, out var cp))
+            {
+                continue;
+            }
+            ports.Add(new Core.Agent.PortBinding { BindIp = hostBinding.HostIP is { Length: > 0 } ip ? ip : "0.0.0.0", ContainerPort = cp, HostPort = hp, Protocol = key[(slash + 1)..] });
+        }
+        return new RuntimeContainer
+        {
+            Id = c.ID,
+            TaskArn = labels.TryGetValue(ContainerLabels.TaskArn, out var arn) ? arn : "",
+            ContainerName = labels.TryGetValue(ContainerLabels.ContainerName, out var name) ? name : "",
+            State = c.State?.Status ?? "unknown",
+            ExitCode = c.State?.ExitCode ?? 0,
+            OomKilled = c.State?.OOMKilled ?? false,
+            Health = c.State?.Health?.Status is { Length: > 0 } h && h != "none" ? h : null,
+            Ports = ports,
+        };
+    }
+
+    public async Task EnsureImageAsync(string image, RegistryAuth? auth, CancellationToken ct)
+    {
+        try
+        {
+            await docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
+            return; // a local image is used as is
+        }
+        catch (DockerImageNotFoundException)
+        {
+        }
+        catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+        }
+        var (name, tag) = ContainerSpec.SplitReference(image);
+        var errors = new List<string>();
+        // The engine answers the registry's Basic challenge with these (ECR style: user "AWS", a token).
+        var authConfig = auth is null ? new AuthConfig() : new AuthConfig
+        {
+            ServerAddress = ImageReference.RegistryHost(image) ?? auth.ServerAddress,
+            Username = auth.Username,
+            Password = auth.Password,
+        };
+        LogPulling(logger, image, auth is not null);
+        try
+        {
+            await docker.Images.CreateImageAsync(new ImagesCreateParameters { FromImage = name, Tag = tag! }, authConfig,
+                new Progress<JSONMessage>(m => { if (m.Error?.Message is { Length: > 0 } err) { lock (errors) { errors.Add(err); } } }), ct).ConfigureAwait(false);
+        }
+        catch (DockerApiException e)
+        {
+            throw new RuntimeException(ErrorText(e), e);
+        }
+        // The pull endpoint reports some failures in the stream, not as an HTTP error.
+        try
+        {
+            await docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
+        }
+        catch (DockerApiException e)
+        {
+            throw new RuntimeException(errors.Count > 0 ? string.Join("; ", errors) : $"image {image} not found after pull", e);
+        }
+    }
+
+    public async Task<string> CreateAsync(CreateContainerParameters parameters, CancellationToken ct)
+    {
+        try
+        {
+            return (await docker.Containers.CreateContainerAsync(parameters, ct).ConfigureAwait(false)).ID;
+        }
+        catch (DockerApiException e)
+        {
+            throw new RuntimeException(ErrorText(e), e);
+        }
+    }
+
+    public async Task StartAsync(string id, CancellationToken ct)
+    {
+        try
+        {
+            await docker.Containers.StartContainerAsync(id, new ContainerStartParameters(), ct).ConfigureAwait(false);
+        }
+        catch (DockerApiException e)
+        {
+            throw new RuntimeException(ErrorText(e), e);
+        }
+    }
+
+    public Task StopAsync(string id, int timeoutSeconds, CancellationToken ct)
+        => docker.Containers.StopContainerAsync(id, new ContainerStopParameters { WaitBeforeKillSeconds = (uint)Math.Max(0, timeoutSeconds) }, ct);
+
+    public async Task RemoveAsync(string id, CancellationToken ct)
+    {
+        try
+        {
+            await docker.Containers.RemoveContainerAsync(id, new ContainerRemoveParameters { Force = true, RemoveVolumes = true }, ct).ConfigureAwait(false);
+        }
+        catch (DockerContainerNotFoundException)
+        {
+        }
+    }
+
+    public Task WatchAsync(Action<RuntimeEvent> onEvent, CancellationToken ct)
+    {
+        var filters = new Dictionary<string, IDictionary<string, bool>>
+        {
+            ["type"] = new Dictionary<string, bool> { ["container"] = true },
+            ["label"] = new Dictionary<string, bool> { [$"{ContainerLabels.AgentId}={agentId}"] = true },
+            ["event"] = WatchedEvents.ToDictionary(e => e, _ => true),
+        };
+        // Progress<T> would post to the thread pool out of order; this forwards each message inline, in stream order.
+        return docker.System.MonitorEventsAsync(new ContainerEventsParameters { Filters = filters }, new Inline(m =>
+        {
+            var attrs = m.Actor?.Attributes;
+            if (m.Actor?.ID is { Length: > 0 } id && attrs is not null && attrs.TryGetValue(ContainerLabels.TaskArn, out var arn))
+            {
+                onEvent(new RuntimeEvent(id, arn, m.Action ?? ""));
+            }
+        }), ct);
+    }
+
+    private static string ErrorText(DockerApiException e)
+    {
+        var body = e.ResponseBody;
+        if (!string.IsNullOrEmpty(body))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(body);
+                if (doc.RootElement.TryGetProperty("message", out var m))
+                {
+                    return m.GetString() ?? body;
+                }
+            }
+            catch (JsonException)
+            {
+            }
+            return body.Trim();
+        }
+        return e.Message;
+    }
+
+    private sealed class Inline(Action<Message> action) : IProgress<Message>
+    {
+        public void Report(Message value) => action(value);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Pulling {Image} (with registry credentials: {WithCredentials})")]
+    private static partial void LogPulling(ILogger logger, string image, bool withCredentials);
+}
