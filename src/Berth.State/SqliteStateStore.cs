@@ -13,7 +13,9 @@ namespace Berth.State;
 /// </summary>
 public sealed class SqliteStateStore : IStateStore
 {
-    private const int RetainedChanges = 50_000;
+    // Each retained change holds its document's bytes; a watcher that falls further behind relists. Kept small:
+    // 4,096 changes is seconds of a busy control plane, and at ~1 KiB a document 50,000 cost 60+ MiB of heap.
+    private const int RetainedChanges = 4_096;
 
     // Bounds on one group: enough to amortise the fsync, small enough that one group's latency stays short.
     private const int MaxGroupCommits = 1024;

@@ -125,7 +125,8 @@ public sealed class InstanceLedger
         _candidates.TryRemove(cluster, out _);
     }
 
-    public void ApplyTask(TaskRecord? old, TaskRecord? now)
+    /// <param name="id">The task's table key ("{cluster}/{taskId}"), kept as is so the live sets share its string.</param>
+    public void ApplyTask(string id, TaskRecord? old, TaskRecord? now)
     {
         // Most changes are status reports of a task that stays live on its instance: nothing it holds changes.
         if (old is not null && now is not null && !old.IsStopped && !now.IsStopped && old.InstanceId == now.InstanceId
@@ -140,7 +141,7 @@ public sealed class InstanceLedger
             bool removed;
             lock (e.Live)
             {
-                removed = e.Live.Remove(old.Cluster + "/" + old.Id);
+                removed = e.Live.Remove(id);
             }
             if (removed)
             {
@@ -159,7 +160,7 @@ public sealed class InstanceLedger
             bool added;
             lock (e.Live)
             {
-                added = e.Live.Add(now.Cluster + "/" + now.Id);
+                added = e.Live.Add(id);
             }
             if (added)
             {

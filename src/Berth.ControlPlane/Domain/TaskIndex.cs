@@ -27,8 +27,8 @@ public sealed class TaskIndex
     public const string ByStartedBy = "startedBy";
     public const string ByGroup = "group";
 
-    /// <summary>Raised after a task's entry changed: (old, new); the reservation ledger and notifiers hook here.</summary>
-    public event Action<TaskRecord?, TaskRecord?>? Applied;
+    /// <summary>Raised after a task's entry changed: (id, old, new); the reservation ledger and notifiers hook here.</summary>
+    public event Action<string, TaskRecord?, TaskRecord?>? Applied;
 
     public void Clear()
     {
@@ -80,7 +80,7 @@ public sealed class TaskIndex
                 }
             }
         }
-        Applied?.Invoke(old, now);
+        Applied?.Invoke(id, old, now);
     }
 
     private void Remove((string, string, string) key, string id)

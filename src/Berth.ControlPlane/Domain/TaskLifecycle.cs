@@ -162,7 +162,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             }
         }
 
-        var tasks = placements.Select(p => NewTask(req, reservation, p.InstanceId)).ToList();
+        var shared = new SharedStrings(req, reservation);
+        var tasks = placements.Select(p => NewTask(req, shared, p.InstanceId)).ToList();
         foreach (var t in tasks)
         {
             tx.Put(state.Tasks, EcsState.ScopedId(t.Cluster, t.Id), t);
@@ -181,24 +182,62 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         return new LaunchResult(tasks, failures);
     }
 
-    private TaskRecord NewTask(LaunchRequest req, TaskReservation reservation, string instanceId)
+    /// <summary>
+    /// What every task of one launch has in common, built once: 100,000 tasks of a few definitions then share
+    /// a handful of strings and lists instead of each holding copies.
+    /// </summary>
+    private sealed class SharedStrings
     {
-        var def = req.Definition;
-        var byName = (req.Overrides?.Containers ?? []).GroupBy(o => o.Name).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
-        var udp = new List<int>();
-        var tcp = new List<int>();
-        var host = def.NetworkMode == "host";
-        foreach (var c in def.ContainerDefinitions ?? [])
+        public SharedStrings(LaunchRequest req, TaskReservation reservation)
         {
-            foreach (var m in c.PortMappings ?? [])
+            var def = req.Definition;
+            var byName = (req.Overrides?.Containers ?? []).GroupBy(o => o.Name).ToDictionary(g => g.Key, g => g.Last(), StringComparer.Ordinal);
+            var udp = new List<int>();
+            var tcp = new List<int>();
+            var host = def.NetworkMode == "host";
+            foreach (var c in def.ContainerDefinitions ?? [])
             {
-                var p = m.HostPort is > 0 ? m.HostPort.Value : host && m.ContainerPort is > 0 ? m.ContainerPort.Value : 0;
-                if (p > 0)
+                foreach (var m in c.PortMappings ?? [])
                 {
-                    (m.Protocol == "udp" ? udp : tcp).Add(p);
+                    var p = m.HostPort is > 0 ? m.HostPort.Value : host && m.ContainerPort is > 0 ? m.ContainerPort.Value : 0;
+                    if (p > 0)
+                    {
+                        (m.Protocol == "udp" ? udp : tcp).Add(p);
+                    }
                 }
             }
+            Tcp = tcp.Count > 0 ? tcp : null;
+            Udp = udp.Count > 0 ? udp : null;
+            Group = req.Group ?? "family:" + def.Family;
+            Cpu = reservation.Cpu > 0 ? reservation.Cpu.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+            Memory = reservation.Memory > 0 ? reservation.Memory.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+            Containers = (def.ContainerDefinitions ?? []).Where(c => c.Name is not null).Select(c =>
+            {
+                var o = byName.GetValueOrDefault(c.Name!);
+                return new ContainerRecord
+                {
+                    Name = c.Name!,
+                    Image = c.Image,
+                    Uuid = "",
+                    LastStatus = TaskStates.Pending,
+                    Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                };
+            }).ToList();
         }
+
+        public List<int>? Tcp { get; }
+        public List<int>? Udp { get; }
+        public string Group { get; }
+        public string? Cpu { get; }
+        public string? Memory { get; }
+        public List<ContainerRecord> Containers { get; }
+    }
+
+    private TaskRecord NewTask(LaunchRequest req, SharedStrings shared, string instanceId)
+    {
+        var def = req.Definition;
         return new TaskRecord
         {
             Id = Guid.NewGuid().ToString("N"),
@@ -210,28 +249,15 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             LastStatus = TaskStates.Provisioning,
             CreatedAt = time.GetUtcNow(),
             StartedBy = req.StartedBy,
-            Group = req.Group ?? "family:" + def.Family,
+            Group = shared.Group,
             Overrides = req.Overrides,
             Tags = req.Tags is { Count: > 0 } ? req.Tags : null,
-            Cpu = reservation.Cpu > 0 ? reservation.Cpu.ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
-            Memory = reservation.Memory > 0 ? reservation.Memory.ToString(System.Globalization.CultureInfo.InvariantCulture) : null,
-            StaticPorts = tcp.Count > 0 ? tcp : null,
-            StaticUdpPorts = udp.Count > 0 ? udp : null,
+            Cpu = shared.Cpu,
+            Memory = shared.Memory,
+            StaticPorts = shared.Tcp,
+            StaticUdpPorts = shared.Udp,
             ClientToken = req.ClientToken,
-            Containers = (def.ContainerDefinitions ?? []).Where(c => c.Name is not null).Select(c =>
-            {
-                var o = byName.GetValueOrDefault(c.Name!);
-                return new ContainerRecord
-                {
-                    Name = c.Name!,
-                    Image = c.Image,
-                    Uuid = Guid.NewGuid().ToString("D"),
-                    LastStatus = TaskStates.Pending,
-                    Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                };
-            }).ToList(),
+            Containers = shared.Containers.Select(c => c with { Uuid = Guid.NewGuid().ToString("D") }).ToList(),
         };
     }
 
@@ -326,14 +352,14 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 : target.LastStatus == TaskStates.Stopped ? TaskStates.Stopped : TaskStates.Intern(c.LastStatus);
             target = target with
             {
-                RuntimeId = string.IsNullOrEmpty(c.RuntimeId) ? target.RuntimeId : c.RuntimeId,
+                RuntimeId = string.IsNullOrEmpty(c.RuntimeId) || c.RuntimeId == target.RuntimeId ? target.RuntimeId : c.RuntimeId,
                 LastStatus = containerLast,
                 ExitCode = c.HasExitCode ? c.ExitCode : target.ExitCode,
                 Reason = string.IsNullOrEmpty(c.Reason) ? target.Reason : c.Reason,
                 ImageDigest = string.IsNullOrEmpty(c.ImageDigest) ? target.ImageDigest : c.ImageDigest,
                 HealthStatus = string.IsNullOrEmpty(c.HealthStatus) ? target.HealthStatus : c.HealthStatus,
                 Bindings = c.NetworkBindings.Count == 0 && target.Bindings is { Count: > 0 } ? target.Bindings
-                    : c.NetworkBindings.Select(b => new BindingRecord(b.BindIp, b.ContainerPort, b.HostPort, string.IsNullOrEmpty(b.Protocol) ? "tcp" : b.Protocol)).ToList(),
+                    : c.NetworkBindings.Select(b => new BindingRecord(b.BindIp is "0.0.0.0" ? "0.0.0.0" : b.BindIp, b.ContainerPort, b.HostPort, b.Protocol is "udp" ? "udp" : "tcp")).ToList(),
             };
             if (i >= 0)
             {

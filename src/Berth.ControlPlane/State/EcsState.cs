@@ -40,7 +40,7 @@ public sealed class EcsState : DocumentState
 
         Tasks.Changed += TaskIndex.Apply;
         TaskIndex.Applied += Ledger.ApplyTask;
-        TaskIndex.Applied += (old, now) =>
+        TaskIndex.Applied += (id, old, now) =>
         {
             // Only what the agent acts on wakes its stream: a new task, a new desired status, a move or a purge.
             // Its own reports (lastStatus, containers) are not echoed back to it.
@@ -50,15 +50,15 @@ public sealed class EcsState : DocumentState
             }
             if (old?.InstanceId is { } moved && now is not null && now.InstanceId != moved)
             {
-                Feeds.MarkChanged(old.Cluster + "/" + moved, old.Cluster + "/" + old.Id);
+                Feeds.MarkChanged(old.Cluster + "/" + moved, id);
             }
             if (now?.InstanceId is { } i)
             {
-                Feeds.MarkChanged(now.Cluster + "/" + i, now.Cluster + "/" + now.Id);
+                Feeds.MarkChanged(now.Cluster + "/" + i, id);
             }
             else if (now is null && old?.InstanceId is { } oi)
             {
-                Feeds.MarkChanged(old.Cluster + "/" + oi, old.Cluster + "/" + old.Id);
+                Feeds.MarkChanged(old.Cluster + "/" + oi, id);
             }
         };
         ContainerInstances.Changed += Ledger.ApplyInstance;
