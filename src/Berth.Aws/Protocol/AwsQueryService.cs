@@ -50,7 +50,15 @@ public sealed class AwsQueryService
             var body = ReadRequest(op, form);
             if (op.Input is not null)
             {
-                Validator.Validate(op.Input, body);
+                try
+                {
+                    Validator.Validate(op.Input, body);
+                }
+                catch (AwsException e)
+                {
+                    // The validator names fields as JSON paths (Names[0]); say them as the Query request did (Names.member.1).
+                    throw new AwsException(ValidationError, QueryPath(e.Message), e.StatusCode);
+                }
             }
             TRequest req;
             try
@@ -359,6 +367,11 @@ public sealed class AwsQueryService
     }
 
     private static string Truncate(string s) => s.Length <= 64 ? s : s[..64] + "...";
+
+    internal static string QueryPath(string message)
+        => System.Text.RegularExpressions.Regex.Replace(message, @"\[(\d+)\]",
+            m => ".member." + (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1).ToString(CultureInfo.InvariantCulture),
+            System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromMilliseconds(100));
 }
 
 [System.Text.Json.Serialization.JsonSerializable(typeof(JsonObject))]
