@@ -108,6 +108,9 @@ internal sealed partial class DataPlaneHost(
             t.AddOriginalHost(true);
             t.AddXForwardedFor("X-Forwarded-For", ForwardedTransformActions.Append);
             t.AddXForwardedProto("X-Forwarded-Proto", ForwardedTransformActions.Set);
+            // YARP adds its affinity cookie per route; the route here is the catch-all one and the cluster is
+            // chosen later (RuleMiddleware), so the AWSALB cookie is set here for the cluster actually used.
+            t.AddResponseTransform(StickinessCookie.SetAsync);
             t.AddRequestTransform(rt =>
             {
                 var headers = rt.ProxyRequest.Headers;
@@ -219,7 +222,8 @@ internal sealed partial class DataPlaneHost(
                 }
             }
         }
-        foreach (var stale in _draining.Keys.Where(k => book.Draining(k.Group).All(d => d.Key != k.Key)).ToList())
+        // A captured destination may be seen before its deregistration reaches the book; keep it until the book forgets the target.
+        foreach (var stale in _draining.Keys.Where(k => !book.Contains(k.Group, k.Key)).ToList())
         {
             _draining.Remove(stale);
         }
@@ -280,6 +284,27 @@ internal sealed class BerthForwarderHttpClientFactory(TimeSpan connectTimeout) :
     {
         base.ConfigureHandler(context, handler);
         handler.ConnectTimeout = connectTimeout;
+    }
+}
+
+/// <summary>Sets the AWSALB cookie for the destination that served a request of a sticky target group.</summary>
+internal static class StickinessCookie
+{
+    public static ValueTask SetAsync(ResponseTransformContext context)
+    {
+        var feature = context.HttpContext.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>();
+        if (feature?.ProxiedDestination is not { } destination || feature.Cluster.Config.SessionAffinity is not { Enabled: true } affinity)
+        {
+            return ValueTask.CompletedTask;
+        }
+        var policies = context.HttpContext.RequestServices.GetServices<Yarp.ReverseProxy.SessionAffinity.ISessionAffinityPolicy>();
+        var policy = policies.FirstOrDefault(p => string.Equals(p.Name, affinity.Policy, StringComparison.OrdinalIgnoreCase));
+        var lookup = context.HttpContext.RequestServices.GetRequiredService<IProxyStateLookup>();
+        if (policy is not null && lookup.TryGetCluster(feature.Cluster.Config.ClusterId, out var cluster))
+        {
+            policy.AffinitizeResponse(context.HttpContext, cluster, affinity, destination);
+        }
+        return ValueTask.CompletedTask;
     }
 }
 

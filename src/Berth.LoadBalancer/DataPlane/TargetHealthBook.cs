@@ -122,6 +122,8 @@ public sealed class TargetHealthBook(TimeProvider time)
         return new TargetHealthView(e.State, e.Reason, e.Description);
     }
 
+    public bool Contains(string tgId, string key) => _groups.TryGetValue(tgId, out var g) && g.ContainsKey(key);
+
     public bool IsHealthy(string tgId, string key)
         => _groups.TryGetValue(tgId, out var g) && g.TryGetValue(key, out var e) && e.State == TargetHealthStates.Healthy;
 
