@@ -46,6 +46,7 @@ internal sealed partial class DataPlaneHost(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         _app = BuildApp();
+        var applied = state.Generation;
         Reconcile(first: true);
         await _app.StartAsync(stoppingToken).ConfigureAwait(false);
         while (!stoppingToken.IsCancellationRequested)
@@ -53,7 +54,12 @@ internal sealed partial class DataPlaneHost(
             var seen = state.Generation;
             try
             {
-                Reconcile(first: false);
+                // Rebuild the routes and clusters only when the state changed; draining is swept every pass.
+                if (seen != applied)
+                {
+                    Reconcile(first: false);
+                    applied = seen;
+                }
                 await MarkActiveAsync(stoppingToken).ConfigureAwait(false);
                 Sweep();
             }
@@ -127,6 +133,7 @@ internal sealed partial class DataPlaneHost(
         });
         builder.Services.AddSingleton<IActiveHealthCheckPolicy, AlbHealthCheckPolicy>();
         builder.Services.AddSingleton<IAvailableDestinationsPolicy, FailOpenDestinationsPolicy>();
+        builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, LeastOutstandingRequestsPolicy>();
         builder.Services.AddSingleton<IForwarderHttpClientFactory>(sp => new BerthForwarderHttpClientFactory(options.ConnectTimeout));
         var kestrelConfig = new ConfigurationBuilder().Add(_endpoints).Build();
         builder.WebHost.ConfigureKestrel(k =>

@@ -52,7 +52,7 @@ public static class Elbv2ProxyConfig
                 ClusterId = v.Id,
                 Destinations = destinations,
                 LoadBalancingPolicy = attrs.GetValueOrDefault("load_balancing.algorithm.type") == "least_outstanding_requests"
-                    ? LoadBalancingPolicies.LeastRequests : LoadBalancingPolicies.RoundRobin,
+                    ? LeastOutstandingRequestsPolicy.PolicyName : LoadBalancingPolicies.RoundRobin,
                 SessionAffinity = sticky ? new SessionAffinityConfig
                 {
                     Enabled = true,

@@ -191,3 +191,32 @@ public sealed class RedirectTests
         Assert.Equal("http://new.localhost:8080/new/a/b", RuleMiddleware.RedirectLocation(ctx.Request, samePort, 8080));
     }
 }
+
+public sealed class AlbHealthCheckPolicyTests
+{
+    private static readonly HttpCodeMatcher Ok = HttpCodeMatcher.TryParse("200-299")!;
+    private static readonly Yarp.ReverseProxy.Model.DestinationState Destination = new("10.0.0.1:80");
+
+    [Fact]
+    public void Judge_MatchingStatus_Passes()
+    {
+        using var response = new HttpResponseMessage(System.Net.HttpStatusCode.NoContent);
+        Assert.True(AlbHealthCheckPolicy.Judge(new Yarp.ReverseProxy.Health.DestinationProbingResult(Destination, response, null), Ok).Passed);
+    }
+
+    [Fact]
+    public void Judge_OtherStatus_IsResponseCodeMismatchNamingTheCode()
+    {
+        using var response = new HttpResponseMessage(System.Net.HttpStatusCode.InternalServerError);
+        var (passed, reason, description) = AlbHealthCheckPolicy.Judge(new Yarp.ReverseProxy.Health.DestinationProbingResult(Destination, response, null), Ok);
+        Assert.Equal((false, TargetHealthStates.ResponseCodeMismatch), (passed, reason));
+        Assert.Contains("[500]", description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Judge_Timeout_IsTargetTimeout_ConnectionFailure_IsFailedHealthChecks()
+    {
+        Assert.Equal(TargetHealthStates.Timeout, AlbHealthCheckPolicy.Judge(new Yarp.ReverseProxy.Health.DestinationProbingResult(Destination, null, new TaskCanceledException()), Ok).Reason);
+        Assert.Equal(TargetHealthStates.FailedHealthChecks, AlbHealthCheckPolicy.Judge(new Yarp.ReverseProxy.Health.DestinationProbingResult(Destination, null, new HttpRequestException("refused")), Ok).Reason);
+    }
+}
