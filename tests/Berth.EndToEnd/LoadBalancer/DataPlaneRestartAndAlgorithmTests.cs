@@ -61,4 +61,30 @@ public sealed class DataPlaneRestartAndAlgorithmTests
         }
         await Task.WhenAll([.. slow, extra]);
     }
+
+    [Fact]
+    public async Task WebSocketUpgrade_PassesThroughTheListener()
+    {
+        await using var server = await BerthServer.StartAsync("server");
+        var elb = new Elbv2Cli(new AwsCli(server.Endpoint));
+        await using var backend = await TestBackend.StartAsync("ws");
+        var (lb, _) = await elb.CreateLoadBalancerAsync("websocket");
+        var tg = await elb.CreateTargetGroupAsync("websocket");
+        await elb.RegisterAsync(tg, backend);
+        var port = BerthServer.FreePort();
+        await elb.CreateListenerAsync(lb, port, $"Type=forward,TargetGroupArn={tg}");
+        await Elbv2Cli.WaitForPortAsync(port, open: true, TimeSpan.FromSeconds(5));
+
+        using var ws = new System.Net.WebSockets.ClientWebSocket();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/socket"), cts.Token);
+        var buffer = new byte[1024];
+        foreach (var message in new[] { "one", "two" })
+        {
+            await ws.SendAsync(System.Text.Encoding.UTF8.GetBytes(message), System.Net.WebSockets.WebSocketMessageType.Text, true, cts.Token);
+            var r = await ws.ReceiveAsync(buffer, cts.Token);
+            Assert.Equal("ws:" + message, System.Text.Encoding.UTF8.GetString(buffer, 0, r.Count));
+        }
+        await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", cts.Token);
+    }
 }

@@ -10,7 +10,7 @@ namespace Berth.EndToEnd.LoadBalancer;
 /// <summary>
 /// A small HTTP server on a free loopback port, standing in for a task behind the load balancer:
 /// <c>/</c> answers its name, <c>/health</c> the status the test sets, <c>/slow?ms=N</c> answers after N ms,
-/// <c>/headers</c> echoes the request headers, <c>/reset</c> drops the connection.
+/// <c>/headers</c> echoes the request headers, <c>/reset</c> drops the connection; a WebSocket request gets an echo.
 /// </summary>
 public sealed class TestBackend : IAsyncDisposable
 {
@@ -35,9 +35,27 @@ public sealed class TestBackend : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
         var app = builder.Build();
         var backend = new TestBackend(name, app);
+        app.UseWebSockets();
         app.Run(async ctx =>
         {
             var path = ctx.Request.Path.Value ?? "/";
+            if (ctx.WebSockets.IsWebSocketRequest)
+            {
+                // Echoes each text message back with the backend's name in front.
+                using var ws = await ctx.WebSockets.AcceptWebSocketAsync();
+                var buffer = new byte[4096];
+                while (true)
+                {
+                    var r = await ws.ReceiveAsync(buffer, CancellationToken.None);
+                    if (r.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
+                    {
+                        await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None);
+                        return;
+                    }
+                    var reply = Encoding.UTF8.GetBytes(name + ":" + Encoding.UTF8.GetString(buffer, 0, r.Count));
+                    await ws.SendAsync(reply, System.Net.WebSockets.WebSocketMessageType.Text, true, CancellationToken.None);
+                }
+            }
             if (path == "/health")
             {
                 ctx.Response.StatusCode = backend.HealthStatus;
