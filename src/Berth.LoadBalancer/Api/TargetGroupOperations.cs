@@ -248,6 +248,10 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
             var value = a.Value ?? throw Elbv2Errors.Validation($"{field}.Value is required.");
             tg.Attributes[key] = CheckAttribute(key, value, field);
         }
+        if (tg.Attributes.GetValueOrDefault("slow_start.duration_seconds", "0") != "0" && tg.Attributes.GetValueOrDefault("load_balancing.algorithm.type") == "least_outstanding_requests")
+        {
+            throw Elbv2Errors.Validation("Attributes: slow_start.duration_seconds cannot be combined with load_balancing.algorithm.type least_outstanding_requests.");
+        }
         tx.Put(ctx.State.TargetGroups, current.Id, tg, current.Revision);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new ModifyTargetGroupAttributesOutput { Attributes = Attributes(tg) };
@@ -262,7 +266,9 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
             case "deregistration_delay.timeout_seconds":
                 return Int(0, 3600).ToString(CultureInfo.InvariantCulture);
             case "slow_start.duration_seconds":
-                return value == "0" ? value : throw Elbv2Errors.Validation($"{field}: Berth does not implement slow start; slow_start.duration_seconds must be 0, not '{value}'.");
+                return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var slow) && (slow == 0 || slow is >= 30 and <= 900)
+                    ? slow.ToString(CultureInfo.InvariantCulture)
+                    : throw Elbv2Errors.Validation($"{field}: slow_start.duration_seconds must be 0 or from 30 to 900, not '{value}'.");
             case "stickiness.enabled":
                 return value is "true" or "false" ? value : throw Elbv2Errors.Validation($"{field}: stickiness.enabled must be true or false, not '{value}'.");
             case "stickiness.type":

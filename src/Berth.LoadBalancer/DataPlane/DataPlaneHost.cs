@@ -134,6 +134,7 @@ internal sealed partial class DataPlaneHost(
         builder.Services.AddSingleton<IActiveHealthCheckPolicy, AlbHealthCheckPolicy>();
         builder.Services.AddSingleton<IAvailableDestinationsPolicy, FailOpenDestinationsPolicy>();
         builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, LeastOutstandingRequestsPolicy>();
+        builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, SlowStartRoundRobinPolicy>();
         builder.Services.AddSingleton<IForwarderHttpClientFactory>(sp => new BerthForwarderHttpClientFactory(options.ConnectTimeout));
         var kestrelConfig = new ConfigurationBuilder().Add(_endpoints).Build();
         builder.WebHost.ConfigureKestrel(k =>

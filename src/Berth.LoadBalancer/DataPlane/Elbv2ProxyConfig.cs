@@ -3,7 +3,6 @@ using Berth.LoadBalancer.State;
 using Microsoft.Extensions.Primitives;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
-using Yarp.ReverseProxy.LoadBalancing;
 using Yarp.ReverseProxy.SessionAffinity;
 
 namespace Berth.LoadBalancer.DataPlane;
@@ -52,7 +51,7 @@ public static class Elbv2ProxyConfig
                 ClusterId = v.Id,
                 Destinations = destinations,
                 LoadBalancingPolicy = attrs.GetValueOrDefault("load_balancing.algorithm.type") == "least_outstanding_requests"
-                    ? LeastOutstandingRequestsPolicy.PolicyName : LoadBalancingPolicies.RoundRobin,
+                    ? LeastOutstandingRequestsPolicy.PolicyName : SlowStartRoundRobinPolicy.PolicyName,
                 SessionAffinity = sticky ? new SessionAffinityConfig
                 {
                     Enabled = true,
@@ -90,6 +89,7 @@ public static class Elbv2ProxyConfig
                     [AlbHealthCheckPolicy.HealthyThreshold] = (tg.HealthyThresholdCount ?? 5).ToString(CultureInfo.InvariantCulture),
                     [AlbHealthCheckPolicy.UnhealthyThreshold] = (tg.UnhealthyThresholdCount ?? 2).ToString(CultureInfo.InvariantCulture),
                     [AlbHealthCheckPolicy.Matcher] = tg.Matcher?.HttpCode ?? "200",
+                    [SlowStartRoundRobinPolicy.DurationKey] = attrs.GetValueOrDefault("slow_start.duration_seconds", "0"),
                 },
             });
         }

@@ -25,12 +25,13 @@ internal sealed partial class AlbHealthCheckPolicy(TargetHealthBook book, IDesti
         var meta = cluster.Model.Config.Metadata;
         var healthy = int.Parse(meta?.GetValueOrDefault(HealthyThreshold) ?? "5", CultureInfo.InvariantCulture);
         var unhealthy = int.Parse(meta?.GetValueOrDefault(UnhealthyThreshold) ?? "2", CultureInfo.InvariantCulture);
+        var slowStart = (meta?.GetValueOrDefault(SlowStartRoundRobinPolicy.DurationKey) ?? "0") != "0";
         var matcher = HttpCodeMatcher.TryParse(meta?.GetValueOrDefault(Matcher) ?? "200") ?? HttpCodeMatcher.TryParse("200")!;
         var updates = new List<NewActiveDestinationHealth>(probingResults.Count);
         foreach (var result in probingResults)
         {
             var (passed, reason, description) = Judge(result, matcher);
-            var state = book.RecordProbe(cluster.ClusterId, result.Destination.DestinationId, passed, reason, description, healthy, unhealthy);
+            var state = book.RecordProbe(cluster.ClusterId, result.Destination.DestinationId, passed, reason, description, healthy, unhealthy, slowStart);
             var health = state switch
             {
                 TargetHealthStates.Healthy => DestinationHealth.Healthy,

@@ -34,7 +34,11 @@ public sealed class TargetHealthBook(TimeProvider time)
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, Entry>> _groups = new(StringComparer.Ordinal);
 
     /// <summary>One target's record. Counters are the current streak of passing or failing checks.</summary>
-    internal sealed record Entry(string State, string? Reason, string? Description, int Passes, int Failures, DateTimeOffset? DrainUntil);
+    internal sealed record Entry(string State, string? Reason, string? Description, int Passes, int Failures, DateTimeOffset? DrainUntil)
+    {
+        /// <summary>When the target turned healthy, if slow start was on then (the start of its slow start).</summary>
+        public DateTimeOffset? HealthySince { get; init; }
+    }
 
     public static string Key(string id, int port) => $"{id}:{port}";
 
@@ -63,7 +67,8 @@ public sealed class TargetHealthBook(TimeProvider time)
     public void ForgetGroup(string tgId) => _groups.TryRemove(tgId, out _);
 
     /// <summary>Records one health check result and returns the state it leaves the target in.</summary>
-    public string RecordProbe(string tgId, string key, bool passed, string? reason, string? description, int healthyThreshold, int unhealthyThreshold)
+    /// <param name="slowStart">Whether the group has slow start on: a target turning healthy then starts its slow start.</param>
+    public string RecordProbe(string tgId, string key, bool passed, string? reason, string? description, int healthyThreshold, int unhealthyThreshold, bool slowStart = false)
     {
         var group = Group(tgId);
         while (true)
@@ -83,7 +88,7 @@ public sealed class TargetHealthBook(TimeProvider time)
                 // A new target needs one passing check; an unhealthy one needs the healthy threshold.
                 var healthy = e.State == TargetHealthStates.Healthy || e.State == TargetHealthStates.Initial || passes >= healthyThreshold;
                 next = healthy
-                    ? new Entry(TargetHealthStates.Healthy, null, null, passes, 0, null)
+                    ? new Entry(TargetHealthStates.Healthy, null, null, passes, 0, null) { HealthySince = e.State == TargetHealthStates.Healthy ? e.HealthySince : slowStart ? time.GetUtcNow() : null }
                     : e with { Passes = passes, Failures = 0 };
             }
             else
@@ -121,6 +126,10 @@ public sealed class TargetHealthBook(TimeProvider time)
         }
         return new TargetHealthView(e.State, e.Reason, e.Description);
     }
+
+    /// <summary>When the target turned healthy with slow start on; null when it is not healthy or did not slow-start.</summary>
+    public DateTimeOffset? HealthySince(string tgId, string key)
+        => _groups.TryGetValue(tgId, out var g) && g.TryGetValue(key, out var e) && e.State == TargetHealthStates.Healthy ? e.HealthySince : null;
 
     public bool Contains(string tgId, string key) => _groups.TryGetValue(tgId, out var g) && g.ContainsKey(key);
 

@@ -87,4 +87,34 @@ public sealed class DataPlaneRestartAndAlgorithmTests
         }
         await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", cts.Token);
     }
+
+    [Fact]
+    public async Task SlowStart_NewlyHealthyTarget_GetsASmallShareFirst()
+    {
+        await using var server = await BerthServer.StartAsync("server");
+        var elb = new Elbv2Cli(new AwsCli(server.Endpoint));
+        await using var old = await TestBackend.StartAsync("old");
+        await using var fresh = await TestBackend.StartAsync("fresh");
+        var (lb, _) = await elb.CreateLoadBalancerAsync("slowstart");
+        var tg = await elb.CreateTargetGroupAsync("slowstart");
+        await elb.RegisterAsync(tg, old);
+        var port = BerthServer.FreePort();
+        await elb.CreateListenerAsync(lb, port, $"Type=forward,TargetGroupArn={tg}");
+        await elb.WaitForStateAsync(tg, "healthy", TimeSpan.FromSeconds(30));
+        await elb.SetAttributeAsync(tg, "slow_start.duration_seconds", "120");
+        await elb.RegisterAsync(tg, fresh);
+        await elb.WaitForStateAsync(tg, "healthy", TimeSpan.FromSeconds(30));
+
+        // Within seconds of turning healthy the new target's share is a few percent, not half.
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var toFresh = 0;
+        for (var i = 0; i < 200; i++)
+        {
+            if (await http.GetStringAsync($"http://127.0.0.1:{port}/") == "fresh")
+            {
+                toFresh++;
+            }
+        }
+        Assert.InRange(toFresh, 0, 40);
+    }
 }

@@ -220,3 +220,27 @@ public sealed class AlbHealthCheckPolicyTests
         Assert.Equal(TargetHealthStates.FailedHealthChecks, AlbHealthCheckPolicy.Judge(new Yarp.ReverseProxy.Health.DestinationProbingResult(Destination, null, new HttpRequestException("refused")), Ok).Reason);
     }
 }
+
+public sealed class SlowStartTests
+{
+    private readonly Registry.ManualTime _time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+
+    [Fact]
+    public void Weights_NewlyHealthyTarget_GrowsLinearlyToFull()
+    {
+        var book = new TargetHealthBook(_time);
+        book.Registered("tg", "old");
+        book.RecordProbe("tg", "old", true, null, null, 5, 2);
+        _time.Advance(TimeSpan.FromMinutes(10));
+        book.Registered("tg", "new");
+        book.RecordProbe("tg", "new", true, null, null, 5, 2, slowStart: true);
+        var policy = new SlowStartRoundRobinPolicy(book, _time, new Random(1));
+        Yarp.ReverseProxy.Model.DestinationState[] dests = [new("old"), new("new")];
+
+        _time.Advance(TimeSpan.FromSeconds(15));
+        Assert.Equal([1.0, 0.25], policy.Weights("tg", dests, TimeSpan.FromSeconds(60))!);
+        _time.Advance(TimeSpan.FromSeconds(45));
+        Assert.Null(policy.Weights("tg", dests, TimeSpan.FromSeconds(60)));
+        Assert.Null(policy.Weights("tg", dests, TimeSpan.Zero));
+    }
+}
