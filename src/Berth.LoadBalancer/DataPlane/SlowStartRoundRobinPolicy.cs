@@ -29,8 +29,9 @@ internal sealed class SlowStartRoundRobinPolicy(TargetHealthBook book, TimeProvi
         // YARP passes the route's cluster here; the cluster serving the request is the one RuleMiddleware
         // reassigned it to, which the proxy feature holds.
         var config = context.GetReverseProxyFeature().Cluster.Config;
-        var seconds = int.Parse(config.Metadata?.GetValueOrDefault(DurationKey) ?? "0", CultureInfo.InvariantCulture);
-        var weights = Weights(config.ClusterId, availableDestinations, TimeSpan.FromSeconds(seconds));
+        var duration = config.Metadata?.GetValueOrDefault(DurationKey);
+        var weights = duration is null or "0" ? null
+            : Weights(config.ClusterId, availableDestinations, TimeSpan.FromSeconds(int.Parse(duration, CultureInfo.InvariantCulture)));
         if (weights is null)
         {
             var i = (int)((uint)Interlocked.Increment(ref _next) % (uint)availableDestinations.Count);
