@@ -19,6 +19,7 @@ SERVICES = {
     # key: (botocore dir, version, C# name)
     "ecs": ("ecs", "2014-11-13", "Ecs"),
     "ecr": ("ecr", "2015-09-21", "Ecr"),
+    "elbv2": ("elbv2", "2015-12-01", "Elbv2"),
 }
 
 # Shape names that would clash with types every C# file sees through implicit usings.
@@ -112,6 +113,8 @@ def strip(model):
             r["members"] = {m: v["shape"] for m, v in s["members"].items()}
             if s.get("exception"):
                 r["exception"] = True
+                if "error" in s:
+                    r["error"] = {k: s["error"][k] for k in ("code", "httpStatusCode") if k in s["error"]}
         elif s["type"] == "list":
             r["member"] = s["member"]["shape"]
         elif s["type"] == "map":
@@ -125,8 +128,11 @@ def strip(model):
             "output": o.get("output", {}).get("shape"),
             "errors": [e["shape"] for e in o.get("errors", [])],
         }
+        if "resultWrapper" in o.get("output", {}):
+            ops[name]["resultWrapper"] = o["output"]["resultWrapper"]
     meta = model["metadata"]
     return {"targetPrefix": meta.get("targetPrefix"), "protocol": meta["protocol"],
+            "apiVersion": meta.get("apiVersion"), "xmlNamespace": meta.get("xmlNamespace"),
             "operations": ops, "shapes": out}
 
 

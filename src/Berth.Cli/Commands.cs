@@ -2,6 +2,7 @@ using System.CommandLine;
 using Berth.Agent;
 using Berth.ControlPlane.Hosting;
 using Berth.Core;
+using Berth.LoadBalancer;
 using Berth.Registry.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -136,7 +137,12 @@ internal static class Commands
         Description = "Seconds an unreferenced blob is kept before garbage collection removes it (default 3600).",
     };
 
-    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, TaskRetentionSeconds, RetentionSweepSeconds];
+    private static readonly Option<string> LbBind = Env(new Option<string>("--lb-bind")
+    {
+        Description = "Address every load balancer listener port binds to (env BERTH_LB_BIND).",
+    }, "BERTH_LB_BIND", "127.0.0.1");
+
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds];
 
     private static readonly Option<int?> TaskRetentionSeconds = new("--task-retention")
     {
@@ -214,6 +220,8 @@ internal static class Commands
         builder.Logging.SetMinimumLevel(level);
         builder.Logging.AddFilter("Microsoft.AspNetCore", level > Microsoft.Extensions.Logging.LogLevel.Information ? level : Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", level > Microsoft.Extensions.Logging.LogLevel.Information ? level : Microsoft.Extensions.Logging.LogLevel.Warning);
+        // YARP logs every health probe at Information; Berth logs the target state changes itself.
+        builder.Logging.AddFilter("Yarp", level > Microsoft.Extensions.Logging.LogLevel.Information ? level : Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
         var endpoint = $"http://{(host is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : host)}:{port}";
@@ -238,6 +246,18 @@ internal static class Commands
             });
             var registryHost = p.GetValue(RegistryHost);
             var localHosts = new[] { $"localhost:{port}", $"127.0.0.1:{port}" };
+            if (!System.Net.IPAddress.TryParse(p.GetValue(LbBind), out var lbBind))
+            {
+                await Console.Error.WriteLineAsync($"berth: --lb-bind '{p.GetValue(LbBind)}' is not an IP address.").ConfigureAwait(false);
+                return 2;
+            }
+            builder.Services.AddSingleton<Berth.LoadBalancer.IInstanceAddressResolver, EcsInstanceAddresses>();
+            builder.Services.AddBerthLoadBalancer(new LoadBalancerOptions
+            {
+                BindAddress = lbBind,
+                DefaultAvailabilityZone = p.GetValue(Zone) ?? (p.GetValue(Region) + "a"),
+                ReservedPorts = new HashSet<int> { port, agentPort },
+            });
             builder.Services.AddBerthRegistry(new RegistryOptions
             {
                 DataDirectory = Path.Combine(data, "registry"),
@@ -324,6 +344,7 @@ internal static class Commands
         {
             app.MapBerthControlPlane();
             app.MapBerthRegistry();
+            app.MapBerthLoadBalancer();
         }
         try
         {

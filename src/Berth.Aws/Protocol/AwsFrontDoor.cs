@@ -7,8 +7,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Berth.Aws.Protocol;
 
-/// <summary>The single AWS endpoint: dispatches <c>POST /</c> on X-Amz-Target to the mapped JSON services.</summary>
-public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, ILogger<AwsFrontDoor> logger)
+/// <summary>
+/// The single AWS endpoint: dispatches <c>POST /</c> on X-Amz-Target to the mapped JSON services, and
+/// form bodies without one (<c>Action=...&amp;Version=...</c>) to the Query services.
+/// </summary>
+public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, IEnumerable<AwsQueryService> queryServices, ILogger<AwsFrontDoor> logger)
 {
     public const string JsonContentType = "application/x-amz-json-1.1";
     // ECR's UploadLayerPart carries up to 20 MiB of layer, base64-encoded (about 26.7 MiB of JSON);
@@ -16,11 +19,17 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
     private const int MaxBodyBytes = 28 * 1024 * 1024;
 
     private readonly Dictionary<string, AwsJsonService> _byPrefix = services.ToDictionary(s => s.TargetPrefix, StringComparer.Ordinal);
+    private readonly AwsQueryFrontDoor _query = new(queryServices, logger);
 
     public async Task HandleAsync(HttpContext context)
     {
         var ct = context.RequestAborted;
         var target = context.Request.Headers["X-Amz-Target"].ToString();
+        if (target.Length == 0 && !_query.IsEmpty && AwsQueryFrontDoor.IsQueryRequest(context.Request))
+        {
+            await _query.HandleAsync(context).ConfigureAwait(false);
+            return;
+        }
         string operation = "";
         try
         {

@@ -13,6 +13,12 @@ public sealed class ServiceModel
     public FrozenDictionary<string, OperationModel> Operations { get; }
     public FrozenDictionary<string, ShapeModel> Shapes { get; }
 
+    /// <summary>The model's apiVersion; Query-protocol requests name it in their Version parameter.</summary>
+    public string ApiVersion { get; private init; } = "";
+
+    /// <summary>The XML namespace of Query-protocol responses; empty for JSON services.</summary>
+    public string XmlNamespace { get; private init; } = "";
+
     private ServiceModel(string targetPrefix, string protocol, FrozenDictionary<string, OperationModel> operations, FrozenDictionary<string, ShapeModel> shapes)
     {
         TargetPrefix = targetPrefix;
@@ -41,17 +47,28 @@ public sealed class ServiceModel
             ops[o.Name] = new OperationModel(
                 o.Name,
                 o.Value.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString() : null,
-                o.Value.TryGetProperty("output", out var ou) && ou.ValueKind == JsonValueKind.String ? ou.GetString() : null);
+                o.Value.TryGetProperty("output", out var ou) && ou.ValueKind == JsonValueKind.String ? ou.GetString() : null)
+            {
+                ResultWrapper = o.Value.TryGetProperty("resultWrapper", out var rw) ? rw.GetString() : null,
+            };
         }
         return new ServiceModel(
             root.TryGetProperty("targetPrefix", out var tp) && tp.ValueKind == JsonValueKind.String ? tp.GetString()! : "",
             root.GetProperty("protocol").GetString()!,
             ops.ToFrozenDictionary(StringComparer.Ordinal),
-            shapes.ToFrozenDictionary(StringComparer.Ordinal));
+            shapes.ToFrozenDictionary(StringComparer.Ordinal))
+        {
+            ApiVersion = root.TryGetProperty("apiVersion", out var av) && av.ValueKind == JsonValueKind.String ? av.GetString()! : "",
+            XmlNamespace = root.TryGetProperty("xmlNamespace", out var xn) && xn.ValueKind == JsonValueKind.String ? xn.GetString()! : "",
+        };
     }
 }
 
-public sealed record OperationModel(string Name, string? Input, string? Output);
+public sealed record OperationModel(string Name, string? Input, string? Output)
+{
+    /// <summary>Query protocol: the element that wraps the output inside the response element.</summary>
+    public string? ResultWrapper { get; init; }
+}
 
 public sealed class ShapeModel
 {
@@ -68,6 +85,9 @@ public sealed class ShapeModel
     public string? Key { get; init; }
     public string? Value { get; init; }
     public bool Document { get; init; }
+    /// <summary>For exception shapes of Query services: the wire error code and HTTP status.</summary>
+    public string? ErrorCode { get; init; }
+    public int? ErrorStatus { get; init; }
 
     internal static ShapeModel Parse(string name, JsonElement e)
     {
@@ -102,6 +122,8 @@ public sealed class ShapeModel
             Key = e.TryGetProperty("key", out var k) ? k.GetString() : null,
             Value = e.TryGetProperty("value", out var v) ? v.GetString() : null,
             Document = e.TryGetProperty("document", out var d) && d.GetBoolean(),
+            ErrorCode = e.TryGetProperty("error", out var er) && er.TryGetProperty("code", out var ec) ? ec.GetString() : null,
+            ErrorStatus = e.TryGetProperty("error", out var er2) && er2.TryGetProperty("httpStatusCode", out var es) ? es.GetInt32() : null,
         };
     }
 }

@@ -1,0 +1,110 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
+
+namespace Berth.Aws.Protocol;
+
+/// <summary>
+/// The Query-protocol half of the front door: <c>POST /</c> with a form body naming <c>Action</c> and
+/// <c>Version</c>, dispatched to the <see cref="AwsQueryService"/> whose model has that API version.
+/// </summary>
+internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> services, ILogger logger)
+{
+    private const int MaxBodyBytes = 1024 * 1024;
+    private readonly Dictionary<string, AwsQueryService> _byVersion = services.ToDictionary(s => s.Model.ApiVersion, StringComparer.Ordinal);
+
+    public bool IsEmpty => _byVersion.Count == 0;
+
+    public static bool IsQueryRequest(HttpRequest request)
+        => request.ContentType is { } ct && ct.StartsWith("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase);
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        var ct = context.RequestAborted;
+        var requestId = Guid.NewGuid().ToString();
+        var ns = _byVersion.Count == 1 ? _byVersion.Values.First().Model.XmlNamespace : "";
+        var action = "";
+        try
+        {
+            var form = await ReadFormAsync(context.Request, ct).ConfigureAwait(false);
+            action = form.TryGetValue("Action", out var a) ? a.ToString() : "";
+            var version = form.TryGetValue("Version", out var v) ? v.ToString() : "";
+            if (action.Length == 0)
+            {
+                throw new AwsException("MissingAction", "The request must contain the parameter Action.");
+            }
+            if (version.Length == 0)
+            {
+                throw new AwsException("MissingParameter", "The request must contain the parameter Version.");
+            }
+            if (!_byVersion.TryGetValue(version, out var service))
+            {
+                throw new AwsException("InvalidAction", $"Version '{version}' is not an API version Berth serves with the Query protocol.");
+            }
+            ns = service.Model.XmlNamespace;
+            var handler = service.Find(action)
+                ?? throw (service.Model.Operations.ContainsKey(action)
+                    ? new AwsException("UnsupportedOperation", $"Berth does not implement {action} yet.")
+                    : new AwsException("InvalidAction", $"Could not find operation {action} for version {version}."));
+            var payload = await handler(form, requestId, ct).ConfigureAwait(false);
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "text/xml";
+            context.Response.Headers["x-amzn-RequestId"] = requestId;
+            await context.Response.Body.WriteAsync(payload, ct).ConfigureAwait(false);
+        }
+        catch (AwsException e)
+        {
+            await WriteErrorAsync(context, ns, e.StatusCode, e.ErrorType, e.Message, requestId).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // client went away
+        }
+        catch (BadHttpRequestException e)
+        {
+            await WriteErrorAsync(context, ns, e.StatusCode == 413 ? 413 : 400, "ValidationError", e.Message, requestId).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            LogUnhandled(logger, e, action);
+            await WriteErrorAsync(context, ns, 500, "InternalFailure", "An internal error occurred; the request was not applied. See the server log.", requestId).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<Dictionary<string, StringValues>> ReadFormAsync(HttpRequest request, CancellationToken ct)
+    {
+        if (request.ContentLength is > MaxBodyBytes)
+        {
+            throw new AwsException("ValidationError", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+        }
+        using var reader = new StreamReader(request.Body);
+        var buffer = new char[MaxBodyBytes + 1];
+        var total = 0;
+        int n;
+        while (total <= MaxBodyBytes && (n = await reader.ReadAsync(buffer.AsMemory(total), ct).ConfigureAwait(false)) > 0)
+        {
+            total += n;
+        }
+        if (total > MaxBodyBytes)
+        {
+            throw new AwsException("ValidationError", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+        }
+        return QueryHelpers.ParseQuery("?" + new string(buffer, 0, total));
+    }
+
+    private static Task WriteErrorAsync(HttpContext context, string ns, int status, string code, string message, string requestId)
+    {
+        if (context.Response.HasStarted)
+        {
+            return Task.CompletedTask;
+        }
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "text/xml";
+        context.Response.Headers["x-amzn-RequestId"] = requestId;
+        return context.Response.Body.WriteAsync(AwsQueryService.WriteError(ns, status, code, message, requestId), context.RequestAborted).AsTask();
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in Query action {Action}")]
+    private static partial void LogUnhandled(ILogger logger, Exception e, string action);
+}

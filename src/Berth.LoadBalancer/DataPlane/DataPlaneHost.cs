@@ -1,0 +1,324 @@
+using System.Globalization;
+using Berth.Aws.Elbv2;
+using Berth.LoadBalancer.State;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+using Yarp.ReverseProxy.Transforms;
+
+namespace Berth.LoadBalancer.DataPlane;
+
+/// <summary>
+/// Runs the data plane: a second Kestrel server inside the process whose endpoints are the listener
+/// ports, with YARP behind them. A reconcile loop follows the ELBv2 state: it rebuilds the routing
+/// table and the YARP config, opens and closes listener ports (Kestrel rebinds only the endpoints that
+/// changed, so other listeners keep their connections), marks new load balancers active, and ends
+/// draining for targets whose delay passed or that have nothing in flight.
+/// </summary>
+internal sealed partial class DataPlaneHost(
+    Elbv2State state,
+    TargetHealthBook book,
+    DataPlaneMetrics metrics,
+    IInstanceAddressResolver instances,
+    LoadBalancerOptions options,
+    TimeProvider time,
+    ILoggerFactory loggerFactory) : BackgroundService
+{
+    private readonly ILogger _logger = loggerFactory.CreateLogger<DataPlaneHost>();
+    private readonly RoutingState _routing = new();
+    private readonly Elbv2ProxyConfigProvider _config = new();
+    private readonly ListenerEndpoints _endpoints = new();
+    private readonly Dictionary<(string Group, string Key), DestinationState> _draining = [];
+    private WebApplication? _app;
+    private IReadOnlySet<int> _ports = new HashSet<int>();
+
+    /// <summary>The listener ports currently bound.</summary>
+    public IReadOnlySet<int> Ports => _ports;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        _app = BuildApp();
+        var applied = state.Generation;
+        Reconcile(first: true);
+        await _app.StartAsync(stoppingToken).ConfigureAwait(false);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var seen = state.Generation;
+            try
+            {
+                // Rebuild the routes and clusters only when the state changed; draining is swept every pass.
+                if (seen != applied)
+                {
+                    Reconcile(first: false);
+                    applied = seen;
+                }
+                await MarkActiveAsync(stoppingToken).ConfigureAwait(false);
+                Sweep();
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                LogReconcileFailed(_logger, e);
+            }
+            try
+            {
+                await state.WaitForChangeAsync(seen, options.SweepInterval, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        if (_app is not null)
+        {
+            await _app.StopAsync(cancellationToken).ConfigureAwait(false);
+            await _app.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private WebApplication BuildApp()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(loggerFactory);
+        builder.Services.AddSingleton(state);
+        builder.Services.AddSingleton(book);
+        builder.Services.AddSingleton(metrics);
+        builder.Services.AddSingleton(_routing);
+        builder.Services.AddSingleton(time);
+        builder.Services.AddSingleton(Random.Shared);
+        builder.Services.AddSingleton<RuleMiddleware>();
+        // The AWSALB cookie is protected with a per-process key: after a restart clients are simply rebalanced.
+        builder.Services.AddSingleton<Microsoft.AspNetCore.DataProtection.IDataProtectionProvider>(new Microsoft.AspNetCore.DataProtection.EphemeralDataProtectionProvider(loggerFactory));
+        builder.Services.AddSingleton<IProxyConfigProvider>(_config);
+        builder.Services.AddReverseProxy().AddTransforms(t =>
+        {
+            // ALB's request headers: X-Forwarded-For appended, -Proto and -Port set, X-Amzn-Trace-Id added; Host kept.
+            t.UseDefaultForwarders = false;
+            t.AddOriginalHost(true);
+            t.AddXForwardedFor("X-Forwarded-For", ForwardedTransformActions.Append);
+            t.AddXForwardedProto("X-Forwarded-Proto", ForwardedTransformActions.Set);
+            // YARP adds its affinity cookie per route; the route here is the catch-all one and the cluster is
+            // chosen later (RuleMiddleware), so the AWSALB cookie is set here for the cluster actually used.
+            t.AddResponseTransform(StickinessCookie.SetAsync);
+            t.AddRequestTransform(rt =>
+            {
+                var headers = rt.ProxyRequest.Headers;
+                headers.Remove("X-Forwarded-Port");
+                headers.TryAddWithoutValidation("X-Forwarded-Port", rt.HttpContext.Connection.LocalPort.ToString(CultureInfo.InvariantCulture));
+                var incoming = rt.HttpContext.Request.Headers["X-Amzn-Trace-Id"].ToString();
+                if (!incoming.Contains("Root=", StringComparison.Ordinal))
+                {
+                    headers.Remove("X-Amzn-Trace-Id");
+                    headers.TryAddWithoutValidation("X-Amzn-Trace-Id", TraceId.New(time.GetUtcNow()));
+                }
+                return ValueTask.CompletedTask;
+            });
+        });
+        builder.Services.AddSingleton<IActiveHealthCheckPolicy, AlbHealthCheckPolicy>();
+        builder.Services.AddSingleton<IAvailableDestinationsPolicy, FailOpenDestinationsPolicy>();
+        builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, LeastOutstandingRequestsPolicy>();
+        builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, SlowStartRoundRobinPolicy>();
+        builder.Services.AddSingleton<IForwarderHttpClientFactory>(sp => new BerthForwarderHttpClientFactory(options.ConnectTimeout));
+        var kestrelConfig = new ConfigurationBuilder().Add(_endpoints).Build();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Configure(kestrelConfig, reloadOnChange: true);
+            // Kestrel binds localhost:5000 when it has no endpoint at all; one ephemeral loopback port prevents that.
+            k.Listen(System.Net.IPAddress.Loopback, 0);
+            k.AddServerHeader = false;
+        });
+        var app = builder.Build();
+        var rules = app.Services.GetRequiredService<RuleMiddleware>();
+        app.MapReverseProxy(pipeline =>
+        {
+            pipeline.Use((ctx, next) => rules.InvokeAsync(ctx, () => next(ctx)));
+            pipeline.UseSessionAffinity();
+            pipeline.UseLoadBalancing();
+        });
+        return app;
+    }
+
+    private void Reconcile(bool first)
+    {
+        var table = RoutingTable.Build(state);
+        // Targets stored before a restart start over in 'initial'.
+        foreach (var tg in state.TargetGroups.All)
+        {
+            foreach (var t in tg.Value.Targets)
+            {
+                book.Registered(tg.Id, TargetHealthBook.Key(t.Id!, t.Port!.Value));
+            }
+        }
+        var (routes, clusters) = Elbv2ProxyConfig.Build(state, table, instances);
+        if (!first && _app is not null)
+        {
+            // Remember the live state of destinations about to disappear: draining ends when nothing is in flight.
+            var lookup = _app.Services.GetRequiredService<IProxyStateLookup>();
+            foreach (var cluster in lookup.GetClusters())
+            {
+                var next = clusters.FirstOrDefault(c => c.ClusterId == cluster.ClusterId);
+                foreach (var (key, dest) in cluster.Destinations)
+                {
+                    if (next?.Destinations?.ContainsKey(key) != true)
+                    {
+                        _draining[(cluster.ClusterId, key)] = dest;
+                    }
+                }
+            }
+        }
+        _routing.Current = table;
+        _config.Update(routes, clusters);
+        var ports = table.ByPort.Keys.ToHashSet();
+        if (!ports.SetEquals(_ports))
+        {
+            _endpoints.Set(ports, options.BindAddress);
+            _ports = ports;
+            LogListeners(_logger, string.Join(", ", ports.Order()));
+        }
+    }
+
+    private async Task MarkActiveAsync(CancellationToken ct)
+    {
+        var pending = state.LoadBalancers.All.Where(l => l.Value.LoadBalancer.State?.Code == LoadBalancerStateEnumValues.Provisioning).ToList();
+        if (pending.Count == 0)
+        {
+            return;
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        foreach (var p in pending)
+        {
+            if (state.LoadBalancers.Get(p.Id) is not { } current)
+            {
+                continue;
+            }
+            var copy = state.LoadBalancers.Clone(current.Value);
+            copy.LoadBalancer.State = new LoadBalancerState { Code = LoadBalancerStateEnumValues.Active };
+            tx.Put(state.LoadBalancers, p.Id, copy, current.Revision);
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+    }
+
+    private void Sweep()
+    {
+        var now = time.GetUtcNow();
+        foreach (var group in book.Groups.ToList())
+        {
+            foreach (var (key, until) in book.Draining(group))
+            {
+                var live = _draining.GetValueOrDefault((group, key));
+                if (now >= until || live is null || live.ConcurrentRequestCount == 0)
+                {
+                    book.Forget(group, key);
+                    _draining.Remove((group, key));
+                }
+            }
+        }
+        // A captured destination may be seen before its deregistration reaches the book; keep it until the book forgets the target.
+        foreach (var stale in _draining.Keys.Where(k => !book.Contains(k.Group, k.Key)).ToList())
+        {
+            _draining.Remove(stale);
+        }
+    }
+
+    /// <summary>The (healthy, unhealthy) target counts per target group name, for the metrics page.</summary>
+    public IReadOnlyDictionary<string, (int Healthy, int Unhealthy)> HostCounts()
+    {
+        var result = new Dictionary<string, (int, int)>(StringComparer.Ordinal);
+        foreach (var tg in state.TargetGroups.All)
+        {
+            var healthy = 0;
+            var unhealthy = 0;
+            foreach (var t in tg.Value.Targets)
+            {
+                var view = book.Find(tg.Id, TargetHealthBook.Key(t.Id!, t.Port!.Value), inUse: true);
+                if (view?.State == TargetHealthStates.Healthy)
+                {
+                    healthy++;
+                }
+                else if (view?.State == TargetHealthStates.Unhealthy)
+                {
+                    unhealthy++;
+                }
+            }
+            result[tg.Value.TargetGroup.TargetGroupName!] = (healthy, unhealthy);
+        }
+        return result;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Load balancer listeners on ports: {Ports}")]
+    private static partial void LogListeners(ILogger logger, string ports);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Load balancer data plane reconcile failed")]
+    private static partial void LogReconcileFailed(ILogger logger, Exception e);
+}
+
+/// <summary>Kestrel endpoints as configuration, so that a reload binds new listener ports and unbinds removed ones.</summary>
+internal sealed class ListenerEndpoints : ConfigurationProvider, IConfigurationSource
+{
+    public IConfigurationProvider Build(IConfigurationBuilder builder) => this;
+
+    public void Set(IEnumerable<int> ports, System.Net.IPAddress bind)
+    {
+        var host = bind.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{bind}]" : bind.ToString();
+        Data = ports.ToDictionary(
+            p => $"Endpoints:L{p}:Url",
+            p => (string?)$"http://{host}:{p}",
+            StringComparer.OrdinalIgnoreCase);
+        OnReload();
+    }
+}
+
+/// <summary>YARP's client factory with ALB's connect timeout (10 s, then 504).</summary>
+internal sealed class BerthForwarderHttpClientFactory(TimeSpan connectTimeout) : ForwarderHttpClientFactory
+{
+    protected override void ConfigureHandler(ForwarderHttpClientContext context, System.Net.Http.SocketsHttpHandler handler)
+    {
+        base.ConfigureHandler(context, handler);
+        handler.ConnectTimeout = connectTimeout;
+    }
+}
+
+/// <summary>Sets the AWSALB cookie for the destination that served a request of a sticky target group.</summary>
+internal static class StickinessCookie
+{
+    public static ValueTask SetAsync(ResponseTransformContext context)
+    {
+        var feature = context.HttpContext.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>();
+        if (feature?.ProxiedDestination is not { } destination || feature.Cluster.Config.SessionAffinity is not { Enabled: true } affinity)
+        {
+            return ValueTask.CompletedTask;
+        }
+        var policies = context.HttpContext.RequestServices.GetServices<Yarp.ReverseProxy.SessionAffinity.ISessionAffinityPolicy>();
+        var policy = policies.FirstOrDefault(p => string.Equals(p.Name, affinity.Policy, StringComparison.OrdinalIgnoreCase));
+        var lookup = context.HttpContext.RequestServices.GetRequiredService<IProxyStateLookup>();
+        if (policy is not null && lookup.TryGetCluster(feature.Cluster.Config.ClusterId, out var cluster))
+        {
+            policy.AffinitizeResponse(context.HttpContext, cluster, affinity, destination);
+        }
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>X-Amzn-Trace-Id as ALB writes it: Root=1-{epoch seconds, hex}-{96 random bits, hex}.</summary>
+internal static class TraceId
+{
+    public static string New(DateTimeOffset now)
+        => $"Root=1-{now.ToUnixTimeSeconds():x8}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12))}";
+}
