@@ -27,6 +27,7 @@ public abstract class DocumentState(IStateStore store)
     private long _generation;
     private long _versionToken;
     private long _storeCommits;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public IStateStore Store { get; } = store;
     internal SemaphoreSlim WriteLock { get; } = new(1, 1);
@@ -70,6 +71,26 @@ public abstract class DocumentState(IStateStore store)
     {
     }
 
+    /// <summary>
+    /// Completes when the state changes after <paramref name="seenGeneration"/>, or at the timeout. For whole-state
+    /// watchers (the load balancer's configuration); per-instance agent streams use their own feeds instead.
+    /// </summary>
+    public async Task WaitForChangeAsync(long seenGeneration, TimeSpan timeout, CancellationToken ct)
+    {
+        var changed = Volatile.Read(ref _changed).Task;
+        if (Generation != seenGeneration)
+        {
+            return;
+        }
+        try
+        {
+            await changed.WaitAsync(timeout, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+    }
+
     /// <summary>Runs after each store commit, before its callers return: a subclass wakes watchers here.</summary>
     protected virtual void OnDurable()
     {
@@ -100,6 +121,8 @@ public abstract class DocumentState(IStateStore store)
             }
         }
         Interlocked.Increment(ref _generation);
+        // Wake every waiter of WaitForChangeAsync (a broadcast: each waiter holds the same task).
+        Interlocked.Exchange(ref _changed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         return pending.Done.Task;
     }
 
