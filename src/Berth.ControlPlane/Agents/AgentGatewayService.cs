@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using Berth.Aws.Ecs;
 using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Hosting;
@@ -17,7 +16,7 @@ namespace Berth.ControlPlane.Agents;
 /// tasks changes (and nothing otherwise), and the agent's reports applied through <see cref="TaskLifecycle"/>.
 /// </summary>
 internal sealed partial class AgentGatewayService(
-    EcsState state, TaskLifecycle tasks, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger)
+    EcsState state, TaskLifecycle tasks, InstanceLifecycle instances, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger)
     : AgentGateway.AgentGatewayBase
 {
     // Instance key -> the connection currently serving it, so an old stream ending late cannot
@@ -77,7 +76,7 @@ internal sealed partial class AgentGatewayService(
         {
             if (_connections.TryRemove(new KeyValuePair<string, Connection>(key, connection)))
             {
-                await SetConnectedAsync(key, false, CancellationToken.None).ConfigureAwait(false);
+                await instances.SetConnectedAsync(key, false, CancellationToken.None).ConfigureAwait(false);
                 LogDisconnected(logger, instanceArn);
             }
         }
@@ -103,127 +102,8 @@ internal sealed partial class AgentGatewayService(
 
     private static ServerMessage Rejected(string reason) => new() { Rejected = new RegistrationRejected { Reason = reason } };
 
-    internal sealed record Registration(StoredContainerInstance? Stored, string Key, string? NewSecret, string? Rejection);
-
-    private static string Hash(string secret) => Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret)));
-
-    internal async Task<Registration> RegisterAsync(Register reg, CancellationToken ct)
-    {
-        var clusterName = string.IsNullOrEmpty(reg.Cluster) ? "default" : Arns.NameOf(reg.Cluster);
-        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var cluster = state.Clusters.Find(clusterName);
-        if (cluster is null && clusterName == "default")
-        {
-            // ECS creates the default cluster on first use.
-            cluster = Berth.ControlPlane.Ecs.ClusterOperations.NewCluster(arns, clusterName);
-            tx.Put(state.Clusters, clusterName, cluster);
-        }
-        if (cluster is not { Status: "ACTIVE" })
-        {
-            return new Registration(null, "", null, $"Cluster {clusterName} not found: create it first (aws ecs create-cluster --cluster-name {clusterName}).");
-        }
-
-        StoredContainerInstance? previous = null;
-        string? key = null;
-        if (!string.IsNullOrEmpty(reg.ContainerInstanceArn))
-        {
-            var k = state.KeyOf(clusterName, reg.ContainerInstanceArn);
-            if (k is not null && k.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(k) is { } known && known.Instance.Status != "INACTIVE")
-            {
-                previous = known;
-                key = k;
-            }
-        }
-        if (previous is null && !string.IsNullOrEmpty(reg.AgentId) && state.Ledger.ByAgent(clusterName, reg.AgentId) is { } byAgent
-            && state.ContainerInstances.Find(byAgent) is { } match && match.Instance.Status != "INACTIVE")
-        {
-            previous = match;
-            key = byAgent;
-        }
-        string? newSecret = null;
-        var secretHash = previous?.AgentSecretHash;
-        if (previous is not null && secretHash is not null)
-        {
-            // The instance was registered by an agent that holds a secret: only that agent may take it again.
-            if (string.IsNullOrEmpty(reg.AgentSecret) || !CryptographicOperations.FixedTimeEquals(
-                    System.Text.Encoding.ASCII.GetBytes(Hash(reg.AgentSecret)), System.Text.Encoding.ASCII.GetBytes(secretHash)))
-            {
-                return new Registration(null, "", null,
-                    $"Container instance {previous.Instance.ContainerInstanceArn} belongs to another agent (its secret does not match). " +
-                    "To register this host as a new container instance, remove agent.json from the agent's data directory.");
-            }
-        }
-        else
-        {
-            newSecret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
-            secretHash = Hash(newSecret);
-        }
-        key ??= EcsState.ScopedId(clusterName, Guid.NewGuid().ToString("N"));
-        var id = key[(clusterName.Length + 1)..];
-
-        var attributes = reg.Attributes.Select(kv => new EcsAttribute { Name = kv.Key, Value = kv.Value }).ToList();
-        // Keep attributes set through PutAttributes; the agent's own ones are refreshed.
-        foreach (var a in previous?.Instance.Attributes ?? [])
-        {
-            if (a.Name is not null && !reg.Attributes.ContainsKey(a.Name))
-            {
-                attributes.Add(a);
-            }
-        }
-        var ports = InstanceLedger.ReservedPortStrings(reg.ReservedPorts).ToList();
-        var udp = reg.ReservedUdpPorts.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture)).Distinct().ToList();
-        var now = time.GetUtcNow();
-        var instance = new ContainerInstance
-        {
-            ContainerInstanceArn = arns.ContainerInstance(clusterName, id),
-            Ec2InstanceId = reg.Hostname,
-            Status = previous?.Instance.Status is "DRAINING" ? "DRAINING" : "ACTIVE",
-            AgentConnected = true,
-            RegisteredAt = previous?.Instance.RegisteredAt ?? now,
-            Version = (previous?.Instance.Version ?? 0) + 1,
-            VersionInfo = new Berth.Aws.Ecs.VersionInfo
-            {
-                AgentVersion = reg.AgentVersion,
-                AgentHash = reg.AgentHash,
-                DockerVersion = "DockerVersion: " + reg.DockerVersion,
-            },
-            RegisteredResources =
-            [
-                new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = reg.CpuUnits, DoubleValue = 0, LongValue = 0 },
-                new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = (int)Math.Min(reg.MemoryMib, int.MaxValue), DoubleValue = 0, LongValue = 0 },
-                new Resource { Name = "PORTS", Type = "STRINGSET", StringSetValue = ports, DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
-                new Resource { Name = "PORTS_UDP", Type = "STRINGSET", StringSetValue = udp, DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
-            ],
-            Attributes = attributes,
-            Tags = previous?.Instance.Tags,
-            Attachments = [],
-            AgentUpdateStatus = null,
-        };
-        var stored = new StoredContainerInstance { Cluster = clusterName, AgentId = reg.AgentId, AgentSecretHash = secretHash, Instance = instance };
-        tx.Put(state.ContainerInstances, key, stored);
-        await tx.CommitAsync(ct).ConfigureAwait(false);
-        return new Registration(stored, key, newSecret, null);
-    }
-
-    private async Task SetConnectedAsync(string key, bool connected, CancellationToken ct)
-    {
-        try
-        {
-            await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-            if (state.ContainerInstances.Find(key) is { } s && s.Instance.AgentConnected != connected)
-            {
-                var copy = state.ContainerInstances.Clone(s);
-                copy.Instance.AgentConnected = connected;
-                copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-                tx.Put(state.ContainerInstances, key, copy);
-                await tx.CommitAsync(ct).ConfigureAwait(false);
-            }
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            LogStreamFailed(logger, e, key);
-        }
-    }
+    /// <summary>Registration through the domain layer (kept here for the gateway's tests).</summary>
+    internal Task<InstanceLifecycle.Registration> RegisterAsync(Register reg, CancellationToken ct) => instances.RegisterAgentAsync(reg, ct);
 
     private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, CancellationToken ct)
     {

@@ -33,7 +33,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         {
             return new CreateClusterResponse { Cluster = View(existing, full: true) }; // idempotent on name
         }
-        var cluster = NewCluster(arns, name);
+        var cluster = Berth.ControlPlane.Domain.Clusters.New(arns, name);
         cluster.Tags = req.Tags is { Count: > 0 } ? req.Tags : null;
         cluster.Settings = req.Settings ?? cluster.Settings;
         cluster.Configuration = req.Configuration;
@@ -43,17 +43,6 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new CreateClusterResponse { Cluster = View(cluster, full: true) };
     }
-
-    /// <summary>A new ACTIVE cluster with ECS's defaults (also used when an agent registers into "default").</summary>
-    public static Cluster NewCluster(Arns arns, string name) => new()
-    {
-        ClusterArn = arns.Cluster(name),
-        ClusterName = name,
-        Status = "ACTIVE",
-        Settings = [new ClusterSetting { Name = "containerInsights", Value = "disabled" }],
-        CapacityProviders = [],
-        DefaultCapacityProviderStrategy = [],
-    };
 
     private DescribeClustersResponse Describe(DescribeClustersRequest req)
     {

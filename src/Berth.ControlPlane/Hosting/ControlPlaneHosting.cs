@@ -29,6 +29,7 @@ public static class ControlPlaneHosting
             return state;
         });
         services.AddSingleton(sp => new TaskLifecycle(sp.GetRequiredService<EcsState>(), sp.GetRequiredService<Arns>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<InstanceLifecycle>();
         services.AddHostedService<TaskRetention>();
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
         services.AddGrpc();

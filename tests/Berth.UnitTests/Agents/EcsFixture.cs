@@ -30,7 +30,7 @@ internal sealed class EcsFixture : IAsyncDisposable
         new TaskOperations(Tasks).Map(Api);
         new TaskDefinitionOperations(State, Arns, clock).Map(Api);
         new ContainerInstanceOperations(State, Arns, clock).Map(Api);
-        Gateway = new AgentGatewayService(State, Tasks, Arns, clock, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
+        Gateway = new AgentGatewayService(State, Tasks, new InstanceLifecycle(State, Arns, clock, NullLogger<InstanceLifecycle>.Instance), Arns, clock, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentTimeout = agentTimeout ?? TimeSpan.FromSeconds(30) },
             credentials ?? new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance);
     }
 
