@@ -20,7 +20,9 @@ public sealed class InstanceLedger
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ImmutableSortedSet<string>> _byCluster = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _byAgent = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, InstanceCandidate[]> _candidates = new(StringComparer.Ordinal);
+    // Per cluster, the candidates of its instances that are not INACTIVE, updated in place when one changes.
+    // Written by the change hooks and read by placement, both under the state's write lock.
+    private readonly Dictionary<string, ClusterCandidates> _candidates = new(StringComparer.Ordinal);
     private readonly SortedSet<(DateTimeOffset At, string Key)> _deregistered = new();
 
     /// <summary>Up to <paramref name="max"/> keys of instances deregistered at or before <paramref name="cutoff"/>.</summary>
@@ -68,24 +70,51 @@ public sealed class InstanceLedger
 
     public InstanceCandidate? Candidate(string instanceKey) => _entries.TryGetValue(instanceKey, out var e) ? e.Candidate : null;
 
-    /// <summary>The scheduler's view of every instance of the cluster that is not INACTIVE (cached until one changes).</summary>
-    public InstanceCandidate[] Candidates(string cluster)
+    /// <summary>
+    /// The scheduler's view of every instance of the cluster that is not INACTIVE. Kept up to date slot by slot as
+    /// instances and tasks change, so a RunTask costs no rebuild. Call under the state's write lock only.
+    /// </summary>
+    public IReadOnlyList<InstanceCandidate> Candidates(string cluster)
+        => _candidates.TryGetValue(cluster, out var c) ? c.List : [];
+
+    /// <summary>Puts the instance's current candidate in its cluster's list (or takes it out when it has none or is INACTIVE).</summary>
+    private void Publish(string key, Entry e)
     {
-        if (_candidates.TryGetValue(cluster, out var cached))
+        var cluster = key[..key.IndexOf('/', StringComparison.Ordinal)];
+        if (!_candidates.TryGetValue(cluster, out var c))
         {
-            return cached;
+            _candidates[cluster] = c = new ClusterCandidates();
         }
-        var list = new List<InstanceCandidate>();
-        foreach (var id in InCluster(cluster))
+        var keep = e.Candidate is not null && e.Instance?.Instance.Status != "INACTIVE";
+        if (c.Position.TryGetValue(key, out var at))
         {
-            if (_entries.TryGetValue(id, out var e) && e.Candidate is { } c && e.Instance?.Instance.Status != "INACTIVE")
+            if (keep)
             {
-                list.Add(c);
+                c.List[at] = e.Candidate!;
+                return;
             }
+            // Swap-remove: the last one takes the freed slot.
+            var last = c.List.Count - 1;
+            c.List[at] = c.List[last];
+            c.Keys[at] = c.Keys[last];
+            c.Position[c.Keys[at]] = at;
+            c.List.RemoveAt(last);
+            c.Keys.RemoveAt(last);
+            c.Position.Remove(key);
         }
-        var array = list.ToArray();
-        _candidates[cluster] = array;
-        return array;
+        else if (keep)
+        {
+            c.Position[key] = c.List.Count;
+            c.List.Add(e.Candidate!);
+            c.Keys.Add(key);
+        }
+    }
+
+    private sealed class ClusterCandidates
+    {
+        public readonly List<InstanceCandidate> List = [];
+        public readonly List<string> Keys = [];
+        public readonly Dictionary<string, int> Position = new(StringComparer.Ordinal);
     }
 
     public void ApplyInstance(string key, StoredContainerInstance? old, StoredContainerInstance? now)
@@ -108,7 +137,11 @@ public sealed class InstanceLedger
         }
         if (now is null)
         {
-            _entries.TryRemove(key, out _);
+            if (_entries.TryRemove(key, out var gone))
+            {
+                gone.Candidate = null;
+                Publish(key, gone);
+            }
             Update(_byCluster, cluster, s => s.Remove(key));
         }
         else
@@ -121,8 +154,8 @@ public sealed class InstanceLedger
             }
             Update(_byCluster, cluster, s => s.Add(key));
             Rebuild(e);
+            Publish(key, e);
         }
-        _candidates.TryRemove(cluster, out _);
     }
 
     /// <param name="id">The task's table key ("{cluster}/{taskId}"), kept as is so the live sets share its string.</param>
@@ -150,7 +183,7 @@ public sealed class InstanceLedger
             if (now is null || now.IsStopped || now.InstanceId != oldInstance)
             {
                 Rebuild(e);
-                _candidates.TryRemove(old.Cluster, out _);
+                Publish(key, e);
             }
         }
         if (now is { InstanceId: { } instance } && !now.IsStopped)
@@ -167,7 +200,7 @@ public sealed class InstanceLedger
                 e.Add(now, +1);
             }
             Rebuild(e);
-            _candidates.TryRemove(now.Cluster, out _);
+            Publish(key, e);
         }
     }
 

@@ -117,7 +117,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         if (req.Targets is null)
         {
             var candidates = state.Ledger.Candidates(req.Cluster);
-            if (candidates.Length == 0)
+            if (candidates.Count == 0)
             {
                 throw AwsException.InvalidParameter("No Container Instances were found in your cluster.");
             }

@@ -32,9 +32,9 @@ public sealed class IndexPropertyTests
 
         for (var step = 0; step < 300; step++)
         {
-            switch (random.Next(10))
+            switch (random.Next(11))
             {
-                case 0 when instances.Count < 4:
+                case 0 when instances.Count(i => f.State.ContainerInstances.Find(i.Key)?.Instance.Status == "ACTIVE") < 4:
                 {
                     var reg = EcsFixture.Registration(agentId: "agent-" + instances.Count, cpu: 1024, memory: 1000);
                     var r = await f.Gateway.RegisterAsync(reg, CancellationToken.None);
@@ -44,6 +44,13 @@ public sealed class IndexPropertyTests
                 case 1 or 2 or 3 when instances.Count > 0:
                 {
                     var family = random.Next(3) == 0 ? "fixed" : "web";
+                    if (f.State.Ledger.Candidates("default").Count == 0)
+                    {
+                        // Every instance was deregistered: RunTask answers InvalidParameterException, as ECS does.
+                        var e = await f.CallFailsAsync("RunTask", $$"""{"taskDefinition":"{{family}}"}""");
+                        Assert.Equal("InvalidParameterException", e.ErrorType);
+                        break;
+                    }
                     await f.CallAsync("RunTask", $$"""{"taskDefinition":"{{family}}","count":{{random.Next(1, 4)}},"placementStrategy":[{"type":"{{(random.Next(2) == 0 ? "binpack" : "spread")}}","field":"{{(random.Next(2) == 0 ? "memory" : "instanceId")}}"}]}""");
                     break;
                 }
@@ -78,14 +85,28 @@ public sealed class IndexPropertyTests
                 {
                     // Reconnect: the same agent registers again with its secret.
                     var (key, secret, reg) = instances[random.Next(instances.Count)];
+                    if (f.State.ContainerInstances.Find(key)?.Instance.Status is null or "INACTIVE")
+                    {
+                        break; // deregistered (or purged): its agent would register as a new instance
+                    }
                     reg.AgentSecret = secret;
                     var r = await f.Gateway.RegisterAsync(reg, CancellationToken.None);
                     Assert.Equal(key, r.Key);
                     break;
                 }
+                case 10 when instances.Count > 0 && random.Next(4) == 0:
+                {
+                    var (key, _, _) = instances[random.Next(instances.Count)];
+                    if (f.State.ContainerInstances.Find(key) is { Instance.Status: not "INACTIVE" } ci)
+                    {
+                        await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{ci.Instance.ContainerInstanceArn}}","force":true}""");
+                    }
+                    break;
+                }
                 case 9:
                     clock.Advance(TimeSpan.FromMinutes(random.Next(1, 40)));
                     await f.Tasks.PurgeAsync(clock.GetUtcNow() - TimeSpan.FromHours(1), 50, CancellationToken.None);
+                    await f.Tasks.PurgeInstancesAsync(clock.GetUtcNow() - TimeSpan.FromHours(1), 50, CancellationToken.None);
                     break;
             }
             Check(f.State, seen);
@@ -141,6 +162,16 @@ public sealed class IndexPropertyTests
             var ports = live.SelectMany(t => t.StaticPorts ?? []).ToList();
             Assert.Equal(ports.Count, ports.Distinct().Count());
             Assert.Equal(live.Count, c.TaskCount);
+        }
+
+        // The cluster's placement list holds exactly the current candidate of every instance that is not INACTIVE.
+        var expectedCandidates = state.ContainerInstances.All.Where(v => v.Value.Instance.Status != "INACTIVE")
+            .Select(v => state.Ledger.Candidate(v.Id)!).OrderBy(c => c.Arn, StringComparer.Ordinal).ToList();
+        var listed = state.Ledger.Candidates("default").OrderBy(c => c.Arn, StringComparer.Ordinal).ToList();
+        Assert.Equal(expectedCandidates.Count, listed.Count);
+        for (var i = 0; i < listed.Count; i++)
+        {
+            Assert.Same(expectedCandidates[i], listed[i]);
         }
 
         // 3. No status ever moves backwards.
