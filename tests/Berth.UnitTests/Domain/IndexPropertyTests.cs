@@ -133,8 +133,8 @@ public sealed class IndexPropertyTests
         {
             var live = tasks.Values.Where(t => !t.IsStopped && "default/" + t.InstanceId == v.Id).ToList();
             var c = state.Ledger.Candidate(v.Id)!;
-            var cpu = InstanceLedger.RegisteredInt(v.Value.Instance, "CPU") - live.Sum(t => InstanceLedger.ReservationOf(t).Cpu);
-            var mem = InstanceLedger.RegisteredInt(v.Value.Instance, "MEMORY") - live.Sum(t => InstanceLedger.ReservationOf(t).Memory);
+            var cpu = v.Value.Cpu - live.Sum(t => InstanceLedger.ReservationOf(t).Cpu);
+            var mem = v.Value.Memory - live.Sum(t => InstanceLedger.ReservationOf(t).Memory);
             Assert.Equal(cpu, c.CpuAvailable);
             Assert.Equal(mem, c.MemoryAvailable);
             Assert.True(c.CpuAvailable >= 0 && c.MemoryAvailable >= 0, $"{v.Id} oversubscribed: cpu {c.CpuAvailable}, memory {c.MemoryAvailable}");
