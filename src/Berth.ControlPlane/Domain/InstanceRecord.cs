@@ -72,6 +72,10 @@ public sealed record ClusterRecord
     [JsonPropertyName("defaultCapacityProviderStrategy")] public IReadOnlyList<CapacityProviderStrategyRecord>? DefaultCapacityProviderStrategy { get; init; }
     /// <summary>The namespace of the cluster's serviceConnectDefaults; null when it has none.</summary>
     [JsonPropertyName("serviceConnectNamespace")] public string? ServiceConnectNamespace { get; init; }
+
+    // Transitional: bench/Berth.Benchmarks (outside this change's area) still seeds a store with a wire Cluster.
+    // Remove once it builds a ClusterRecord; nothing in src uses this conversion.
+    public static implicit operator ClusterRecord(Berth.Aws.Ecs.Cluster wire) => ClusterViews.FromWire(wire, wire.ClusterName ?? "");
 }
 
 public sealed record ClusterSettingRecord(
