@@ -65,7 +65,7 @@ static async Task<int> SeedAsync(string data, int count)
     var tdArn = arns.TaskDefinition("bench-api", 1);
     await using (var tx = await state.BeginAsync())
     {
-        tx.Put(state.Clusters, cluster, new Cluster { ClusterArn = arns.Cluster(cluster), ClusterName = cluster, Status = "ACTIVE" });
+        tx.Put(state.Clusters, cluster, Clusters.New(cluster));
         tx.Put(state.TaskDefinitions, EcsState.TaskDefinitionId("bench-api", 1), new StoredTaskDefinition
         {
             Definition = new TaskDefinition

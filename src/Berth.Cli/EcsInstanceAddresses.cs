@@ -11,5 +11,5 @@ namespace Berth.Cli;
 internal sealed class EcsInstanceAddresses(EcsState ecs) : IInstanceAddressResolver
 {
     public string? Resolve(string instanceId)
-        => ecs.ContainerInstances.All.Any(i => i.Value.Instance.Ec2InstanceId == instanceId) ? "127.0.0.1" : null;
+        => ecs.ContainerInstances.All.Any(i => i.Value.Ec2InstanceId == instanceId) ? "127.0.0.1" : null;
 }

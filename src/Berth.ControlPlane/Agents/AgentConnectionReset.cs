@@ -16,11 +16,9 @@ internal sealed class AgentConnectionReset(EcsState state) : IHostedService
         await using var tx = await state.BeginAsync(cancellationToken).ConfigureAwait(false);
         foreach (var v in state.ContainerInstances.All)
         {
-            if (v.Value.Instance.AgentConnected == true && v.Value.AgentId is not null)
+            if (v.Value.AgentConnected && v.Value.AgentId is not null)
             {
-                var copy = state.ContainerInstances.Clone(v.Value);
-                copy.Instance.AgentConnected = false;
-                tx.Put(state.ContainerInstances, v.Id, copy);
+                tx.Put(state.ContainerInstances, v.Id, v.Value with { AgentConnected = false });
             }
         }
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);

@@ -39,7 +39,7 @@ internal sealed partial class AgentGatewayService(
             await responseStream.WriteAsync(Rejected(outcome.Rejection!), ct).ConfigureAwait(false);
             return;
         }
-        var instanceArn = stored.Instance.ContainerInstanceArn!;
+        var instanceArn = InstanceViews.Arn(arns, stored);
         var key = outcome.Key;
         await responseStream.WriteAsync(new ServerMessage
         {

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Globalization;
 using Berth.Aws.Ecs;
-using Berth.ControlPlane.State;
+using Berth.Core;
 using Berth.Scheduling;
 
 namespace Berth.ControlPlane.Domain;
@@ -13,7 +13,7 @@ namespace Berth.ControlPlane.Domain;
 /// that instance or one of its tasks changes. RunTask reads a cluster's candidates without looking at
 /// a single task. Updated from the tables' change hooks under the state's write lock.
 /// </summary>
-public sealed class InstanceLedger
+public sealed class InstanceLedger(Arns arns)
 {
     private static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
 
@@ -85,7 +85,7 @@ public sealed class InstanceLedger
         {
             _candidates[cluster] = c = new ClusterCandidates();
         }
-        var keep = e.Candidate is not null && e.Instance?.Instance.Status != "INACTIVE";
+        var keep = e.Candidate is not null && e.Instance?.Status != "INACTIVE";
         if (c.Position.TryGetValue(key, out var at))
         {
             if (keep)
@@ -117,7 +117,7 @@ public sealed class InstanceLedger
         public readonly Dictionary<string, int> Position = new(StringComparer.Ordinal);
     }
 
-    public void ApplyInstance(string key, StoredContainerInstance? old, StoredContainerInstance? now)
+    public void ApplyInstance(string key, InstanceRecord? old, InstanceRecord? now)
     {
         var cluster = key[..key.IndexOf('/', StringComparison.Ordinal)];
         lock (_deregistered)
@@ -126,7 +126,7 @@ public sealed class InstanceLedger
             {
                 _deregistered.Remove((was, key));
             }
-            if (now?.DeregisteredAt is { } at && now.Instance.Status == "INACTIVE")
+            if (now?.DeregisteredAt is { } at && now.Status == "INACTIVE")
             {
                 _deregistered.Add((at, key));
             }
@@ -148,7 +148,7 @@ public sealed class InstanceLedger
         {
             var e = _entries.GetOrAdd(key, _ => new Entry());
             e.Instance = now;
-            if (now.AgentId is { } agent && now.Instance.Status != "INACTIVE")
+            if (now.AgentId is { } agent && now.Status != "INACTIVE")
             {
                 _byAgent[cluster + "/" + agent] = key;
             }
@@ -209,34 +209,21 @@ public sealed class InstanceLedger
         => new(Reservations.ParseUnits(t.Cpu) ?? 0, Reservations.ParseUnits(t.Memory) ?? 0, t.StaticPorts ?? []);
 
     /// <summary>Registered resources minus what live tasks hold; PORTS and PORTS_UDP gain their static host ports.</summary>
-    public List<Resource> Remaining(string key, ContainerInstance i)
+    public List<Resource> Remaining(string key, InstanceRecord i)
     {
         _entries.TryGetValue(key, out var e);
-        var result = new List<Resource>();
-        foreach (var r in i.RegisteredResources ?? [])
-        {
-            result.Add(r.Name switch
-            {
-                "CPU" => new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = (r.IntegerValue ?? 0) - (e?.Cpu ?? 0), DoubleValue = 0, LongValue = 0 },
-                "MEMORY" => new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = (int)((r.IntegerValue ?? 0) - (e?.Memory ?? 0)), DoubleValue = 0, LongValue = 0 },
-                "PORTS" => Ports("PORTS", r, e?.TcpPorts),
-                "PORTS_UDP" => Ports("PORTS_UDP", r, e?.UdpPorts),
-                _ => r,
-            });
-        }
-        return result;
+        return
+        [
+            new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = i.Cpu - (e?.Cpu ?? 0), DoubleValue = 0, LongValue = 0 },
+            new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = (int)(i.Memory - (e?.Memory ?? 0)), DoubleValue = 0, LongValue = 0 },
+            Ports("PORTS", i.Ports, e?.TcpPorts),
+            Ports("PORTS_UDP", i.UdpPorts, e?.UdpPorts),
+        ];
     }
 
-    private static Resource Ports(string name, Resource registered, Dictionary<int, int>? used)
+    private static Resource Ports(string name, IReadOnlyList<string> registered, Dictionary<int, int>? used)
     {
-        var set = new SortedSet<int>();
-        foreach (var p in registered.StringSetValue ?? [])
-        {
-            if (int.TryParse(p, CultureInfo.InvariantCulture, out var n))
-            {
-                set.Add(n);
-            }
-        }
+        var set = new SortedSet<int>(InstanceViews.PortNumbers(registered));
         if (used is not null)
         {
             set.UnionWith(used.Keys);
@@ -244,13 +231,10 @@ public sealed class InstanceLedger
         return new Resource { Name = name, Type = "STRINGSET", StringSetValue = set.Select(p => p.ToString(CultureInfo.InvariantCulture)).ToList(), DoubleValue = 0, LongValue = 0, IntegerValue = 0 };
     }
 
-    public static int RegisteredInt(ContainerInstance i, string name)
-        => i.RegisteredResources?.FirstOrDefault(r => r.Name == name)?.IntegerValue ?? 0;
-
-    public static Dictionary<string, string> AttributeMap(ContainerInstance i)
+    public static Dictionary<string, string> AttributeMap(InstanceRecord i)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var a in i.Attributes ?? [])
+        foreach (var a in i.Attributes)
         {
             if (a.Name is not null)
             {
@@ -263,29 +247,22 @@ public sealed class InstanceLedger
     public static IEnumerable<string> ReservedPortStrings(IEnumerable<int> extra)
         => EcsReservedPorts.Concat(extra).Distinct().Select(p => p.ToString(CultureInfo.InvariantCulture));
 
-    private static void Rebuild(Entry e)
+    private void Rebuild(Entry e)
     {
-        if (e.Instance is not { } stored)
+        if (e.Instance is not { } i)
         {
             e.Candidate = null;
             return;
         }
-        var i = stored.Instance;
         var ports = new HashSet<int>(e.TcpPorts.Keys);
-        foreach (var p in i.RegisteredResources?.FirstOrDefault(r => r.Name == "PORTS")?.StringSetValue ?? [])
-        {
-            if (int.TryParse(p, CultureInfo.InvariantCulture, out var n))
-            {
-                ports.Add(n);
-            }
-        }
+        ports.UnionWith(InstanceViews.PortNumbers(i.Ports));
         e.Candidate = new InstanceCandidate
         {
-            Arn = i.ContainerInstanceArn!,
-            Status = i.Status ?? "ACTIVE",
-            AgentConnected = i.AgentConnected ?? false,
-            CpuAvailable = RegisteredInt(i, "CPU") - e.Cpu,
-            MemoryAvailable = RegisteredInt(i, "MEMORY") - e.Memory,
+            Arn = e.Arn ??= InstanceViews.Arn(arns, i),
+            Status = i.Status,
+            AgentConnected = i.AgentConnected,
+            CpuAvailable = i.Cpu - e.Cpu,
+            MemoryAvailable = i.Memory - e.Memory,
             UsedPorts = ports,
             Attributes = e.Attributes is { } a && ReferenceEquals(e.AttributesOf, i.Attributes) ? a : (e.Attributes = AttributeMap(i)),
             TaskCount = e.Live.Count,
@@ -298,7 +275,8 @@ public sealed class InstanceLedger
 
     private sealed class Entry
     {
-        public StoredContainerInstance? Instance;
+        public InstanceRecord? Instance;
+        public string? Arn;
         public readonly HashSet<string> Live = new(StringComparer.Ordinal);
         public int Cpu;
         public long Memory;
@@ -306,7 +284,7 @@ public sealed class InstanceLedger
         public readonly Dictionary<int, int> UdpPorts = [];
         public InstanceCandidate? Candidate;
         public Dictionary<string, string>? Attributes;
-        public List<EcsAttribute>? AttributesOf;
+        public IReadOnlyList<AttributeRecord>? AttributesOf;
 
         public void Add(TaskRecord t, int sign)
         {

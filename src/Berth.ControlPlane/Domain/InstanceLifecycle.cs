@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using Berth.Aws.Ecs;
 using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.Core.Agent;
@@ -11,7 +10,7 @@ namespace Berth.ControlPlane.Domain;
 public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimeProvider time, ILogger<InstanceLifecycle> logger)
 {
     /// <summary>The outcome of an agent's registration: the instance and its key, the secret issued (first registration only), or why it was refused.</summary>
-    public sealed record Registration(StoredContainerInstance? Stored, string Key, string? NewSecret, string? Rejection);
+    public sealed record Registration(InstanceRecord? Stored, string Key, string? NewSecret, string? Rejection);
 
     private static string Hash(string secret) => Convert.ToHexString(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret)));
 
@@ -27,7 +26,7 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
         if (cluster is null && clusterName == "default")
         {
             // ECS creates the default cluster on first use.
-            cluster = Clusters.New(arns, clusterName);
+            cluster = Clusters.New(clusterName);
             tx.Put(state.Clusters, clusterName, cluster);
         }
         if (cluster is not { Status: "ACTIVE" })
@@ -35,19 +34,19 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
             return new Registration(null, "", null, $"Cluster {clusterName} not found: create it first (aws ecs create-cluster --cluster-name {clusterName}).");
         }
 
-        StoredContainerInstance? previous = null;
+        InstanceRecord? previous = null;
         string? key = null;
         if (!string.IsNullOrEmpty(reg.ContainerInstanceArn))
         {
             var k = state.KeyOf(clusterName, reg.ContainerInstanceArn);
-            if (k is not null && k.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(k) is { } known && known.Instance.Status != "INACTIVE")
+            if (k is not null && k.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(k) is { } known && known.Status != "INACTIVE")
             {
                 previous = known;
                 key = k;
             }
         }
         if (previous is null && !string.IsNullOrEmpty(reg.AgentId) && state.Ledger.ByAgent(clusterName, reg.AgentId) is { } byAgent
-            && state.ContainerInstances.Find(byAgent) is { } match && match.Instance.Status != "INACTIVE")
+            && state.ContainerInstances.Find(byAgent) is { } match && match.Status != "INACTIVE")
         {
             previous = match;
             key = byAgent;
@@ -61,7 +60,7 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
                     System.Text.Encoding.ASCII.GetBytes(Hash(reg.AgentSecret)), System.Text.Encoding.ASCII.GetBytes(secretHash)))
             {
                 return new Registration(null, "", null,
-                    $"Container instance {previous.Instance.ContainerInstanceArn} belongs to another agent (its secret does not match). " +
+                    $"Container instance {InstanceViews.Arn(arns, previous)} belongs to another agent (its secret does not match). " +
                     "To register this host as a new container instance, remove agent.json from the agent's data directory.");
             }
         }
@@ -73,9 +72,9 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
         key ??= EcsState.ScopedId(clusterName, Guid.NewGuid().ToString("N"));
         var id = key[(clusterName.Length + 1)..];
 
-        var attributes = reg.Attributes.Select(kv => new EcsAttribute { Name = kv.Key, Value = kv.Value }).ToList();
+        var attributes = reg.Attributes.Select(kv => new AttributeRecord { Name = kv.Key, Value = kv.Value }).ToList();
         // Keep attributes set through PutAttributes; the agent's own ones are refreshed.
-        foreach (var a in previous?.Instance.Attributes ?? [])
+        foreach (var a in previous?.Attributes ?? [])
         {
             if (a.Name is not null && !reg.Attributes.ContainsKey(a.Name))
             {
@@ -85,33 +84,30 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
         var ports = InstanceLedger.ReservedPortStrings(reg.ReservedPorts).ToList();
         var udp = reg.ReservedUdpPorts.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture)).Distinct().ToList();
         var now = time.GetUtcNow();
-        var instance = new ContainerInstance
+        var stored = new InstanceRecord
         {
-            ContainerInstanceArn = arns.ContainerInstance(clusterName, id),
+            Id = id,
+            Cluster = clusterName,
             Ec2InstanceId = reg.Hostname,
-            Status = previous?.Instance.Status is "DRAINING" ? "DRAINING" : "ACTIVE",
+            Status = previous?.Status is "DRAINING" ? "DRAINING" : "ACTIVE",
             AgentConnected = true,
-            RegisteredAt = previous?.Instance.RegisteredAt ?? now,
-            Version = (previous?.Instance.Version ?? 0) + 1,
-            VersionInfo = new Berth.Aws.Ecs.VersionInfo
+            RegisteredAt = previous?.RegisteredAt ?? now,
+            Version = (previous?.Version ?? 0) + 1,
+            VersionInfo = new VersionInfoRecord
             {
                 AgentVersion = reg.AgentVersion,
                 AgentHash = reg.AgentHash,
                 DockerVersion = "DockerVersion: " + reg.DockerVersion,
             },
-            RegisteredResources =
-            [
-                new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = reg.CpuUnits, DoubleValue = 0, LongValue = 0 },
-                new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = (int)Math.Min(reg.MemoryMib, int.MaxValue), DoubleValue = 0, LongValue = 0 },
-                new Resource { Name = "PORTS", Type = "STRINGSET", StringSetValue = ports, DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
-                new Resource { Name = "PORTS_UDP", Type = "STRINGSET", StringSetValue = udp, DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
-            ],
+            Cpu = reg.CpuUnits,
+            Memory = (int)Math.Min(reg.MemoryMib, int.MaxValue),
+            Ports = ports,
+            UdpPorts = udp,
             Attributes = attributes,
-            Tags = previous?.Instance.Tags,
-            Attachments = [],
-            AgentUpdateStatus = null,
+            Tags = previous?.Tags,
+            AgentId = reg.AgentId,
+            AgentSecretHash = secretHash,
         };
-        var stored = new StoredContainerInstance { Cluster = clusterName, AgentId = reg.AgentId, AgentSecretHash = secretHash, Instance = instance };
         tx.Put(state.ContainerInstances, key, stored);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new Registration(stored, key, newSecret, null);
@@ -123,12 +119,9 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
         try
         {
             await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-            if (state.ContainerInstances.Find(key) is { } s && s.Instance.AgentConnected != connected)
+            if (state.ContainerInstances.Find(key) is { } s && s.AgentConnected != connected)
             {
-                var copy = state.ContainerInstances.Clone(s);
-                copy.Instance.AgentConnected = connected;
-                copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-                tx.Put(state.ContainerInstances, key, copy);
+                tx.Put(state.ContainerInstances, key, s with { AgentConnected = connected, Version = s.Version + 1 });
                 await tx.CommitAsync(ct).ConfigureAwait(false);
             }
         }
@@ -147,12 +140,11 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
 public static class Clusters
 {
     /// <summary>A new ACTIVE cluster with ECS's defaults (also used when an agent registers into "default").</summary>
-    public static Cluster New(Arns arns, string name) => new()
+    public static ClusterRecord New(string name) => new()
     {
-        ClusterArn = arns.Cluster(name),
-        ClusterName = name,
+        Name = name,
         Status = "ACTIVE",
-        Settings = [new ClusterSetting { Name = "containerInsights", Value = "disabled" }],
+        Settings = [new ClusterSettingRecord("containerInsights", "disabled")],
         CapacityProviders = [],
         DefaultCapacityProviderStrategy = [],
     };

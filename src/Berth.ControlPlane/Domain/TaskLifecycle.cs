@@ -283,7 +283,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             Version = current.Version + 1,
         };
         var instance = task.InstanceId is null ? null : state.ContainerInstances.Find(EcsState.ScopedId(cluster, task.InstanceId));
-        if (task.LastStatus == TaskStates.Provisioning && instance?.Instance.AgentConnected != true)
+        if (task.LastStatus == TaskStates.Provisioning && instance?.AgentConnected != true)
         {
             // No agent ever saw it, so nobody else will report it stopped.
             task = task with
@@ -427,7 +427,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         {
             var cluster = key[..key.IndexOf('/', StringComparison.Ordinal)];
             // Tasks keep their containerInstanceArn until they are purged themselves; the instance outlives them.
-            if (state.ContainerInstances.Find(key) is { Instance.Status: "INACTIVE" } && state.TaskIndex.Get(TaskIndex.ByInstance, cluster, key[(cluster.Length + 1)..]).Count == 0)
+            if (state.ContainerInstances.Find(key) is { Status: "INACTIVE" } && state.TaskIndex.Get(TaskIndex.ByInstance, cluster, key[(cluster.Length + 1)..]).Count == 0)
             {
                 tx.Delete(state.ContainerInstances, key);
                 purged++;

@@ -1,13 +1,15 @@
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
+using Berth.Core;
 using Berth.State;
 using static Berth.ControlPlane.Ecs.EcsApi;
 
 namespace Berth.ControlPlane.Ecs;
 
 /// <summary>PutAttributes, DeleteAttributes and ListAttributes on container instances (the only target type ECS has).</summary>
-internal sealed class AttributeOperations(EcsState state)
+internal sealed class AttributeOperations(EcsState state, Arns arns)
 {
     private const int MaxPerCall = 10;
 
@@ -28,7 +30,7 @@ internal sealed class AttributeOperations(EcsState state)
         }
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var clusterName = TaskQueries.ResolveCluster(state, cluster);
-        var changed = new Dictionary<string, StoredContainerInstance>(StringComparer.Ordinal);
+        var changed = new Dictionary<string, InstanceRecord>(StringComparer.Ordinal);
         for (var i = 0; i < attributes.Count; i++)
         {
             var a = attributes[i];
@@ -43,16 +45,15 @@ internal sealed class AttributeOperations(EcsState state)
             var id = TaskQueries.ScopedIdOf(state, clusterName, a.TargetId);
             if (!changed.TryGetValue(id, out var doc))
             {
-                doc = state.ContainerInstances.Find(id) is { } found ? state.ContainerInstances.Clone(found)
-                    : throw new AwsException("TargetNotFoundException", $"attributes[{i}].targetId: container instance '{a.TargetId}' was not found in cluster '{clusterName}'.");
-                changed[id] = doc;
+                doc = state.ContainerInstances.Find(id)
+                    ?? throw new AwsException("TargetNotFoundException", $"attributes[{i}].targetId: container instance '{a.TargetId}' was not found in cluster '{clusterName}'.");
             }
-            var list = doc.Instance.Attributes ??= [];
-            list.RemoveAll(x => x.Name == a.Name);
+            var list = doc.Attributes.Where(x => x.Name != a.Name).ToList();
             if (!remove)
             {
-                list.Add(new EcsAttribute { Name = a.Name, Value = a.Value });
+                list.Add(new AttributeRecord { Name = a.Name, Value = a.Value });
             }
+            changed[id] = doc with { Attributes = list };
         }
         foreach (var (id, doc) in changed)
         {
@@ -64,7 +65,7 @@ internal sealed class AttributeOperations(EcsState state)
             Name = a.Name,
             Value = remove ? null : a.Value,
             TargetType = "container-instance",
-            TargetId = changed[TaskQueries.ScopedIdOf(state, clusterName, a.TargetId!)].Instance.ContainerInstanceArn,
+            TargetId = InstanceViews.Arn(arns, changed[TaskQueries.ScopedIdOf(state, clusterName, a.TargetId!)]),
         }).ToList();
     }
 
@@ -79,8 +80,8 @@ internal sealed class AttributeOperations(EcsState state)
             throw AwsException.InvalidParameter("attributeValue: can only be used together with attributeName.");
         }
         var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
-        var all = state.Ledger.InCluster(clusterName).Select(id => state.ContainerInstances.Find(id)).OfType<StoredContainerInstance>()
-            .SelectMany(d => (d.Instance.Attributes ?? []).Select(a => (Arn: d.Instance.ContainerInstanceArn!, a)))
+        var all = state.Ledger.InCluster(clusterName).Select(id => state.ContainerInstances.Find(id)).OfType<InstanceRecord>()
+            .SelectMany(d => d.Attributes.Select(a => (Arn: InstanceViews.Arn(arns, d), a)))
             .Where(x => (req.AttributeName is null || x.a.Name == req.AttributeName) && (req.AttributeValue is null || x.a.Value == req.AttributeValue))
             .ToDictionary(x => $"{x.Arn}|{x.a.Name}", StringComparer.Ordinal);
         var (page, next) = Pagination.Page(all.Keys, req.MaxResults, req.NextToken);

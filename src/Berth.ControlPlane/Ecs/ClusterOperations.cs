@@ -1,5 +1,6 @@
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.State;
 using Berth.Core;
@@ -33,12 +34,15 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         {
             return new CreateClusterResponse { Cluster = View(existing, full: true) }; // idempotent on name
         }
-        var cluster = Berth.ControlPlane.Domain.Clusters.New(arns, name);
-        cluster.Tags = req.Tags is { Count: > 0 } ? req.Tags : null;
-        cluster.Settings = req.Settings ?? cluster.Settings;
-        cluster.Configuration = req.Configuration;
-        cluster.CapacityProviders = req.CapacityProviders ?? [];
-        cluster.DefaultCapacityProviderStrategy = req.DefaultCapacityProviderStrategy ?? [];
+        var fresh = Berth.ControlPlane.Domain.Clusters.New(name);
+        var cluster = fresh with
+        {
+            Tags = req.Tags is { Count: > 0 } ? InstanceViews.FromWire(req.Tags) : null,
+            Settings = ClusterViews.FromWire(req.Settings) ?? fresh.Settings,
+            Configuration = ClusterViews.FromWire(req.Configuration),
+            CapacityProviders = req.CapacityProviders?.ToList() ?? [],
+            DefaultCapacityProviderStrategy = ClusterViews.FromWire(req.DefaultCapacityProviderStrategy) ?? [],
+        };
         tx.Put(state.Clusters, name, cluster);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new CreateClusterResponse { Cluster = View(cluster, full: true) };
@@ -53,18 +57,19 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
             var name = Arns.NameOf(reference);
             if (state.Clusters.Find(name) is { } cluster)
             {
+                var full = ClusterViews.ToWire(arns, cluster);
                 var view = View(cluster, full: false);
                 if (include.Contains("TAGS"))
                 {
-                    view.Tags = cluster.Tags ?? [];
+                    view.Tags = full.Tags ?? [];
                 }
                 if (include.Contains("SETTINGS"))
                 {
-                    view.Settings = cluster.Settings;
+                    view.Settings = full.Settings;
                 }
                 if (include.Contains("CONFIGURATIONS"))
                 {
-                    view.Configuration = cluster.Configuration;
+                    view.Configuration = full.Configuration;
                 }
                 if (include.Contains("STATISTICS"))
                 {
@@ -82,7 +87,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
 
     private ListClustersResponse List(ListClustersRequest req)
     {
-        var active = state.Clusters.All.Where(v => v.Value.Status == "ACTIVE").Select(v => v.Value.ClusterArn!);
+        var active = state.Clusters.All.Where(v => v.Value.Status == "ACTIVE").Select(v => arns.Cluster(v.Value.Name));
         var (page, next) = Pagination.Page(active, req.MaxResults, req.NextToken);
         return new ListClustersResponse { ClusterArns = page, NextToken = next };
     }
@@ -92,7 +97,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var name = TaskQueries.ResolveCluster(state, req.Cluster);
         var cluster = state.Clusters.Find(name)!;
-        if (state.Ledger.InCluster(name).Any(id => state.ContainerInstances.Find(id)?.Instance.Status is "ACTIVE" or "DRAINING"))
+        if (state.Ledger.InCluster(name).Any(id => state.ContainerInstances.Find(id)?.Status is "ACTIVE" or "DRAINING"))
         {
             throw new AwsException("ClusterContainsContainerInstancesException", "The cluster cannot be deleted while container instances are active or draining.");
         }
@@ -100,8 +105,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         {
             throw new AwsException("ClusterContainsTasksException", "The cluster cannot be deleted while tasks are active.");
         }
-        var updated = state.Clusters.Clone(cluster);
-        updated.Status = "INACTIVE";
+        var updated = cluster with { Status = "INACTIVE" };
         tx.Put(state.Clusters, name, updated);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new DeleteClusterResponse { Cluster = View(updated, full: true) };
@@ -111,10 +115,13 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var name = TaskQueries.ResolveCluster(state, req.Cluster);
-        var updated = state.Clusters.Clone(state.Clusters.Find(name)!);
-        updated.Settings = req.Settings ?? updated.Settings;
-        updated.Configuration = req.Configuration ?? updated.Configuration;
-        updated.ServiceConnectDefaults = req.ServiceConnectDefaults is { Namespace: { } ns } ? new ClusterServiceConnectDefaults { Namespace = ns } : updated.ServiceConnectDefaults;
+        var current = state.Clusters.Find(name)!;
+        var updated = current with
+        {
+            Settings = ClusterViews.FromWire(req.Settings) ?? current.Settings,
+            Configuration = ClusterViews.FromWire(req.Configuration) ?? current.Configuration,
+            ServiceConnectNamespace = req.ServiceConnectDefaults?.Namespace ?? current.ServiceConnectNamespace,
+        };
         tx.Put(state.Clusters, name, updated);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new UpdateClusterResponse { Cluster = View(updated, full: true) };
@@ -124,28 +131,28 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var name = TaskQueries.ResolveCluster(state, req.Cluster);
-        var updated = state.Clusters.Clone(state.Clusters.Find(name)!);
-        var settings = (updated.Settings ?? []).ToDictionary(x => x.Name ?? "", StringComparer.Ordinal);
+        var current = state.Clusters.Find(name)!;
+        var settings = (current.Settings ?? []).ToDictionary(x => x.Name ?? "", StringComparer.Ordinal);
         foreach (var setting in req.Settings ?? [])
         {
             if (setting.Name is null || setting.Value is null)
             {
                 throw AwsException.InvalidParameter("settings: each setting needs a name and a value.");
             }
-            settings[setting.Name] = setting;
+            settings[setting.Name] = new ClusterSettingRecord(setting.Name, setting.Value);
         }
-        updated.Settings = [.. settings.Values];
+        var updated = current with { Settings = [.. settings.Values] };
         tx.Put(state.Clusters, name, updated);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new UpdateClusterSettingsResponse { Cluster = View(updated, full: true) };
     }
 
-    /// <summary>A copy of the stored cluster with live counts; tags and settings only when <paramref name="full"/>.</summary>
-    private Cluster View(Cluster stored, bool full)
+    /// <summary>The stored cluster in the wire shape with live counts; tags and settings only when <paramref name="full"/>.</summary>
+    private Cluster View(ClusterRecord stored, bool full)
     {
-        var c = state.Clusters.Clone(stored);
-        c.RegisteredContainerInstancesCount = state.Ledger.InCluster(c.ClusterName!).Count(id => state.ContainerInstances.Find(id)?.Instance.Status is "ACTIVE" or "DRAINING");
-        var (running, pending, _) = state.TaskIndex.CountsOf(c.ClusterName!);
+        var c = ClusterViews.ToWire(arns, stored);
+        c.RegisteredContainerInstancesCount = state.Ledger.InCluster(stored.Name).Count(id => state.ContainerInstances.Find(id)?.Status is "ACTIVE" or "DRAINING");
+        var (running, pending, _) = state.TaskIndex.CountsOf(stored.Name);
         c.RunningTasksCount = running;
         c.PendingTasksCount = pending;
         c.ActiveServicesCount = 0;

@@ -1,6 +1,7 @@
 using System.Text;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.State;
 using Berth.Core;
@@ -22,22 +23,17 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
     }
 
     /// <summary>The instance as clients see it: remaining resources and task counts computed from live tasks.</summary>
-    private ContainerInstance View(ContainerInstance i, bool withTags)
+    private ContainerInstance View(InstanceRecord i, bool withTags)
     {
-        var copy = JsonClone(i);
-        var key = TaskQueries.ScopedIdOf(state, "", i.ContainerInstanceArn!);
-        copy.RemainingResources = TaskQueries.Remaining(state, key, i);
-        var live = TaskQueries.LiveTasksOn(state, key).ToList();
-        copy.RunningTasksCount = live.Count(t => t.LastStatus == "RUNNING");
-        copy.PendingTasksCount = live.Count(t => t.LastStatus is "PROVISIONING" or "PENDING" or "ACTIVATING");
-        copy.Tags = withTags ? i.Tags ?? [] : null;
-        return copy;
+        var view = InstanceViews.ToWire(arns, i, withTags);
+        view.RemainingResources = TaskQueries.Remaining(state, i.Key, i);
+        var live = TaskQueries.LiveTasksOn(state, i.Key).ToList();
+        view.RunningTasksCount = live.Count(t => t.LastStatus == "RUNNING");
+        view.PendingTasksCount = live.Count(t => t.LastStatus is "PROVISIONING" or "PENDING" or "ACTIVATING");
+        return view;
     }
 
-    private static ContainerInstance JsonClone(ContainerInstance i)
-        => System.Text.Json.JsonSerializer.Deserialize(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(i, Json.ContainerInstance), Json.ContainerInstance)!;
-
-    private StoredContainerInstance? FindIn(string clusterName, string reference)
+    private InstanceRecord? FindIn(string clusterName, string reference)
     {
         var key = TaskQueries.ScopedIdOf(state, clusterName, reference);
         return key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? state.ContainerInstances.Find(key) : null;
@@ -50,30 +46,30 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         int Int(string name) => resources.FirstOrDefault(r => r.Name == name)?.IntegerValue ?? 0;
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var previous = req.ContainerInstanceArn is null ? null : FindIn(clusterName, req.ContainerInstanceArn);
-        var id = previous is null ? Guid.NewGuid().ToString("N") : Arns.NameOf(previous.Instance.ContainerInstanceArn!);
+        var id = previous?.Id ?? Guid.NewGuid().ToString("N");
         var ports = TaskQueries.EcsReservedPorts.Concat(resources.FirstOrDefault(r => r.Name == "PORTS")?.StringSetValue ?? []).Distinct().ToList();
-        var instance = new ContainerInstance
+        var versionInfo = req.VersionInfo;
+        var instance = new InstanceRecord
         {
-            ContainerInstanceArn = arns.ContainerInstance(clusterName, id),
-            Ec2InstanceId = previous?.Instance.Ec2InstanceId ?? "i-" + id[..17],
+            Id = id,
+            Cluster = clusterName,
+            Ec2InstanceId = previous?.Ec2InstanceId ?? "i-" + id[..17],
             Status = "ACTIVE",
             // Registered through the API: no berth agent holds a stream for it.
             AgentConnected = false,
-            RegisteredAt = previous?.Instance.RegisteredAt ?? time.GetUtcNow(),
-            Version = (previous?.Instance.Version ?? 0) + 1,
-            VersionInfo = req.VersionInfo ?? new VersionInfo(),
-            RegisteredResources =
-            [
-                new Resource { Name = "CPU", Type = "INTEGER", IntegerValue = Int("CPU"), DoubleValue = 0, LongValue = 0 },
-                new Resource { Name = "MEMORY", Type = "INTEGER", IntegerValue = Int("MEMORY"), DoubleValue = 0, LongValue = 0 },
-                new Resource { Name = "PORTS", Type = "STRINGSET", StringSetValue = ports, DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
-                new Resource { Name = "PORTS_UDP", Type = "STRINGSET", StringSetValue = resources.FirstOrDefault(r => r.Name == "PORTS_UDP")?.StringSetValue ?? [], DoubleValue = 0, LongValue = 0, IntegerValue = 0 },
-            ],
-            Attributes = req.Attributes ?? [],
-            Tags = req.Tags is { Count: > 0 } ? req.Tags : previous?.Instance.Tags,
-            Attachments = [],
+            RegisteredAt = previous?.RegisteredAt ?? time.GetUtcNow(),
+            Version = (previous?.Version ?? 0) + 1,
+            VersionInfo = new VersionInfoRecord { AgentVersion = versionInfo?.AgentVersion, AgentHash = versionInfo?.AgentHash, DockerVersion = versionInfo?.DockerVersion },
+            Cpu = Int("CPU"),
+            Memory = Int("MEMORY"),
+            Ports = ports,
+            UdpPorts = resources.FirstOrDefault(r => r.Name == "PORTS_UDP")?.StringSetValue ?? [],
+            Attributes = InstanceViews.FromWire(req.Attributes),
+            Tags = req.Tags is { Count: > 0 } ? InstanceViews.FromWire(req.Tags) : previous?.Tags,
+            AgentId = previous?.AgentId,
+            AgentSecretHash = previous?.AgentSecretHash,
         };
-        tx.Put(state.ContainerInstances, EcsState.ScopedId(clusterName, id), new StoredContainerInstance { Cluster = clusterName, Instance = instance, AgentId = previous?.AgentId, AgentSecretHash = previous?.AgentSecretHash });
+        tx.Put(state.ContainerInstances, instance.Key, instance);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new RegisterContainerInstanceResponse { ContainerInstance = View(instance, withTags: true) };
     }
@@ -82,23 +78,18 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
     {
         var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        if (req.ContainerInstance is null || FindIn(clusterName, req.ContainerInstance) is not { } found || found.Instance.Status == "INACTIVE")
+        if (req.ContainerInstance is null || FindIn(clusterName, req.ContainerInstance) is not { } found || found.Status == "INACTIVE")
         {
             throw AwsException.InvalidParameter("containerInstance: the referenced container instance was not found.");
         }
-        var arn = found.Instance.ContainerInstanceArn!;
-        if (req.Force != true && TaskQueries.LiveTasksOn(state, TaskQueries.ScopedIdOf(state, clusterName, arn)).Any(t => t.DesiredStatus == "RUNNING"))
+        if (req.Force != true && TaskQueries.LiveTasksOn(state, found.Key).Any(t => t.DesiredStatus == "RUNNING"))
         {
             throw AwsException.InvalidParameter("Found running tasks on the instance. Stop them or deregister with force.");
         }
-        var copy = state.ContainerInstances.Clone(found);
-        copy.Instance.Status = "INACTIVE";
-        copy.Instance.AgentConnected = false;
-        copy.DeregisteredAt = time.GetUtcNow();
-        copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-        tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(state, clusterName, arn), copy);
+        var copy = found with { Status = "INACTIVE", AgentConnected = false, DeregisteredAt = time.GetUtcNow(), Version = found.Version + 1 };
+        tx.Put(state.ContainerInstances, copy.Key, copy);
         await tx.CommitAsync(ct).ConfigureAwait(false);
-        return new DeregisterContainerInstanceResponse { ContainerInstance = View(copy.Instance, withTags: false) };
+        return new DeregisterContainerInstanceResponse { ContainerInstance = View(copy, withTags: false) };
     }
 
     private Task<DescribeContainerInstancesResponse> DescribeAsync(DescribeContainerInstancesRequest req, CancellationToken ct)
@@ -115,7 +106,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         {
             if (FindIn(clusterName, reference) is { } found)
             {
-                result.ContainerInstances.Add(View(found.Instance, withTags));
+                result.ContainerInstances.Add(View(found, withTags));
             }
             else
             {
@@ -138,14 +129,14 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         {
             throw AwsException.InvalidParameter("filter: " + error);
         }
-        bool Matches(string id) => state.ContainerInstances.Find(id)?.Instance is { } i
+        bool Matches(string id) => state.ContainerInstances.Find(id) is { } i
             && (req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
             && (filter is null || filter.Matches(TaskQueries.AttributeMap(i)));
         // The cluster's instances in id order: a page starts at the token by binary search.
         var (page, next) = Pagination.PageSorted(state.Ledger.InCluster(clusterName), Matches, req.MaxResults, req.NextToken);
         return Task.FromResult(new ListContainerInstancesResponse
         {
-            ContainerInstanceArns = page.Select(id => state.ContainerInstances.Find(id)!.Instance.ContainerInstanceArn!).ToList(),
+            ContainerInstanceArns = page.Select(id => InstanceViews.Arn(arns, state.ContainerInstances.Find(id)!)).ToList(),
             NextToken = next,
         });
     }
@@ -163,22 +154,21 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         }
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var result = new UpdateContainerInstancesStateResponse { ContainerInstances = [], Failures = [] };
-        var updated = new List<ContainerInstance>();
+        var updated = new List<InstanceRecord>();
         foreach (var reference in req.ContainerInstances)
         {
-            if (FindIn(clusterName, reference) is not { } found || found.Instance.Status == "INACTIVE")
+            if (FindIn(clusterName, reference) is not { } found || found.Status == "INACTIVE")
             {
                 result.Failures.Add(new Failure { Arn = reference, Reason = "MISSING" });
                 continue;
             }
-            var copy = state.ContainerInstances.Clone(found);
-            if (copy.Instance.Status != req.Status)
+            var copy = found;
+            if (copy.Status != req.Status)
             {
-                copy.Instance.Status = req.Status;
-                copy.Instance.Version = (copy.Instance.Version ?? 0) + 1;
-                tx.Put(state.ContainerInstances, TaskQueries.ScopedIdOf(state, clusterName, copy.Instance.ContainerInstanceArn!), copy);
+                copy = found with { Status = req.Status, Version = found.Version + 1 };
+                tx.Put(state.ContainerInstances, copy.Key, copy);
             }
-            updated.Add(copy.Instance);
+            updated.Add(copy);
         }
         await tx.CommitAsync(ct).ConfigureAwait(false);
         result.ContainerInstances.AddRange(updated.Select(i => View(i, withTags: false)));

@@ -1,5 +1,6 @@
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.State;
 using Berth.Core;
@@ -86,10 +87,15 @@ internal sealed class TagOperations(EcsState state)
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var found = p.ResourceType switch
         {
-            "cluster" => Retag(tx, state.Clusters, p.Path, c => c.Tags, (c, t) => c.Tags = t, edit),
-            "task-definition" => TaskDefinitionId(p.Path) is { } id && Retag(tx, state.TaskDefinitions, id, d => d.Tags, (d, t) => d.Tags = t, edit),
+            "cluster" => Retag(tx, state.Clusters, p.Path, c => InstanceViews.ToWire(c.Tags), (c, t) => c with { Tags = InstanceViews.FromWire(t) }, edit),
+            "task-definition" => TaskDefinitionId(p.Path) is { } id && Retag(tx, state.TaskDefinitions, id, d => d.Tags, (d, t) =>
+            {
+                var copy = state.TaskDefinitions.Clone(d);
+                copy.Tags = t;
+                return copy;
+            }, edit),
             "task" => RetagTask(tx, p.Path, edit),
-            "container-instance" => Retag(tx, state.ContainerInstances, p.Path, i => i.Instance.Tags, (i, t) => i.Instance.Tags = t, edit),
+            "container-instance" => Retag(tx, state.ContainerInstances, p.Path, i => InstanceViews.ToWire(i.Tags), (i, t) => i with { Tags = InstanceViews.FromWire(t) }, edit),
             _ => false,
         };
         if (!found)
@@ -100,7 +106,7 @@ internal sealed class TagOperations(EcsState state)
     }
 
     /// <summary>Applies <paramref name="edit"/> to one document's tags; false when there is no such document.</summary>
-    private static bool Retag<T>(StateTransaction tx, DocumentTable<T> table, string id, Func<T, List<Tag>?> get, Action<T, List<Tag>> set, Func<List<Tag>?, List<Tag>?> edit)
+    private static bool Retag<T>(StateTransaction tx, DocumentTable<T> table, string id, Func<T, List<Tag>?> get, Func<T, List<Tag>, T> withTags, Func<List<Tag>?, List<Tag>?> edit)
         where T : class
     {
         if (table.Find(id) is not { } doc)
@@ -109,9 +115,7 @@ internal sealed class TagOperations(EcsState state)
         }
         if (edit(get(doc)) is { } tags)
         {
-            var copy = table.Clone(doc);
-            set(copy, tags);
-            tx.Put(table, id, copy);
+            tx.Put(table, id, withTags(doc, tags));
         }
         return true;
     }

@@ -26,10 +26,10 @@ internal static class TaskQueries
     public static IEnumerable<TaskRecord> LiveTasksOn(EcsState state, string instanceKey)
         => state.Ledger.LiveTasks(instanceKey).ToList().Select(id => state.Tasks.Find(id)).OfType<TaskRecord>().Where(t => !t.IsStopped);
 
-    public static Dictionary<string, string> AttributeMap(ContainerInstance i) => InstanceLedger.AttributeMap(i);
+    public static Dictionary<string, string> AttributeMap(InstanceRecord i) => InstanceLedger.AttributeMap(i);
 
     /// <summary>Registered resources minus what live tasks hold.</summary>
-    public static List<Resource> Remaining(EcsState state, string instanceKey, ContainerInstance i) => state.Ledger.Remaining(instanceKey, i);
+    public static List<Resource> Remaining(EcsState state, string instanceKey, InstanceRecord i) => state.Ledger.Remaining(instanceKey, i);
 
     /// <summary>"{cluster}/{id}" key of a task or instance ARN (or a bare id within <paramref name="cluster"/>); one that matches nothing for an ARN of another account or region.</summary>
     public static string ScopedIdOf(EcsState state, string cluster, string arnOrId) => state.KeyOf(cluster, arnOrId) ?? "\0foreign/";

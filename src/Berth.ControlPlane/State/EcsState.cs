@@ -14,27 +14,28 @@ namespace Berth.ControlPlane.State;
 /// (lock-free snapshots); writers go through <see cref="DocumentState.BeginAsync"/>, one at a time.
 /// </summary>
 /// <remarks>
-/// Key layout (store format 2; ids are URL-safe; names are validated before they get here):
-///   ecs/{account}/{region}/clusters/{clusterName}
+/// Key layout (store format 3; ids are URL-safe; names are validated before they get here):
+///   ecs/{account}/{region}/clusters/{clusterName}                  (a <see cref="ClusterRecord"/>)
 ///   ecs/{account}/{region}/taskdefs/{family}:{revision:D8}
 ///   ecs/{account}/{region}/tasks/{clusterName}/{taskId}            (a <see cref="TaskRecord"/>)
-///   ecs/{account}/{region}/instances/{clusterName}/{instanceId}
+///   ecs/{account}/{region}/instances/{clusterName}/{instanceId}   (an <see cref="InstanceRecord"/>)
 ///   ecs/{account}/{region}/client-tokens/{clusterName}/{token}
 ///   ecs/{account}/{region}/account-settings/{principalArn or "default"}/{name}
-///   berth/format                                                   ({"version": 2})
-/// Format 1 (before account and region were in the keys, tasks stored as the wire Task shape) is migrated
-/// on open by <see cref="StoreMigration"/>.
+///   berth/format                                                   ({"version": 3})
+/// Format 1 (before account and region were in the keys, tasks stored as the wire Task shape) and format 2
+/// (clusters and container instances still in the wire shapes) are migrated on open by <see cref="StoreMigration"/>.
 /// </remarks>
 public sealed class EcsState : DocumentState
 {
     public EcsState(IStateStore store, BerthIdentity? identity = null) : base(store)
     {
         Identity = identity ?? new BerthIdentity();
+        Ledger = new InstanceLedger(new Arns(Identity));
         var root = $"ecs/{Identity.AccountId}/{Identity.Region}/";
-        Clusters = Table(root + "clusters/", StateJsonContext.Default.Cluster);
+        Clusters = Table(root + "clusters/", StateJsonContext.Default.ClusterRecord);
         TaskDefinitions = Table(root + "taskdefs/", StateJsonContext.Default.StoredTaskDefinition);
         Tasks = Table(root + "tasks/", StateJsonContext.Default.TaskRecord);
-        ContainerInstances = Table(root + "instances/", StateJsonContext.Default.StoredContainerInstance);
+        ContainerInstances = Table(root + "instances/", StateJsonContext.Default.InstanceRecord);
         ClientTokens = Table(root + "client-tokens/", StateJsonContext.Default.ClientTokenRecord);
         AccountSettings = Table(root + "account-settings/", StateJsonContext.Default.Setting);
 
@@ -67,15 +68,15 @@ public sealed class EcsState : DocumentState
 
     public BerthIdentity Identity { get; }
 
-    public DocumentTable<Cluster> Clusters { get; }
+    public DocumentTable<ClusterRecord> Clusters { get; }
     public DocumentTable<StoredTaskDefinition> TaskDefinitions { get; }
     public DocumentTable<TaskRecord> Tasks { get; }
-    public DocumentTable<StoredContainerInstance> ContainerInstances { get; }
+    public DocumentTable<InstanceRecord> ContainerInstances { get; }
     public DocumentTable<ClientTokenRecord> ClientTokens { get; }
     public DocumentTable<Setting> AccountSettings { get; }
 
     public TaskIndex TaskIndex { get; } = new();
-    public InstanceLedger Ledger { get; } = new();
+    public InstanceLedger Ledger { get; }
     public FamilyIndex Families { get; } = new();
     public InstanceFeeds Feeds { get; } = new();
 
@@ -124,7 +125,7 @@ public sealed class StoredTaskDefinition
     public List<Tag>? Tags { get; set; }
 }
 
-/// <summary>A container instance plus what the control plane alone needs to know about it.</summary>
+/// <summary>A container instance as formats 1 and 2 stored it (the wire shape plus what the control plane kept beside it); read only to migrate.</summary>
 public sealed class StoredContainerInstance
 {
     [JsonPropertyName("instance")]
@@ -150,7 +151,7 @@ public sealed class StoredContainerInstance
 /// <summary>The store's format version, kept under berth/format.</summary>
 public sealed class StoreFormat
 {
-    public const int Current = 2;
+    public const int Current = 3;
 
     [JsonPropertyName("version")]
     public int Version { get; set; }
@@ -163,6 +164,8 @@ public sealed class StoreFormat
 [JsonSerializable(typeof(TaskRecord))]
 [JsonSerializable(typeof(ClientTokenRecord))]
 [JsonSerializable(typeof(StoredContainerInstance))]
+[JsonSerializable(typeof(InstanceRecord))]
+[JsonSerializable(typeof(ClusterRecord))]
 [JsonSerializable(typeof(Setting))]
 [JsonSerializable(typeof(StoreFormat))]
 internal sealed partial class StateJsonContext : JsonSerializerContext;

@@ -19,14 +19,14 @@ public sealed class AgentGatewayTests
         Assert.Null(rejection);
         Assert.False(string.IsNullOrEmpty(secret)); // issued at first registration
         Assert.Equal("ACTIVE", f.State.Clusters.Find("default")?.Status);
-        var i = stored!.Instance;
-        Assert.Equal(f.Arns.ContainerInstance("default", id), i.ContainerInstanceArn);
+        var i = stored!;
+        Assert.Equal(f.Arns.ContainerInstance("default", id), InstanceViews.Arn(f.Arns, i));
         Assert.True(i.AgentConnected);
-        Assert.Equal("DockerVersion: 20.10.24", i.VersionInfo?.DockerVersion);
-        Assert.Equal(2048, i.RegisteredResources!.Single(r => r.Name == "CPU").IntegerValue);
-        Assert.Contains("8000", i.RegisteredResources!.Single(r => r.Name == "PORTS").StringSetValue!);
-        Assert.Contains("51678", i.RegisteredResources!.Single(r => r.Name == "PORTS").StringSetValue!);
-        Assert.Contains(i.Attributes!, a => a is { Name: "ecs.os-type", Value: "linux" });
+        Assert.Equal("DockerVersion: 20.10.24", i.VersionInfo.DockerVersion);
+        Assert.Equal(2048, i.Cpu);
+        Assert.Contains("8000", i.Ports);
+        Assert.Contains("51678", i.Ports);
+        Assert.Contains(i.Attributes, a => a is { Name: "ecs.os-type", Value: "linux" });
     }
 
     [Fact]
@@ -46,9 +46,7 @@ public sealed class AgentGatewayTests
         var (first, id, secret, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
         await using (var tx = await f.State.BeginAsync())
         {
-            var copy = f.State.ContainerInstances.Clone(first!);
-            copy.Instance.Attributes!.Add(new EcsAttribute { Name = "team", Value = "blue" });
-            tx.Put(f.State.ContainerInstances, id, copy);
+            tx.Put(f.State.ContainerInstances, id, first! with { Attributes = [.. first.Attributes, new AttributeRecord { Name = "team", Value = "blue" }] });
             await tx.CommitAsync();
         }
 
@@ -60,7 +58,7 @@ public sealed class AgentGatewayTests
         Assert.Equal(id, id2);
         Assert.Null(secret2); // the agent's own secret was accepted: no new one
         Assert.Equal(1, f.State.ContainerInstances.Count);
-        Assert.Contains(second!.Instance.Attributes!, a => a is { Name: "team", Value: "blue" });
+        Assert.Contains(second!.Attributes, a => a is { Name: "team", Value: "blue" });
     }
 
     [Fact]
@@ -114,13 +112,13 @@ public sealed class AgentIdentityTests
         foreach (var wrong in new[] { "", "00" + secret![2..] })
         {
             var impostor = EcsFixture.Registration();
-            impostor.ContainerInstanceArn = first!.Instance.ContainerInstanceArn!;
+            impostor.ContainerInstanceArn = InstanceViews.Arn(f.Arns, first!);
             impostor.AgentSecret = wrong;
             impostor.CpuUnits = 99;
             var (stored, k2, s2, rejection) = await f.Gateway.RegisterAsync(impostor, CancellationToken.None);
             Assert.True(stored is null, $"wrong='{wrong}' key={key} k2={k2} s2={s2} arn={impostor.ContainerInstanceArn}");
             Assert.Contains("belongs to another agent", rejection, StringComparison.Ordinal);
         }
-        Assert.Equal(2048, f.State.ContainerInstances.Find(key)!.Instance.RegisteredResources!.Single(r => r.Name == "CPU").IntegerValue);
+        Assert.Equal(2048, f.State.ContainerInstances.Find(key)!.Cpu);
     }
 }

@@ -60,7 +60,7 @@ public sealed class AgentStreamTests
         // The agent hangs up: the instance is marked disconnected.
         agent.Complete();
         await call.WaitAsync(Timeout);
-        Assert.False(f.State.ContainerInstances.All.Single().Value.Instance.AgentConnected);
+        Assert.False(f.State.ContainerInstances.All.Single().Value.AgentConnected);
     }
 
     [Fact]
@@ -129,7 +129,7 @@ public sealed class AgentStreamTests
         await f.Gateway.Connect(agent.Reader, agent.Writer, new FakeContext(CancellationToken.None)).WaitAsync(Timeout);
 
         Assert.Equal(ServerMessage.BodyOneofCase.Registered, (await agent.NextAsync()).BodyCase);
-        Assert.False(f.State.ContainerInstances.All.Single().Value.Instance.AgentConnected);
+        Assert.False(f.State.ContainerInstances.All.Single().Value.AgentConnected);
     }
 
     private static async Task WaitForAsync(Func<bool> condition)

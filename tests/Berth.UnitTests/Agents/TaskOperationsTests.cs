@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Berth.ControlPlane.Domain;
 
 namespace Berth.UnitTests.Agents;
 
@@ -30,7 +31,7 @@ public sealed class TaskOperationsTests
         Assert.Equal("web", t.GetProperty("containers")[0].GetProperty("name").GetString());
         Assert.Equal(2, f.State.Tasks.Count);
 
-        var ci = f.State.ContainerInstances.All.Single().Value.Instance.ContainerInstanceArn;
+        var ci = InstanceViews.Arn(f.Arns, f.State.ContainerInstances.All.Single().Value);
         var d = await f.CallAsync("DescribeContainerInstances", $$"""{"containerInstances":["{{ci}}"]}""");
         var inst = d.GetProperty("containerInstances")[0];
         Assert.Equal(200, inst.GetProperty("remainingResources").EnumerateArray().Single(x => x.GetProperty("name").GetString() == "MEMORY").GetProperty("integerValue").GetInt32());
@@ -129,7 +130,7 @@ public sealed class TaskOperationsTests
     {
         await using var f = await WithInstanceAsync();
         await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web(hostPort: 8080));
-        var ci = f.State.ContainerInstances.All.Single().Value.Instance.ContainerInstanceArn;
+        var ci = InstanceViews.Arn(f.Arns, f.State.ContainerInstances.All.Single().Value);
 
         var r = await f.CallAsync("StartTask", $$"""{"taskDefinition":"web","containerInstances":["{{ci}}","nope"]}""");
         Assert.Equal(ci, r.GetProperty("tasks")[0].GetProperty("containerInstanceArn").GetString());
@@ -149,7 +150,7 @@ public sealed class TaskOperationsTests
         await using var f = await WithInstanceAsync();
         await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web());
         await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
-        var ci = f.State.ContainerInstances.All.Single().Value.Instance.ContainerInstanceArn;
+        var ci = InstanceViews.Arn(f.Arns, f.State.ContainerInstances.All.Single().Value);
 
         Assert.Equal("InvalidParameterException", (await f.CallFailsAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{ci}}"}""")).ErrorType);
         var r = await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{ci}}","force":true}""");

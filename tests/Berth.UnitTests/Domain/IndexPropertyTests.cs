@@ -34,7 +34,7 @@ public sealed class IndexPropertyTests
         {
             switch (random.Next(11))
             {
-                case 0 when instances.Count(i => f.State.ContainerInstances.Find(i.Key)?.Instance.Status == "ACTIVE") < 4:
+                case 0 when instances.Count(i => f.State.ContainerInstances.Find(i.Key)?.Status == "ACTIVE") < 4:
                 {
                     var reg = EcsFixture.Registration(agentId: "agent-" + instances.Count, cpu: 1024, memory: 1000);
                     var r = await f.Gateway.RegisterAsync(reg, CancellationToken.None);
@@ -85,7 +85,7 @@ public sealed class IndexPropertyTests
                 {
                     // Reconnect: the same agent registers again with its secret.
                     var (key, secret, reg) = instances[random.Next(instances.Count)];
-                    if (f.State.ContainerInstances.Find(key)?.Instance.Status is null or "INACTIVE")
+                    if (f.State.ContainerInstances.Find(key)?.Status is null or "INACTIVE")
                     {
                         break; // deregistered (or purged): its agent would register as a new instance
                     }
@@ -97,9 +97,9 @@ public sealed class IndexPropertyTests
                 case 10 when instances.Count > 0 && random.Next(4) == 0:
                 {
                     var (key, _, _) = instances[random.Next(instances.Count)];
-                    if (f.State.ContainerInstances.Find(key) is { Instance.Status: not "INACTIVE" } ci)
+                    if (f.State.ContainerInstances.Find(key) is { Status: not "INACTIVE" } ci)
                     {
-                        await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{ci.Instance.ContainerInstanceArn}}","force":true}""");
+                        await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{f.Arns.ContainerInstance("default", ci.Id)}}","force":true}""");
                     }
                     break;
                 }
@@ -154,8 +154,8 @@ public sealed class IndexPropertyTests
         {
             var live = tasks.Values.Where(t => !t.IsStopped && "default/" + t.InstanceId == v.Id).ToList();
             var c = state.Ledger.Candidate(v.Id)!;
-            var cpu = InstanceLedger.RegisteredInt(v.Value.Instance, "CPU") - live.Sum(t => InstanceLedger.ReservationOf(t).Cpu);
-            var mem = InstanceLedger.RegisteredInt(v.Value.Instance, "MEMORY") - live.Sum(t => InstanceLedger.ReservationOf(t).Memory);
+            var cpu = v.Value.Cpu - live.Sum(t => InstanceLedger.ReservationOf(t).Cpu);
+            var mem = v.Value.Memory - live.Sum(t => InstanceLedger.ReservationOf(t).Memory);
             Assert.Equal(cpu, c.CpuAvailable);
             Assert.Equal(mem, c.MemoryAvailable);
             Assert.True(c.CpuAvailable >= 0 && c.MemoryAvailable >= 0, $"{v.Id} oversubscribed: cpu {c.CpuAvailable}, memory {c.MemoryAvailable}");
@@ -165,7 +165,7 @@ public sealed class IndexPropertyTests
         }
 
         // The cluster's placement list holds exactly the current candidate of every instance that is not INACTIVE.
-        var expectedCandidates = state.ContainerInstances.All.Where(v => v.Value.Instance.Status != "INACTIVE")
+        var expectedCandidates = state.ContainerInstances.All.Where(v => v.Value.Status != "INACTIVE")
             .Select(v => state.Ledger.Candidate(v.Id)!).OrderBy(c => c.Arn, StringComparer.Ordinal).ToList();
         var listed = state.Ledger.Candidates("default").OrderBy(c => c.Arn, StringComparer.Ordinal).ToList();
         Assert.Equal(expectedCandidates.Count, listed.Count);

@@ -77,9 +77,7 @@ public sealed class TaskLifecycleTests
         await using (var tx = await f.State.BeginAsync())
         {
             var s = f.State.ContainerInstances.All.Single();
-            var copy = f.State.ContainerInstances.Clone(s.Value);
-            copy.Instance.AgentConnected = false;
-            tx.Put(f.State.ContainerInstances, s.Id, copy);
+            tx.Put(f.State.ContainerInstances, s.Id, s.Value with { AgentConnected = false });
             await tx.CommitAsync();
         }
         await f.CallAsync("StopTask", $$"""{"task":"{{arn}}"}""");
@@ -101,11 +99,11 @@ public sealed class TaskLifecycleTests
         var clock = new ManualClock(new DateTimeOffset(2026, 11, 27, 12, 0, 0, TimeSpan.Zero));
         await using var f = new EcsFixture(time: clock);
         var (stored, key, _, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None);
-        await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{stored!.Instance.ContainerInstanceArn}}"}""");
+        await f.CallAsync("DeregisterContainerInstance", $$"""{"containerInstance":"{{InstanceViews.Arn(f.Arns, stored!)}}"}""");
 
         clock.Advance(TimeSpan.FromMinutes(30));
         Assert.Equal(0, await f.Tasks.PurgeInstancesAsync(clock.GetUtcNow() - TimeSpan.FromHours(1), 10, CancellationToken.None));
-        var d = await f.CallAsync("DescribeContainerInstances", $$"""{"containerInstances":["{{stored.Instance.ContainerInstanceArn}}"]}""");
+        var d = await f.CallAsync("DescribeContainerInstances", $$"""{"containerInstances":["{{InstanceViews.Arn(f.Arns, stored!)}}"]}""");
         Assert.Equal("INACTIVE", d.GetProperty("containerInstances")[0].GetProperty("status").GetString());
 
         clock.Advance(TimeSpan.FromMinutes(31));
