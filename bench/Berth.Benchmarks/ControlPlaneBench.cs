@@ -166,6 +166,12 @@ internal static class ControlPlaneBench
             var (rate, lat) = await MeasureAsync(http, op, body, seconds, concurrency);
             Console.WriteLine($"| {name} | {rate:F0} req/s | p50 {Pct(lat, 0.5):F2} ms | p99 {Pct(lat, 0.99):F2} ms |");
         }
+        // RunTask must have placed every task it was asked for: a placement failure is cheaper than a placement.
+        var check = await CallAsync(http, "RunTask", $$"""{"cluster":"{{cluster}}","taskDefinition":"{{family}}"}""");
+        if (check.GetProperty("failures").GetArrayLength() > 0)
+        {
+            Console.Error.WriteLine("warning: RunTask answered placement failures: the RunTask row counts them; give the simulated instances more memory");
+        }
         if (pid > 0)
         {
             var m = Memory(pid);
