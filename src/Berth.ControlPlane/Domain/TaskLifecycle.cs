@@ -218,13 +218,12 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 {
                     Name = c.Name!,
                     Image = c.Image,
-                    Uuid = "",
                     LastStatus = TaskStates.Pending,
                     Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
                     Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
                     MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 };
-            }).ToList();
+            }).ToArray();
         }
 
         public List<int>? Tcp { get; }
@@ -232,7 +231,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         public string Group { get; }
         public string? Cpu { get; }
         public string? Memory { get; }
-        public List<ContainerRecord> Containers { get; }
+        /// <summary>Shared by every task of the launch until a report gives one its own (records are never edited in place).</summary>
+        public ContainerRecord[] Containers { get; }
     }
 
     private TaskRecord NewTask(LaunchRequest req, SharedStrings shared, string instanceId)
@@ -244,7 +244,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             Cluster = req.Cluster,
             Family = def.Family!,
             Revision = def.Revision ?? 1,
-            InstanceId = instanceId,
+            // One string per instance, not per task (100,000 tasks on 5,000 instances).
+            InstanceId = string.Intern(instanceId),
             DesiredStatus = TaskStates.Running,
             LastStatus = TaskStates.Provisioning,
             CreatedAt = time.GetUtcNow(),
@@ -257,7 +258,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             StaticPorts = shared.Tcp,
             StaticUdpPorts = shared.Udp,
             ClientToken = req.ClientToken,
-            Containers = shared.Containers.Select(c => c with { Uuid = Guid.NewGuid().ToString("D") }).ToList(),
+            Containers = shared.Containers,
         };
     }
 
@@ -347,7 +348,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         foreach (var c in report.Containers)
         {
             var i = containers.FindIndex(x => x.Name == c.Name);
-            var target = i >= 0 ? containers[i] : new ContainerRecord { Name = c.Name, Uuid = Guid.NewGuid().ToString("D") };
+            var target = i >= 0 ? containers[i] : new ContainerRecord { Name = c.Name };
             var containerLast = string.IsNullOrEmpty(c.LastStatus) ? target.LastStatus
                 : target.LastStatus == TaskStates.Stopped ? TaskStates.Stopped : TaskStates.Intern(c.LastStatus);
             target = target with

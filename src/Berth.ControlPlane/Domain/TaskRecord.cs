@@ -50,8 +50,11 @@ public sealed record ContainerRecord
 {
     [JsonPropertyName("name")] public required string Name { get; init; }
     [JsonPropertyName("image")] public string? Image { get; init; }
-    /// <summary>The UUID part of the container ARN.</summary>
-    [JsonPropertyName("uuid")] public required string Uuid { get; init; }
+    /// <summary>
+    /// The UUID part of the container ARN when it was not derived from the task (stores migrated from format 1);
+    /// null for containers Berth created since, whose UUID is <see cref="TaskViews.ContainerUuid"/> — nothing to keep per task.
+    /// </summary>
+    [JsonPropertyName("uuid")] public string? Uuid { get; init; }
     [JsonPropertyName("last")] public string LastStatus { get; init; } = "PENDING";
     [JsonPropertyName("runtimeId")] public string? RuntimeId { get; init; }
     [JsonPropertyName("exitCode")] public int? ExitCode { get; init; }

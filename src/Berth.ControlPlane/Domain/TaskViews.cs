@@ -9,6 +9,19 @@ public static class TaskViews
 {
     public static string TaskArn(Arns arns, TaskRecord t) => arns.Task(t.Cluster, t.Id);
 
+    /// <summary>
+    /// A container's UUID, derived from its task id and name (a version-5-style name-based UUID over SHA-256):
+    /// stable, unique per task and container, and not stored.
+    /// </summary>
+    public static string ContainerUuid(string taskId, string containerName)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(taskId + "/" + containerName), hash);
+        hash[6] = (byte)((hash[6] & 0x0F) | 0x50);
+        hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
+        return new Guid(hash[..16], bigEndian: true).ToString("D");
+    }
+
     public static EcsTask ToWire(Arns arns, TaskRecord t, bool withTags)
     {
         var taskArn = TaskArn(arns, t);
@@ -57,7 +70,7 @@ public static class TaskViews
             ConnectivityAt = t.ConnectivityAt,
             Containers = t.Containers.Select(c => new Container
             {
-                ContainerArn = containerPrefix + c.Uuid,
+                ContainerArn = containerPrefix + (c.Uuid ?? ContainerUuid(t.Id, c.Name)),
                 TaskArn = taskArn,
                 Name = c.Name,
                 Image = c.Image,

@@ -111,3 +111,17 @@ public sealed class TaskLifecycleTests
         Assert.Null(f.State.ContainerInstances.Find(key));
     }
 }
+
+public sealed class TaskViewsTests
+{
+    [Fact]
+    public void ContainerUuid_IsStablePerTaskAndContainer_AndDistinctOtherwise()
+    {
+        var a = TaskViews.ContainerUuid("0123456789abcdef0123456789abcdef", "web");
+        Assert.Equal(a, TaskViews.ContainerUuid("0123456789abcdef0123456789abcdef", "web"));
+        Assert.NotEqual(a, TaskViews.ContainerUuid("0123456789abcdef0123456789abcdef", "side"));
+        Assert.NotEqual(a, TaskViews.ContainerUuid("0123456789abcdef0123456789abcdee", "web"));
+        Assert.True(Guid.TryParseExact(a, "D", out _));
+        Assert.Equal('5', a[14]); // name-based version nibble
+    }
+}
