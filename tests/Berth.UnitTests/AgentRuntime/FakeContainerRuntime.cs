@@ -29,6 +29,23 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
 
     public int Watches => Volatile.Read(ref _watches);
 
+    /// <summary>Completes once an event watcher is subscribed (the engine subscribes on its own thread after StartAsync).</summary>
+    public async Task WaitUntilWatchedAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            lock (_containers)
+            {
+                if (_watcher is not null)
+                {
+                    return;
+                }
+            }
+            await Task.Delay(1, cts.Token); // waits for the engine's thread, not for time to pass
+        }
+    }
+
     public List<CreateContainerParameters> Created { get; } = [];
 
     public void ClearCalls()

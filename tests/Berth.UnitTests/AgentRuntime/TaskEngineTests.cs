@@ -231,6 +231,8 @@ public sealed class TaskEngineTests : IAsyncLifetime
         await ReadUntilAsync(_engine.Reports, Arn("a"), "RUNNING");
         await _engine.WhenIdleAsync();
         Drain(_engine.Reports);
+        // An event emitted before the engine's watcher subscribed would be lost (the 60 s resync would catch it).
+        await _runtime.WaitUntilWatchedAsync(Timeout);
         _runtime.ClearCalls();
 
         _runtime.Exit(Arn("a"), "app", exitCode: 3);
@@ -277,6 +279,7 @@ public sealed class TaskEngineTests : IAsyncLifetime
         _engine.Apply(Snapshot(1, Desired("a")));
         await ReadUntilAsync(_engine.Reports, Arn("a"), "RUNNING");
         await _engine.WhenIdleAsync();
+        await _runtime.WaitUntilWatchedAsync(Timeout);
         Assert.Equal(1, _runtime.Watches);
 
         _runtime.BreakEventStream();
