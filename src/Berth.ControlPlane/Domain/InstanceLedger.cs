@@ -244,8 +244,13 @@ public sealed class InstanceLedger(Arns arns)
         return map;
     }
 
+    /// <summary>ECS's reserved ports (22, 2375, 2376, 51678, 51679) followed by <paramref name="extra"/>, without repeats.</summary>
     public static IEnumerable<string> ReservedPortStrings(IEnumerable<int> extra)
-        => EcsReservedPorts.Concat(extra).Distinct().Select(p => p.ToString(CultureInfo.InvariantCulture));
+        => ReservedPortStrings(extra.Select(p => p.ToString(CultureInfo.InvariantCulture)));
+
+    /// <summary>The same for ports given as strings (RegisterContainerInstance echoes them as the client sent them).</summary>
+    public static IEnumerable<string> ReservedPortStrings(IEnumerable<string> extra)
+        => EcsReservedPorts.Select(p => p.ToString(CultureInfo.InvariantCulture)).Concat(extra).Distinct();
 
     private void Rebuild(Entry e)
     {

@@ -38,8 +38,8 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
         string? key = null;
         if (!string.IsNullOrEmpty(reg.ContainerInstanceArn))
         {
-            var k = state.KeyOf(clusterName, reg.ContainerInstanceArn);
-            if (k is not null && k.StartsWith(clusterName + "/", StringComparison.Ordinal) && state.ContainerInstances.Find(k) is { } known && known.Status != "INACTIVE")
+            var k = state.KeyIn(clusterName, reg.ContainerInstanceArn);
+            if (k is not null && state.ContainerInstances.Find(k) is { } known && known.Status != "INACTIVE")
             {
                 previous = known;
                 key = k;

@@ -94,7 +94,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
     public TaskDefinition? DefinitionOf(TaskRecord t) => state.TaskDefinitions.Find(EcsState.TaskDefinitionId(t.Family, t.Revision))?.Definition;
 
     public TaskRecord? Find(string cluster, string arnOrId)
-        => state.KeyOf(cluster, arnOrId) is { } key && key.StartsWith(cluster + "/", StringComparison.Ordinal) ? state.Tasks.Find(key) : null;
+        => state.KeyIn(cluster, arnOrId) is { } key ? state.Tasks.Find(key) : null;
 
     /// <summary>RunTask (Targets null: the scheduler picks instances) or StartTask (the given instances).</summary>
     public async Task<LaunchResult> LaunchAsync(LaunchRequest req, CancellationToken ct)
@@ -266,7 +266,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
     public async Task<TaskRecord?> StopAsync(string cluster, string reference, string? reason, string stopCode, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        if (state.KeyOf(cluster, reference) is not { } key || !key.StartsWith(cluster + "/", StringComparison.Ordinal) || state.Tasks.Find(key) is not { } current)
+        if (state.KeyIn(cluster, reference) is not { } key || state.Tasks.Find(key) is not { } current)
         {
             return null;
         }

@@ -34,10 +34,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
     }
 
     private InstanceRecord? FindIn(string clusterName, string reference)
-    {
-        var key = TaskQueries.ScopedIdOf(state, clusterName, reference);
-        return key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? state.ContainerInstances.Find(key) : null;
-    }
+        => state.KeyIn(clusterName, reference) is { } key ? state.ContainerInstances.Find(key) : null;
 
     private async Task<RegisterContainerInstanceResponse> RegisterAsync(RegisterContainerInstanceRequest req, CancellationToken ct)
     {
@@ -47,7 +44,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var previous = req.ContainerInstanceArn is null ? null : FindIn(clusterName, req.ContainerInstanceArn);
         var id = previous?.Id ?? Guid.NewGuid().ToString("N");
-        var ports = TaskQueries.EcsReservedPorts.Concat(resources.FirstOrDefault(r => r.Name == "PORTS")?.StringSetValue ?? []).Distinct().ToList();
+        var ports = InstanceLedger.ReservedPortStrings(resources.FirstOrDefault(r => r.Name == "PORTS")?.StringSetValue ?? []).ToList();
         var versionInfo = req.VersionInfo;
         var instance = new InstanceRecord
         {

@@ -153,11 +153,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         }
         var def = tasks.ResolveDefinition(req.TaskDefinition);
         var overrides = CheckOverrides(def, req.Overrides);
-        var targets = req.ContainerInstances.Select(r =>
-        {
-            var key = State.KeyOf(clusterName, r);
-            return (r, key is not null && key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? key : null);
-        }).ToList();
+        var targets = req.ContainerInstances.Select(r => (r, State.KeyIn(clusterName, r))).ToList();
         // StartTask has no clientToken in ECS's model (only RunTask does).
         var result = await tasks.LaunchAsync(new LaunchRequest
         {
@@ -235,8 +231,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         string? instanceId = null;
         if (req.ContainerInstance is not null)
         {
-            var key = State.KeyOf(clusterName, req.ContainerInstance);
-            instanceId = key is not null && key.StartsWith(clusterName + "/", StringComparison.Ordinal) ? key[(clusterName.Length + 1)..] : "\0none";
+            instanceId = State.KeyIn(clusterName, req.ContainerInstance) is { } key ? key[(clusterName.Length + 1)..] : "\0none";
         }
         var family = req.Family is null ? null : Arns.NameOf(req.Family);
 

@@ -9,8 +9,6 @@ namespace Berth.ControlPlane.Ecs;
 /// <summary>Read helpers shared by the cluster, container-instance and attribute operations; all answered from indexes.</summary>
 internal static class TaskQueries
 {
-    public static readonly string[] EcsReservedPorts = ["22", "2375", "2376", "51678", "51679"];
-
     /// <summary>Name of an existing ACTIVE cluster; ClusterNotFoundException otherwise.</summary>
     public static string ResolveCluster(EcsState state, string? nameOrArn)
     {

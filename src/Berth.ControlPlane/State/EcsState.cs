@@ -113,6 +113,10 @@ public sealed class EcsState : DocumentState
         }
         return ScopedId(cluster, arnOrId);
     }
+
+    /// <summary>The "{cluster}/{id}" key of a reference that names something in <paramref name="cluster"/>; null otherwise.</summary>
+    public string? KeyIn(string cluster, string arnOrId)
+        => KeyOf(cluster, arnOrId) is { } key && key.Length > cluster.Length && key[cluster.Length] == '/' && key.StartsWith(cluster, StringComparison.Ordinal) ? key : null;
 }
 
 /// <summary>A task definition revision with the tags ECS keeps beside it.</summary>
