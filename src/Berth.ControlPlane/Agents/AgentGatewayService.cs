@@ -185,7 +185,6 @@ internal sealed partial class AgentGatewayService(
                 }
             }
             await stream.WriteAsync(new ServerMessage { Desired = delta }, ct).ConfigureAwait(false);
-            connection.SentAt = time.GetUtcNow();
         }
     }
 
@@ -255,8 +254,6 @@ internal sealed partial class AgentGatewayService(
         public long Acked;
 
         public Action? OnClose { get; set; }
-
-        public DateTimeOffset SentAt { get; set; }
 
         public DateTimeOffset LastSeen
         {
