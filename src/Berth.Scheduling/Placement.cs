@@ -14,8 +14,18 @@ public sealed record InstanceCandidate
     /// <summary>Host ports already taken (registered reserved ports plus static ports of live tasks).</summary>
     public IReadOnlySet<int> UsedPorts { get; init; } = new HashSet<int>();
     public IReadOnlyDictionary<string, string> Attributes { get; init; } = new Dictionary<string, string>();
-    /// <summary>Live tasks on the instance; spread(instanceId) balances on it.</summary>
+    /// <summary>Live tasks on the instance (every task not yet STOPPED).</summary>
     public int TaskCount { get; init; }
+    /// <summary>Live tasks per task group ("service:web", "family:db", ...): spread, distinctInstance and task:group read it.</summary>
+    public IReadOnlyDictionary<string, int> GroupCounts { get; init; } = EmptyGroups;
+    /// <summary>Tasks whose lastStatus is RUNNING (the query language's runningTasksCount).</summary>
+    public int RunningTasksCount { get; init; }
+    /// <summary>The instance id DescribeContainerInstances reports as ec2InstanceId (the query language's ec2InstanceId).</summary>
+    public string? Ec2InstanceId { get; init; }
+    public string? AgentVersion { get; init; }
+    public DateTimeOffset? RegisteredAt { get; init; }
+
+    private static readonly IReadOnlyDictionary<string, int> EmptyGroups = new Dictionary<string, int>();
 }
 
 /// <summary>What one task reserves on the instance it lands on.</summary>
@@ -31,6 +41,12 @@ public sealed record PlacementRequest
     public required IReadOnlyList<TaskReservation> Tasks { get; init; }
     public IReadOnlyList<PlacementConstraintSpec> Constraints { get; init; } = [];
     public IReadOnlyList<PlacementStrategySpec> Strategies { get; init; } = [];
+    /// <summary>
+    /// The task group the tasks join (RunTask's group, "family:NAME" by default; "service:NAME" for a service).
+    /// spread counts, and distinctInstance avoids, the tasks of this group already on each instance; null: the
+    /// instance's live tasks of every group, and distinctInstance only within this plan.
+    /// </summary>
+    public string? Group { get; init; }
 }
 
 /// <summary>Task <paramref name="TaskIndex"/> of the request goes to <paramref name="InstanceArn"/>.</summary>
@@ -61,8 +77,10 @@ public static class Scheduler
     public const string ReasonCpu = "RESOURCE:CPU";
     public const string ReasonMemory = "RESOURCE:MEMORY";
     public const string ReasonPorts = "RESOURCE:PORTS";
+    /// <summary>ECS's reason when an instance lacks an attribute the task definition requires (requiresAttributes).</summary>
     public const string ReasonAttribute = "ATTRIBUTE";
-    public const string ReasonDistinctInstance = "DistinctInstance";
+    public const string ReasonMemberOf = "MemberOf placement constraint unsatisfied";
+    public const string ReasonDistinctInstance = "DistinctInstance placement constraint unsatisfied";
     public const string ReasonNoInstances = "No Container Instances were found in your cluster.";
 
     public static PlacementPlan Place(PlacementRequest request, Random random)
@@ -170,6 +188,7 @@ public static class Scheduler
                 }
             }
 
+            var group = request.Group;
             var n = _candidates.Count;
             _index = ArrayPool<int>.Shared.Rent(n);
             _cpu = ArrayPool<int>.Shared.Rent(n);
@@ -183,8 +202,11 @@ public static class Scheduler
                     continue;
                 }
                 _lastActive = c;
+                // The tasks of the request's group already there: what spread balances and distinctInstance avoids.
+                var groupTasks = group is null ? candidate.TaskCount : candidate.GroupCounts.GetValueOrDefault(group);
                 _lastActiveStaticReason = !candidate.AgentConnected ? ReasonAgent
-                    : !MatchesAll(memberOf, candidate.Attributes) ? ReasonAttribute
+                    : !MatchesAll(memberOf, candidate) ? ReasonMemberOf
+                    : distinct && groupTasks > 0 ? ReasonDistinctInstance
                     : null;
                 if (_lastActiveStaticReason is not null)
                 {
@@ -194,7 +216,7 @@ public static class Scheduler
                 _index[_count] = c;
                 _cpu[_count] = candidate.CpuAvailable;
                 _memory[_count] = candidate.MemoryAvailable;
-                _tasks[_count] = candidate.TaskCount;
+                _tasks[_count] = groupTasks;
                 _count++;
             }
             // distinctInstance marks candidate entries, so ARNs are taken to be unique in a request.
@@ -292,9 +314,15 @@ public static class Scheduler
             {
                 return new PlacementFailure(taskIndex, null, ReasonNoInstances);
             }
-            var reason = _lastActiveStaticReason ?? Reject(_lastActiveEligible, in need)
-                ?? throw new InvalidOperationException("No instance fitted, yet the last one does.");
-            return new PlacementFailure(taskIndex, _candidates[_lastActive].Arn, reason);
+            var last = _candidates[_lastActive];
+            // As ECS reports it: a disconnected agent first, then resources, then the constraints.
+            var reason = _lastActiveStaticReason switch
+            {
+                null => Reject(_lastActiveEligible, in need) ?? throw new InvalidOperationException("No instance fitted, yet the last one does."),
+                ReasonAgent => ReasonAgent,
+                var constraint => ResourceReason(last.CpuAvailable, last.MemoryAvailable, last.UsedPorts, null, in need) ?? constraint,
+            };
+            return new PlacementFailure(taskIndex, last.Arn, reason);
         }
 
         public void Take(int e, in TaskNeed need)
@@ -322,32 +350,32 @@ public static class Scheduler
             }
         }
 
-        // The order of the checks decides the reason reported, as ECS reports it.
+        // The order of the checks decides the reason reported: resources first, then constraints, as ECS evaluates them.
         private string? Reject(int e, in TaskNeed need)
+            => ResourceReason(_cpu[e], _memory[e], _candidates[_index[e]].UsedPorts, _addedPorts?[e], in need)
+                ?? (_used is not null && _used[e] ? ReasonDistinctInstance : null);
+
+        private static string? ResourceReason(int cpu, long memory, IReadOnlySet<int> usedPorts, HashSet<int>? addedPorts, in TaskNeed need)
         {
-            if (_used is not null && _used[e])
-            {
-                return ReasonDistinctInstance;
-            }
-            if (need.Cpu > _cpu[e])
+            if (need.Cpu > cpu)
             {
                 return ReasonCpu;
             }
-            if (need.Memory > _memory[e])
+            if (need.Memory > memory)
             {
                 return ReasonMemory;
             }
-            if (need.Ports is { } ports && (need.PortsCollide || PortTaken(e, ports)))
+            if (need.Ports is { } ports && (need.PortsCollide || PortTaken(usedPorts, addedPorts, ports)))
             {
                 return ReasonPorts;
             }
             return null;
         }
 
-        private bool PortTaken(int e, IReadOnlyList<int> ports)
+        private bool PortTaken(int e, IReadOnlyList<int> ports) => PortTaken(_candidates[_index[e]].UsedPorts, _addedPorts?[e], ports);
+
+        private static bool PortTaken(IReadOnlySet<int> used, HashSet<int>? added, IReadOnlyList<int> ports)
         {
-            var used = _candidates[_index[e]].UsedPorts;
-            var added = _addedPorts?[e];
             for (var p = 0; p < ports.Count; p++)
             {
                 if (used.Contains(ports[p]) || (added is not null && added.Contains(ports[p])))
@@ -387,9 +415,14 @@ public static class Scheduler
                         ? new(KeyKind.Tasks, null, null)
                         : AttributeKey(s.Field.StartsWith("attribute:", StringComparison.OrdinalIgnoreCase) ? s.Field["attribute:".Length..] : s.Field);
                 }
+                else if (string.Equals(s.Type, "random", StringComparison.OrdinalIgnoreCase))
+                {
+                    // A random choice leaves no ties for later strategies to break: they never apply.
+                    break;
+                }
                 else
                 {
-                    continue; // random (and anything unknown): the random tie-break already does it
+                    continue; // unknown types are refused before they get here (PlacementRules)
                 }
                 (keys ??= []).Add(key);
             }
@@ -397,7 +430,7 @@ public static class Scheduler
         }
 
         /// <summary>
-        /// spread(attribute:X): each eligible instance's key is the number of tasks on the
+        /// spread(attribute:X): each eligible instance's key is the number of tasks of the request's group on the
         /// eligible instances sharing its value of X (a missing attribute counts as ""),
         /// counted once here and kept up to date by <see cref="Take"/>.
         /// </summary>
@@ -421,11 +454,11 @@ public static class Scheduler
             return new(KeyKind.AttributeTasks, valueOf, tasksPerValue);
         }
 
-        private static bool MatchesAll(List<QueryExpression> memberOf, IReadOnlyDictionary<string, string> attributes)
+        private static bool MatchesAll(List<QueryExpression> memberOf, InstanceCandidate candidate)
         {
             foreach (var q in memberOf)
             {
-                if (!q.Matches(attributes))
+                if (!q.Matches(candidate))
                 {
                     return false;
                 }

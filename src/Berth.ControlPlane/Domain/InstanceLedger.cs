@@ -9,13 +9,14 @@ namespace Berth.ControlPlane.Domain;
 
 /// <summary>
 /// Per container instance: what its live tasks (every task not yet STOPPED) hold — CPU, memory, TCP and
-/// UDP host ports — and the scheduler's view of it (<see cref="InstanceCandidate"/>), rebuilt only when
+/// UDP host ports, how many there are of each task group and how many are RUNNING — and the scheduler's view of it (<see cref="InstanceCandidate"/>), rebuilt only when
 /// that instance or one of its tasks changes. RunTask reads a cluster's candidates without looking at
 /// a single task. Updated from the tables' change hooks under the state's write lock.
 /// </summary>
 public sealed class InstanceLedger(Arns arns)
 {
     private static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
+    private static readonly Dictionary<string, int> NoGroups = new(StringComparer.Ordinal);
 
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ImmutableSortedSet<string>> _byCluster = new(StringComparer.Ordinal);
@@ -161,10 +162,31 @@ public sealed class InstanceLedger(Arns arns)
     /// <param name="id">The task's table key ("{cluster}/{taskId}"), kept as is so the live sets share its string.</param>
     public void ApplyTask(string id, TaskRecord? old, TaskRecord? now)
     {
-        // Most changes are status reports of a task that stays live on its instance: nothing it holds changes.
+        // Most changes are status reports of a task that stays live on its instance: nothing it holds changes,
+        // only, once in its life each way, whether it counts as RUNNING.
         if (old is not null && now is not null && !old.IsStopped && !now.IsStopped && old.InstanceId == now.InstanceId
-            && old.Cpu == now.Cpu && old.Memory == now.Memory && ReferenceEquals(old.StaticPorts, now.StaticPorts) && ReferenceEquals(old.StaticUdpPorts, now.StaticUdpPorts))
+            && old.Cpu == now.Cpu && old.Memory == now.Memory && ReferenceEquals(old.StaticPorts, now.StaticPorts) && ReferenceEquals(old.StaticUdpPorts, now.StaticUdpPorts)
+            && string.Equals(old.Group, now.Group, StringComparison.Ordinal))
         {
+            var change = Running(now) - Running(old);
+            if (change != 0 && now.InstanceId is { } on && _entries.TryGetValue(now.Cluster + "/" + on, out var entry))
+            {
+                bool live;
+                lock (entry.Live)
+                {
+                    live = entry.Live.Contains(id);
+                }
+                if (live)
+                {
+                    entry.Running += change;
+                    if (entry.Candidate is { } c)
+                    {
+                        // A shallow copy: ports, attributes and group counts are shared, not rebuilt.
+                        entry.Candidate = c with { RunningTasksCount = entry.Running };
+                        Publish(now.Cluster + "/" + on, entry);
+                    }
+                }
+            }
             return;
         }
         if (old is { InstanceId: { } oldInstance } && !old.IsStopped)
@@ -203,6 +225,8 @@ public sealed class InstanceLedger(Arns arns)
             Publish(key, e);
         }
     }
+
+    private static int Running(TaskRecord t) => t.LastStatus == TaskStates.Running ? 1 : 0;
 
     /// <summary>What one task reserves, from what was fixed when it was placed.</summary>
     public static TaskReservation ReservationOf(TaskRecord t)
@@ -271,6 +295,12 @@ public sealed class InstanceLedger(Arns arns)
             UsedPorts = ports,
             Attributes = e.Attributes is { } a && ReferenceEquals(e.AttributesOf, i.Attributes) ? a : (e.Attributes = AttributeMap(i)),
             TaskCount = e.Live.Count,
+            // A copy: the candidate is read outside the write lock (DescribeContainerInstances, ListContainerInstances' filter).
+            GroupCounts = e.Groups.Count == 0 ? NoGroups : new Dictionary<string, int>(e.Groups, StringComparer.Ordinal),
+            RunningTasksCount = e.Running,
+            Ec2InstanceId = i.Ec2InstanceId,
+            AgentVersion = i.VersionInfo.AgentVersion,
+            RegisteredAt = i.RegisteredAt,
         };
         e.AttributesOf = i.Attributes;
     }
@@ -287,6 +317,9 @@ public sealed class InstanceLedger(Arns arns)
         public long Memory;
         public readonly Dictionary<int, int> TcpPorts = [];
         public readonly Dictionary<int, int> UdpPorts = [];
+        /// <summary>Live tasks per group (a group leaves when its last task does).</summary>
+        public readonly Dictionary<string, int> Groups = new(StringComparer.Ordinal);
+        public int Running;
         public InstanceCandidate? Candidate;
         public Dictionary<string, string>? Attributes;
         public IReadOnlyList<AttributeRecord>? AttributesOf;
@@ -298,6 +331,19 @@ public sealed class InstanceLedger(Arns arns)
             Memory += sign * r.Memory;
             Count(TcpPorts, t.StaticPorts, sign);
             Count(UdpPorts, t.StaticUdpPorts, sign);
+            Running += sign * InstanceLedger.Running(t);
+            if (t.Group is { } g)
+            {
+                var n = Groups.GetValueOrDefault(g) + sign;
+                if (n <= 0)
+                {
+                    Groups.Remove(g);
+                }
+                else
+                {
+                    Groups[g] = n;
+                }
+            }
         }
 
         private static void Count(Dictionary<int, int> ports, IReadOnlyList<int>? list, int sign)

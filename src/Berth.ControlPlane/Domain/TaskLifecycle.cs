@@ -127,6 +127,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 Tasks = Enumerable.Repeat(reservation, req.Count).ToList(),
                 Constraints = req.Constraints,
                 Strategies = req.Strategies,
+                Group = GroupOf(req),
             }, _random);
             placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn))));
             failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));
@@ -182,6 +183,9 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         return new LaunchResult(tasks, failures);
     }
 
+    /// <summary>The task group of a launch: the one given, else "family:FAMILY", as ECS names it.</summary>
+    private static string GroupOf(LaunchRequest req) => req.Group ?? "family:" + req.Definition.Family;
+
     /// <summary>
     /// What every task of one launch has in common, built once: 100,000 tasks of a few definitions then share
     /// a handful of strings and lists instead of each holding copies.
@@ -208,7 +212,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             }
             Tcp = tcp.Count > 0 ? tcp : null;
             Udp = udp.Count > 0 ? udp : null;
-            Group = req.Group ?? "family:" + def.Family;
+            Group = GroupOf(req);
             Cpu = reservation.Cpu > 0 ? reservation.Cpu.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
             Memory = reservation.Memory > 0 ? reservation.Memory.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
             Containers = (def.ContainerDefinitions ?? []).Where(c => c.Name is not null).Select(c =>

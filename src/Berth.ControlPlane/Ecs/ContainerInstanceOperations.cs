@@ -128,7 +128,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         }
         bool Matches(string id) => state.ContainerInstances.Find(id) is { } i
             && (req.Status is null ? i.Status != "INACTIVE" : i.Status == req.Status)
-            && (filter is null || filter.Matches(TaskQueries.AttributeMap(i)));
+            && (filter is null || (state.Ledger.Candidate(id) is { } c && filter.Matches(c)));
         // The cluster's instances in id order: a page starts at the token by binary search.
         var (page, next) = Pagination.PageSorted(state.Ledger.InCluster(clusterName), Matches, req.MaxResults, req.NextToken);
         return Task.FromResult(new ListContainerInstancesResponse

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Berth.Aws.Ecs;
 using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.State;
 using Berth.State;
 using Berth.Core;
@@ -26,6 +27,7 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
     {
         Validate(req);
         Tags.Validate(req.Tags);
+        PlacementRules.ValidateDefinitionConstraints(req.PlacementConstraints);
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var family = req.Family!;
         var revision = state.Families.MaxRevision(family) + 1;

@@ -102,22 +102,15 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         {
             throw AwsException.InvalidParameter("capacityProviderStrategy: Berth has no capacity providers; use the EC2 launch type.");
         }
-        var constraints = (req.PlacementConstraints ?? []).Select(c => new PlacementConstraintSpec(c.Type ?? "", c.Expression)).ToList();
-        for (var i = 0; i < constraints.Count; i++)
-        {
-            var c = constraints[i];
-            if (c.Type == "memberOf")
-            {
-                string? error = "required for memberOf.";
-                if (c.Expression is null || !QueryExpression.TryParse(c.Expression, out _, out error))
-                {
-                    throw AwsException.InvalidParameter($"placementConstraints[{i}].expression: {error}");
-                }
-            }
-        }
-        var strategies = (req.PlacementStrategy ?? []).Select(s => new PlacementStrategySpec(s.Type ?? "random", s.Field)).ToList();
+        var (constraints, strategies) = PlacementRules.Validate(req.PlacementConstraints, req.PlacementStrategy);
         var clusterName = tasks.ResolveCluster(req.Cluster);
         var def = tasks.ResolveDefinition(req.TaskDefinition);
+        // The task definition's memberOf constraints apply too, and count towards the limit of 10.
+        var inherited = PlacementRules.OfDefinition(def);
+        if (inherited.Count > 0)
+        {
+            constraints = PlacementRules.ValidateConstraints(req.PlacementConstraints, inheritedConstraints: inherited.Count).Concat(inherited).ToList();
+        }
         var overrides = CheckOverrides(def, req.Overrides);
         var token = req.ClientToken;
         req.ClientToken = null;
