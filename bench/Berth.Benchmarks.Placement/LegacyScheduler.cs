@@ -78,7 +78,7 @@ internal static class LegacyScheduler
         {
             return ReasonAgent;
         }
-        if (memberOf.Any(q => !q.Matches(slot.Candidate.Attributes)))
+        if (memberOf.Any(q => !q.Matches(slot.Candidate)))
         {
             return ReasonAttribute;
         }

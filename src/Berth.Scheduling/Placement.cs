@@ -169,6 +169,7 @@ public static class Scheduler
         private readonly string? _lastActiveStaticReason;
         private readonly int _lastActiveEligible = -1;
         private HashSet<int>?[]? _addedPorts;
+        private List<(int Candidate, int GroupTasks)>? _counted;
         private int[]? _order;
 
         public PlanState(PlacementRequest request)
@@ -206,10 +207,15 @@ public static class Scheduler
                 var groupTasks = group is null ? candidate.TaskCount : candidate.GroupCounts.GetValueOrDefault(group);
                 _lastActiveStaticReason = !candidate.AgentConnected ? ReasonAgent
                     : !MatchesAll(memberOf, candidate) ? ReasonMemberOf
-                    : distinct && groupTasks > 0 ? ReasonDistinctInstance
+                    : distinct && group is not null && groupTasks > 0 ? ReasonDistinctInstance
                     : null;
                 if (_lastActiveStaticReason is not null)
                 {
+                    if (_lastActiveStaticReason == ReasonDistinctInstance)
+                    {
+                        // Never chosen, but its tasks still count for spread(attribute:X).
+                        (_counted ??= []).Add((c, groupTasks));
+                    }
                     continue;
                 }
                 _lastActiveEligible = _count;
@@ -450,6 +456,14 @@ public static class Scheduler
                 }
                 valueOf[e] = id;
                 tasksPerValue[id] += _tasks[e];
+            }
+            foreach (var (c, groupTasks) in _counted ?? [])
+            {
+                // Only values that some eligible instance has can ever be compared.
+                if (ids.TryGetValue(_candidates[c].Attributes.GetValueOrDefault(name) ?? "", out var id))
+                {
+                    tasksPerValue[id] += groupTasks;
+                }
             }
             return new(KeyKind.AttributeTasks, valueOf, tasksPerValue);
         }

@@ -586,7 +586,8 @@ public sealed class QueryExpression
                 _at += symbol.Length;
                 return true;
             }
-            if (IsWord(word) && _at + word.Length < text.Length && (char.IsWhiteSpace(text[_at + word.Length]) || text[_at + word.Length] == '('))
+            // IsWord already saw a word boundary; a connective at the very end is read as one, to report what is missing after it.
+            if (IsWord(word) && (_at + word.Length == text.Length || char.IsWhiteSpace(text[_at + word.Length]) || text[_at + word.Length] == '('))
             {
                 _at += word.Length;
                 return true;

@@ -9,9 +9,11 @@ namespace Berth.UnitTests.Scheduling;
 /// old shuffle-then-stable-sort could have taken, so a randomised plan can be checked step by step.
 /// </summary>
 /// <remarks>
-/// One deliberate difference from the old code: spread(attribute:X) counts the tasks on every
-/// instance that passes the request's filters (ACTIVE, agent connected, memberOf), not only on those
-/// with room for this task, so a zone with a full instance does not look emptier than it is.
+/// Deliberate differences from the old code, each an ECS rule: spread(attribute:X) counts the tasks on
+/// every instance that passes the request's filters (ACTIVE, agent connected, memberOf), not only on those
+/// with room for this task, so a zone with a full instance does not look emptier than it is; spread and
+/// distinctInstance count the tasks of the request's group (all live tasks when it has none); a failure
+/// names resources before constraints; and strategies after a random one never apply.
 /// </remarks>
 internal sealed class ReferenceScheduler
 {
@@ -20,11 +22,14 @@ internal sealed class ReferenceScheduler
     private readonly bool _distinct;
     private readonly IReadOnlyList<PlacementStrategySpec> _strategies;
     private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+    private readonly string? _group;
 
     public ReferenceScheduler(PlacementRequest request)
     {
         _slots = request.Candidates.Where(c => c.Status == "ACTIVE")
-            .Select(c => new Slot(c, c.CpuAvailable, c.MemoryAvailable, new HashSet<int>(c.UsedPorts), c.TaskCount)).ToList();
+            .Select(c => new Slot(c, c.CpuAvailable, c.MemoryAvailable, new HashSet<int>(c.UsedPorts),
+                request.Group is null ? c.TaskCount : c.GroupCounts.GetValueOrDefault(request.Group))).ToList();
+        _group = request.Group;
         _distinct = request.Constraints.Any(c => string.Equals(c.Type, "distinctInstance", StringComparison.OrdinalIgnoreCase));
         _memberOf = request.Constraints
             .Where(c => string.Equals(c.Type, "memberOf", StringComparison.OrdinalIgnoreCase) && !string.IsNullOrWhiteSpace(c.Expression))
@@ -76,14 +81,6 @@ internal sealed class ReferenceScheduler
         {
             return Scheduler.ReasonAgent;
         }
-        if (_memberOf.Any(q => !q.Matches(slot.Candidate.Attributes)))
-        {
-            return Scheduler.ReasonAttribute;
-        }
-        if (_distinct && _used.Contains(slot.Candidate.Arn))
-        {
-            return Scheduler.ReasonDistinctInstance;
-        }
         if (task.Cpu > slot.Cpu)
         {
             return Scheduler.ReasonCpu;
@@ -96,12 +93,20 @@ internal sealed class ReferenceScheduler
         {
             return Scheduler.ReasonPorts;
         }
+        if (_memberOf.Any(q => !q.Matches(slot.Candidate)))
+        {
+            return Scheduler.ReasonMemberOf;
+        }
+        if (_distinct && (_used.Contains(slot.Candidate.Arn) || (_group is not null && slot.Candidate.GroupCounts.GetValueOrDefault(_group) > 0)))
+        {
+            return Scheduler.ReasonDistinctInstance;
+        }
         return null;
     }
 
     private List<(Slot Slot, double[] Keys)> KeysOf(List<Slot> fits)
     {
-        var eligible = _slots.Where(s => s.Candidate.AgentConnected && _memberOf.All(q => q.Matches(s.Candidate.Attributes))).ToList();
+        var eligible = _slots.Where(s => s.Candidate.AgentConnected && _memberOf.All(q => q.Matches(s.Candidate))).ToList();
         var keyFunctions = new List<Func<Slot, double>>();
         foreach (var s in _strategies)
         {
@@ -112,6 +117,10 @@ internal sealed class ReferenceScheduler
                 "spread" => SpreadKey(eligible, s.Field),
                 _ => null,
             };
+            if (string.Equals(s.Type, "random", StringComparison.OrdinalIgnoreCase))
+            {
+                break;
+            }
             if (key is not null)
             {
                 keyFunctions.Add(key);

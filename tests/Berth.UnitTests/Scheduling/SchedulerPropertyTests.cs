@@ -27,6 +27,10 @@ public sealed class SchedulerPropertyTests
         [new("memberOf", "attribute:type == large")],
         [new("memberOf", "attribute:zone != a")],
         [new("distinctInstance", null), new("memberOf", "attribute:zone exists")],
+        [new("memberOf", "task:group == g")],
+        [new("memberOf", "not(task:group == g) and attribute:zone in [a, b]")],
+        [new("memberOf", "attribute:type =~ l.* || runningTasksCount < 2")],
+        [new("distinctInstance", null), new("memberOf", "ec2InstanceId != i-3 && agentConnected == true")],
     ];
 
     private static readonly int[][] PortPool = [[], [], [8080], [8081], [8080, 8081], [8080, 8080]];
@@ -40,6 +44,9 @@ public sealed class SchedulerPropertyTests
         from type in Gen.Elements("small", "large")
         from tasks in Gen.Choose(0, 6)
         from port in Gen.Elements(0, 0, 8080, 8081)
+        from g in Gen.Choose(0, 2)
+        from h in Gen.Choose(0, 2)
+        from running in Gen.Choose(0, 4)
         select new InstanceCandidate
         {
             Arn = "i" + i,
@@ -47,7 +54,10 @@ public sealed class SchedulerPropertyTests
             MemoryAvailable = memory,
             AgentConnected = connected,
             Status = status,
-            TaskCount = tasks,
+            TaskCount = tasks + g + h,
+            GroupCounts = new Dictionary<string, int> { ["g"] = g, ["h"] = h }.Where(kv => kv.Value > 0).ToDictionary(),
+            RunningTasksCount = running,
+            Ec2InstanceId = "i-" + i,
             UsedPorts = port == 0 ? new HashSet<int> { 22 } : new HashSet<int> { 22, port },
             Attributes = zone is null ? new Dictionary<string, string> { ["type"] = type } : new Dictionary<string, string> { ["zone"] = zone, ["type"] = type },
         };
@@ -69,8 +79,10 @@ public sealed class SchedulerPropertyTests
         from constraints in Gen.Elements(ConstraintPool)
         from strategyCount in Gen.Choose(0, 3)
         from strategies in Gen.Elements(StrategyPool).ListOf(strategyCount)
+        from grouped in Gen.Elements<string?>(null, "g", "h")
         select new PlacementRequest
         {
+            Group = grouped,
             Candidates = candidates.ToList(),
             Tasks = repeated ? Enumerable.Repeat(one, count).ToList() : several.ToList(),
             Constraints = constraints,
@@ -240,7 +252,7 @@ public sealed class SchedulerPropertyTests
             Constraints = [new("memberOf", "attribute:zone == z")],
             Strategies = [new("binpack", "memory")],
         }, new Random(1));
-        Assert.Equal(new PlacementFailure(0, "memberOf-miss", Scheduler.ReasonAttribute), Assert.Single(plan.Failures));
+        Assert.Equal(new PlacementFailure(0, "memberOf-miss", Scheduler.ReasonMemberOf), Assert.Single(plan.Failures));
     }
 
     [Fact]

@@ -86,6 +86,48 @@ public sealed class SchedulerTests
     }
 
     [Fact]
+    public void Place_DistinctInstance_AvoidsInstancesAlreadyRunningTheGroup()
+    {
+        var busy = Instance("busy") with { GroupCounts = new Dictionary<string, int> { ["service:web"] = 1 }, TaskCount = 1 };
+        var other = Instance("other") with { GroupCounts = new Dictionary<string, int> { ["service:db"] = 3 }, TaskCount = 3 };
+        var plan = Scheduler.Place(new PlacementRequest
+        {
+            Candidates = [busy, other],
+            Tasks = Enumerable.Repeat(new TaskReservation(10, 10, []), 2).ToList(),
+            Constraints = [new("distinctInstance", null)],
+            Group = "service:web",
+        }, new Random(1));
+        Assert.Equal("other", Assert.Single(plan.Placements).InstanceArn);
+        Assert.Equal(new PlacementFailure(1, "other", Scheduler.ReasonDistinctInstance), Assert.Single(plan.Failures));
+    }
+
+    [Fact]
+    public void Place_SpreadInstanceId_CountsOnlyTheTasksOfTheRequestsGroup()
+    {
+        // "a" runs many tasks of another group and none of ours; "b" runs one of ours: spread picks "a".
+        var a = Instance("a") with { GroupCounts = new Dictionary<string, int> { ["family:other"] = 9 }, TaskCount = 9 };
+        var b = Instance("b") with { GroupCounts = new Dictionary<string, int> { ["family:web"] = 1 }, TaskCount = 1 };
+        var plan = Scheduler.Place(new PlacementRequest
+        {
+            Candidates = [a, b],
+            Tasks = [new TaskReservation(10, 10, [])],
+            Strategies = [new("spread", "instanceId")],
+            Group = "family:web",
+        }, new Random(1));
+        Assert.Equal("a", Assert.Single(plan.Placements).InstanceArn);
+    }
+
+    [Fact]
+    public void Place_ShortOfMemoryAndOutsideMemberOf_ReportsTheResourceFirst()
+    {
+        // ECS checks resources before constraints, so the resource is what it reports.
+        var plan = Place([Instance("i1", memory: 5, attributes: new() { ["zone"] = "b" })], 1, new TaskReservation(1, 10, []), [new("memberOf", "attribute:zone == a")]);
+        Assert.Equal(new PlacementFailure(0, "i1", Scheduler.ReasonMemory), Assert.Single(plan.Failures));
+        var roomy = Place([Instance("i1", attributes: new() { ["zone"] = "b" })], 1, new TaskReservation(1, 10, []), [new("memberOf", "attribute:zone == a")]);
+        Assert.Equal(new PlacementFailure(0, "i1", "MemberOf placement constraint unsatisfied"), Assert.Single(roomy.Failures));
+    }
+
+    [Fact]
     public void Place_MemberOf_OnlyMatchingInstances()
     {
         var candidates = new[]
