@@ -200,7 +200,7 @@ public sealed class QueryExpression
                     }
                     return false;
                 case Subject.RunningTasksCount:
-                    return Compare(c.RunningTasksCount.CompareTo(_number));
+                    return Compare(((long)c.RunningTasksCount).CompareTo(_number));
                 case Subject.AgentVersion:
                     return ParseVersion(c.AgentVersion) is { } v && Compare(v.CompareTo(_version));
                 case Subject.RegisteredAt:
