@@ -51,7 +51,25 @@ public sealed class IndexPropertyTests
                         Assert.Equal("InvalidParameterException", e.ErrorType);
                         break;
                     }
-                    await f.CallAsync("RunTask", $$"""{"taskDefinition":"{{family}}","count":{{random.Next(1, 4)}},"placementStrategy":[{"type":"{{(random.Next(2) == 0 ? "binpack" : "spread")}}","field":"{{(random.Next(2) == 0 ? "memory" : "instanceId")}}"}]}""");
+                    var strategy = random.Next(3) switch
+                    {
+                        0 => """{"type":"binpack","field":"memory"}""",
+                        1 => """{"type":"spread","field":"instanceId"}""",
+                        _ => """{"type":"random"}""",
+                    };
+                    // A few groups (and the default family:NAME), sometimes one task of a group per instance.
+                    var group = random.Next(4) == 0 ? "" : $$""","group":"g{{random.Next(3)}}" """;
+                    var distinct = random.Next(4) == 0 ? ""","placementConstraints":[{"type":"distinctInstance"}]""" : "";
+                    var run = await f.CallAsync("RunTask", $$"""{"taskDefinition":"{{family}}","count":{{random.Next(1, 4)}}{{group}}{{distinct}},"placementStrategy":[{{strategy}}]}""");
+                    if (distinct.Length > 0)
+                    {
+                        // Each new task is the only live task of its group on its instance (earlier ones included).
+                        foreach (var placed in run.GetProperty("tasks").EnumerateArray())
+                        {
+                            var t = f.State.Tasks.Find("default/" + placed.GetProperty("taskArn").GetString()!.Split('/')[^1])!;
+                            Assert.Single(f.State.Tasks.All, v => !v.Value.IsStopped && v.Value.InstanceId == t.InstanceId && v.Value.Group == t.Group);
+                        }
+                    }
                     break;
                 }
                 case 4:
@@ -162,6 +180,12 @@ public sealed class IndexPropertyTests
             var ports = live.SelectMany(t => t.StaticPorts ?? []).ToList();
             Assert.Equal(ports.Count, ports.Distinct().Count());
             Assert.Equal(live.Count, c.TaskCount);
+            // Group counts and RUNNING count: the same as recounting the instance's live tasks.
+            var groups = live.Where(t => t.Group is not null).GroupBy(t => t.Group!).ToDictionary(g => g.Key, g => g.Count());
+            Assert.Equal(groups.OrderBy(kv => kv.Key, StringComparer.Ordinal), c.GroupCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+            Assert.Equal(live.Count(t => t.LastStatus == "RUNNING"), c.RunningTasksCount);
+            Assert.Equal(v.Value.Ec2InstanceId, c.Ec2InstanceId);
+            Assert.Equal(v.Value.RegisteredAt, c.RegisteredAt);
         }
 
         // The cluster's placement list holds exactly the current candidate of every instance that is not INACTIVE.
