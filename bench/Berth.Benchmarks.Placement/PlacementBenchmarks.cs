@@ -1,13 +1,18 @@
 using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
 using Berth.Scheduling;
 
 namespace Berth.Benchmarks.Scheduling;
 
 /// <summary>
 /// One RunTask's placement (count 10) over 5,000 container instances, the old algorithm beside the
-/// current one. OperationsPerInvoke = 10, so the reported time is per placed task.
+/// current one. OperationsPerInvoke = 10, so the reported time is per placed task and Op/s is
+/// placements per second. The fleet runs tasks of 100 services; the request places tasks of one of them
+/// (group "service:web"), which spread balances and distinctInstance avoids.
 /// </summary>
 [MemoryDiagnoser]
+[Config(typeof(PlacementsPerSecond))]
 public class PlacementBenchmarks
 {
     public const int Instances = 5_000;
@@ -20,9 +25,18 @@ public class PlacementBenchmarks
     private PlacementRequest _request = null!;
     private Random _random = null!;
 
-    public static readonly string[] Cases = ["binpack(memory)", "spread(az)+spread(instanceId)", "random", "binpack(memory)+memberOf+port"];
+    public static readonly string[] Cases =
+    [
+        "binpack(memory)", "binpack(cpu)", "spread(instanceId)", "spread(az)", "spread(az)+spread(instanceId)", "random",
+        "binpack(memory)+memberOf+port", "spread(az)+distinctInstance+memberOf(task:group)",
+    ];
 
-    [ParamsSource(nameof(Cases))]
+    public const string Group = "service:web";
+
+    // BenchmarkDotNet reads parameter sources from properties or methods only, not fields.
+    public static IEnumerable<string> CaseNames => Cases;
+
+    [ParamsSource(nameof(CaseNames))]
     public string Case { get; set; } = "";
 
     [GlobalSetup]
@@ -40,6 +54,13 @@ public class PlacementBenchmarks
             {
                 ports.Add(8080);
             }
+            // The tasks belong to 100 services; about one instance in three runs one of "service:web".
+            var groups = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (var t = 0; t < tasks; t++)
+            {
+                var g = seed.Next(3) == 0 ? Group : "service:s" + seed.Next(100);
+                groups[g] = groups.GetValueOrDefault(g) + 1;
+            }
             candidates.Add(new InstanceCandidate
             {
                 Arn = $"arn:aws:ecs:us-east-1:000000000000:container-instance/bench/{i:x8}",
@@ -47,6 +68,9 @@ public class PlacementBenchmarks
                 MemoryAvailable = memory - (512 * tasks),
                 UsedPorts = ports,
                 TaskCount = tasks,
+                GroupCounts = groups,
+                RunningTasksCount = tasks,
+                Ec2InstanceId = $"i-{i:x8}",
                 Attributes = new Dictionary<string, string>(StringComparer.Ordinal)
                 {
                     ["ecs.availability-zone"] = Zones[i % Zones.Length],
@@ -60,13 +84,23 @@ public class PlacementBenchmarks
         {
             Candidates = candidates,
             Tasks = Enumerable.Repeat(task, Count).ToList(),
-            Constraints = Case.Contains("memberOf", StringComparison.Ordinal) ? [new("memberOf", "attribute:ecs.instance-type != c5.2xlarge")] : [],
+            Constraints = Case switch
+            {
+                "binpack(memory)+memberOf+port" => [new("memberOf", "attribute:ecs.instance-type != c5.2xlarge")],
+                "spread(az)+distinctInstance+memberOf(task:group)" =>
+                    [new("distinctInstance", null), new("memberOf", "not(task:group == service:s7) and attribute:ecs.instance-type =~ m5.*")],
+                _ => [],
+            },
             Strategies = Case switch
             {
                 "random" => [new("random", null)],
+                "binpack(cpu)" => [new("binpack", "cpu")],
+                "spread(instanceId)" => [new("spread", "instanceId")],
+                "spread(az)" or "spread(az)+distinctInstance+memberOf(task:group)" => [new("spread", "attribute:ecs.availability-zone")],
                 "spread(az)+spread(instanceId)" => [new("spread", "attribute:ecs.availability-zone"), new("spread", "instanceId")],
                 _ => [new("binpack", "memory")],
             },
+            Group = Group,
         };
         _random = new Random(1);
     }
@@ -76,4 +110,10 @@ public class PlacementBenchmarks
 
     [Benchmark(OperationsPerInvoke = Count)]
     public PlacementPlan New() => Scheduler.Place(_request, _random);
+
+    /// <summary>Adds operations (placements) per second beside the time per placement.</summary>
+    private sealed class PlacementsPerSecond : ManualConfig
+    {
+        public PlacementsPerSecond() => AddColumn(StatisticColumn.OperationsPerSecond);
+    }
 }

@@ -190,6 +190,8 @@ public static class Scheduler
             }
 
             var group = request.Group;
+            // Only spread and distinctInstance read the group's tasks: binpack and random skip the lookup per candidate.
+            var countGroup = group is not null && (distinct || Spreads(request.Strategies));
             var n = _candidates.Count;
             _index = ArrayPool<int>.Shared.Rent(n);
             _cpu = ArrayPool<int>.Shared.Rent(n);
@@ -204,10 +206,11 @@ public static class Scheduler
                 }
                 _lastActive = c;
                 // The tasks of the request's group already there: what spread balances and distinctInstance avoids.
-                var groupTasks = group is null ? candidate.TaskCount : candidate.GroupCounts.GetValueOrDefault(group);
+                var groupTasks = !countGroup ? candidate.TaskCount
+                    : candidate.GroupCounts.Count == 0 ? 0 : candidate.GroupCounts.GetValueOrDefault(group!);
                 _lastActiveStaticReason = !candidate.AgentConnected ? ReasonAgent
                     : !MatchesAll(memberOf, candidate) ? ReasonMemberOf
-                    : distinct && group is not null && groupTasks > 0 ? ReasonDistinctInstance
+                    : distinct && countGroup && groupTasks > 0 ? ReasonDistinctInstance
                     : null;
                 if (_lastActiveStaticReason is not null)
                 {
@@ -235,6 +238,22 @@ public static class Scheduler
         }
 
         public bool HasKeys => _keys.Length > 0;
+
+        private static bool Spreads(IReadOnlyList<PlacementStrategySpec> strategies)
+        {
+            foreach (var s in strategies)
+            {
+                if (string.Equals(s.Type, "spread", StringComparison.OrdinalIgnoreCase))
+                {
+                    return true;
+                }
+                if (string.Equals(s.Type, "random", StringComparison.OrdinalIgnoreCase))
+                {
+                    return false; // nothing after random applies
+                }
+            }
+            return false;
+        }
 
         public string ArnOf(int e) => _candidates[_index[e]].Arn;
 
