@@ -10,8 +10,10 @@ public sealed record PlannerInputs
     public required Func<string, string?> InstanceStatus { get; init; }
     /// <summary>DAEMON only: ids of the instances that should run one task (ACTIVE, agent connected, constraints met).</summary>
     public IReadOnlyList<string> DaemonInstances { get; init; } = [];
-    /// <summary>Whether a task passes its load balancer health checks; null when it is behind none.</summary>
-    public Func<TaskRecord, bool?> TargetHealthy { get; init; } = _ => null;
+    /// <summary>A task's state in its target groups ("healthy", "unhealthy", or another state while it is checked); null when the service has no load balancer.</summary>
+    public Func<TaskRecord, string?> TargetHealth { get; init; } = _ => null;
+    /// <summary>Tasks already on their way out (deregistered from the load balancer, draining): neither kept nor counted healthy.</summary>
+    public IReadOnlySet<string> Leaving { get; init; } = new HashSet<string>();
 }
 
 /// <summary>One reconcile step for one service: what to stop, what to start, and what the record becomes.</summary>
@@ -88,7 +90,7 @@ public static class ServicePlanner
         var grace = TimeSpan.FromSeconds(svc.HealthCheckGracePeriodSeconds ?? 0);
         var deployments = svc.Deployments.ToDictionary(d => d.Id, StringComparer.Ordinal);
         DeploymentRecord Current(string id) => plan.Patched.TryGetValue(id, out var p) ? p : deployments[id];
-        var stopping = new HashSet<string>(StringComparer.Ordinal);
+        var stopping = new HashSet<string>(inputs.Leaving, StringComparer.Ordinal);
         void Stop(TaskRecord t, string reason)
         {
             if (stopping.Add(t.Id))
@@ -127,7 +129,7 @@ public static class ServicePlanner
         foreach (var t in tasks)
         {
             if (!t.IsStopped && t.DesiredStatus == TaskStates.Running && t.LastStatus == TaskStates.Running
-                && (HealthOf(t) == "UNHEALTHY" || inputs.TargetHealthy(t) == false))
+                && !stopping.Contains(t.Id) && (HealthOf(t) == "UNHEALTHY" || inputs.TargetHealth(t) == "unhealthy"))
             {
                 var since = t.StartedAt ?? t.CreatedAt;
                 if (now - since < grace)
@@ -229,7 +231,7 @@ public static class ServicePlanner
 
     private static bool Healthy(TaskRecord t, PlannerInputs inputs)
         => !t.IsStopped && t.DesiredStatus == TaskStates.Running && t.LastStatus == TaskStates.Running
-           && HealthOf(t) is null or "HEALTHY" && inputs.TargetHealthy(t) != false;
+           && HealthOf(t) is null or "HEALTHY" && inputs.TargetHealth(t) is null or "healthy" && !inputs.Leaving.Contains(t.Id);
 
     private static ServicePlan PlanReplica(ServiceRecord svc, IReadOnlyList<TaskRecord> tasks, PlannerInputs inputs, ServicePlan plan,
         DeploymentRecord primary, DeploymentConfigRecord config, Func<string, DeploymentRecord> current, Action<TaskRecord, string> stop, HashSet<string> stopping)
@@ -437,7 +439,7 @@ public static class ServicePlanner
                 plan.Finished.Add(d.Id);
             }
         }
-        var settled = othersLive == 0 && primaryLive == desired && primaryHealthy == desired
+        var settled = inputs.Leaving.Count == 0 && othersLive == 0 && primaryLive == desired && primaryHealthy == desired
             && plan.Stops.Count == 0 && plan.Starts.Count == 0 && plan.DaemonStarts.Count == 0
             && svc.Deployments.Skip(1).All(d => plan.Finished.Contains(d.Id));
         if (settled && svc.Status == ServiceStates.Draining)

@@ -30,8 +30,13 @@ public sealed partial class ServiceScheduler : BackgroundService
     private readonly SemaphoreSlim _signal = new(0, 1);
     private long _passes;
 
-    public ServiceScheduler(EcsState state, TaskLifecycle tasks, TimeProvider time, ILogger<ServiceScheduler> logger)
+    private readonly IServiceTargets _targets;
+    /// <summary>Tasks deregistered from their target groups and draining, with the reason they stop for once drained.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _leaving = new(StringComparer.Ordinal);
+
+    public ServiceScheduler(EcsState state, TaskLifecycle tasks, TimeProvider time, ILogger<ServiceScheduler> logger, IServiceTargets? targets = null)
     {
+        _targets = targets ?? new NoServiceTargets();
         _state = state;
         _tasks = tasks;
         _time = time;
@@ -220,19 +225,33 @@ public sealed partial class ServiceScheduler : BackgroundService
                 tasks.Add(t);
             }
         }
+        var events = new List<string>();
+        var balancer = svc.LoadBalancers.Count > 0 ? await BalanceAsync(svc, tasks, events, ct).ConfigureAwait(false) : null;
         var inputs = new PlannerInputs
         {
             Now = _time.GetUtcNow(),
             InstanceStatus = id => _state.ContainerInstances.Find(EcsState.ScopedId(cluster, id))?.Status,
             DaemonInstances = svc.SchedulingStrategy == "DAEMON" ? DaemonInstances(svc) : [],
+            TargetHealth = balancer is null ? _ => null : balancer.HealthOf,
+            Leaving = balancer?.Leaving ?? (IReadOnlySet<string>)new HashSet<string>(),
         };
         var plan = ServicePlanner.Plan(svc, tasks, inputs);
-        var events = new List<string>(plan.Events);
+        events.AddRange(plan.Events);
         var starved = false;
 
-        if (plan.Stops.Count > 0)
+        var stops = plan.Stops;
+        if (balancer is not null && stops.Count > 0)
         {
-            var stopped = await _tasks.StopManyAsync(cluster, plan.Stops, ServicePlanner.SchedulerStopCode, ct).ConfigureAwait(false);
+            // Behind a load balancer a task leaves its target groups first and stops once drained.
+            stops = await balancer.DrainAsync(stops, events, ct).ConfigureAwait(false);
+        }
+        if (balancer?.Waiting == true)
+        {
+            plan.WakeNoLaterThan(inputs.Now + TimeSpan.FromSeconds(1));
+        }
+        if (stops.Count > 0)
+        {
+            var stopped = await _tasks.StopManyAsync(cluster, stops, ServicePlanner.SchedulerStopCode, ct).ConfigureAwait(false);
             if (stopped.Count > 0)
             {
                 events.Add($"(service {svc.Name}) has stopped {ServicePlanner.Count(stopped.Count)} running tasks: {ServicePlanner.TaskList(stopped)}.");
@@ -281,6 +300,186 @@ public sealed partial class ServiceScheduler : BackgroundService
         if (failure is not null)
         {
             events.Add($"(service {svc.Name}) was unable to place a task because no container instance met all of its requirements. {failure} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.");
+        }
+    }
+
+    /// <summary>
+    /// Keeps a load-balanced service's target groups in step with its tasks (level-triggered, each look):
+    /// RUNNING tasks are registered by (ec2InstanceId, host port); tasks that stopped on their own are
+    /// deregistered; tasks the planner stops are deregistered first and stopped once the group's
+    /// deregistration delay has drained them (<see cref="_leaving"/>).
+    /// </summary>
+    private async Task<Balancer> BalanceAsync(ServiceRecord svc, List<TaskRecord> tasks, List<string> events, CancellationToken ct)
+    {
+        var b = new Balancer(this, svc);
+        foreach (var lb in svc.LoadBalancers)
+        {
+            b.Health[lb.TargetGroupArn!] = _targets.Health(lb.TargetGroupArn!);
+        }
+        var drainedNow = new List<(string TaskId, string Reason)>();
+        foreach (var t in tasks)
+        {
+            var key = EcsState.ScopedId(svc.Cluster, t.Id);
+            var endpoints = b.EndpointsOf(t);
+            if (_leaving.TryGetValue(key, out var reason))
+            {
+                // Stop it once no group still lists it (the deregistration delay has passed).
+                if (t.IsStopped || t.DesiredStatus == TaskStates.Stopped)
+                {
+                    _leaving.TryRemove(key, out _);
+                }
+                else if (endpoints.All(e => !b.Health[e.Group].ContainsKey(e.Target)))
+                {
+                    _leaving.TryRemove(key, out _);
+                    drainedNow.Add((t.Id, reason));
+                }
+                else
+                {
+                    b.Leaving.Add(t.Id);
+                    b.Waiting = true;
+                }
+                continue;
+            }
+            var live = !t.IsStopped && t.DesiredStatus == TaskStates.Running && t.LastStatus == TaskStates.Running;
+            foreach (var (group, target) in endpoints)
+            {
+                var state = b.Health[group].GetValueOrDefault(target);
+                if (live && state is null or "draining")
+                {
+                    b.Register(group, target);
+                }
+                else if (!live && t.LastStatus != TaskStates.Provisioning && t.LastStatus != TaskStates.Pending && state is not (null or "draining"))
+                {
+                    b.Deregister(group, target);
+                }
+                if (live && state is not "healthy")
+                {
+                    b.Waiting = true;
+                }
+            }
+        }
+        await b.FlushAsync(events, ct).ConfigureAwait(false);
+        if (drainedNow.Count > 0)
+        {
+            var stopped = await _tasks.StopManyAsync(svc.Cluster, drainedNow, ServicePlanner.SchedulerStopCode, ct).ConfigureAwait(false);
+            if (stopped.Count > 0)
+            {
+                events.Add($"(service {svc.Name}) has stopped {ServicePlanner.Count(stopped.Count)} running tasks: {ServicePlanner.TaskList(stopped)}.");
+            }
+        }
+        return b;
+    }
+
+    private sealed class Balancer(ServiceScheduler scheduler, ServiceRecord svc)
+    {
+        public Dictionary<string, IReadOnlyDictionary<ServiceTarget, string>> Health { get; } = new(StringComparer.Ordinal);
+        public HashSet<string> Leaving { get; } = new(StringComparer.Ordinal);
+        public bool Waiting { get; set; }
+        private readonly Dictionary<string, List<ServiceTarget>> _register = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, List<ServiceTarget>> _deregister = new(StringComparer.Ordinal);
+
+        /// <summary>(target group, target) of each load balancer entry the task serves (its host port for the container port).</summary>
+        public List<(string Group, ServiceTarget Target)> EndpointsOf(TaskRecord t)
+        {
+            var result = new List<(string, ServiceTarget)>();
+            if (t.InstanceId is null || scheduler._state.ContainerInstances.Find(EcsState.ScopedId(t.Cluster, t.InstanceId))?.Ec2InstanceId is not { } ec2)
+            {
+                return result;
+            }
+            foreach (var lb in svc.LoadBalancers)
+            {
+                var binding = t.Containers.FirstOrDefault(c => c.Name == lb.ContainerName)?.Bindings?.FirstOrDefault(b => b.ContainerPort == lb.ContainerPort);
+                if (binding is not null)
+                {
+                    result.Add((lb.TargetGroupArn!, new ServiceTarget(ec2, binding.HostPort)));
+                }
+            }
+            return result;
+        }
+
+        /// <summary>"healthy" when healthy in every group, "unhealthy" when unhealthy in one, else the first other state.</summary>
+        public string? HealthOf(TaskRecord t)
+        {
+            var endpoints = EndpointsOf(t);
+            if (endpoints.Count < svc.LoadBalancers.Count)
+            {
+                return "initial";
+            }
+            string? worst = "healthy";
+            foreach (var (group, target) in endpoints)
+            {
+                var state = Health[group].GetValueOrDefault(target) ?? "initial";
+                if (state == "unhealthy")
+                {
+                    return state;
+                }
+                if (state != "healthy")
+                {
+                    worst = state;
+                }
+            }
+            return worst;
+        }
+
+        public void Register(string group, ServiceTarget target) => Add(_register, group, target);
+
+        public void Deregister(string group, ServiceTarget target) => Add(_deregister, group, target);
+
+        private static void Add(Dictionary<string, List<ServiceTarget>> map, string group, ServiceTarget target)
+        {
+            if (!map.TryGetValue(group, out var list))
+            {
+                map[group] = list = [];
+            }
+            list.Add(target);
+        }
+
+        /// <summary>Deregisters the tasks the planner stops; returns those that can stop at once (not registered anywhere).</summary>
+        public async Task<List<(string TaskId, string Reason)>> DrainAsync(List<(string TaskId, string Reason)> stops, List<string> events, CancellationToken ct)
+        {
+            var now = new List<(string, string)>();
+            var draining = 0;
+            foreach (var (id, reason) in stops)
+            {
+                var key = EcsState.ScopedId(svc.Cluster, id);
+                var registered = scheduler._state.Tasks.Find(key) is { } t
+                    ? EndpointsOf(t).Where(e => Health[e.Group].GetValueOrDefault(e.Target) is not (null or "draining")).ToList()
+                    : [];
+                if (registered.Count == 0)
+                {
+                    now.Add((id, reason));
+                    continue;
+                }
+                foreach (var (group, target) in registered)
+                {
+                    Deregister(group, target);
+                }
+                scheduler._leaving[key] = reason;
+                Waiting = true;
+                draining++;
+            }
+            if (draining > 0)
+            {
+                events.Add($"(service {svc.Name}) has begun draining connections on {ServicePlanner.Count(draining)} tasks.");
+            }
+            await FlushAsync(events, ct).ConfigureAwait(false);
+            return now;
+        }
+
+        public async Task FlushAsync(List<string> events, CancellationToken ct)
+        {
+            foreach (var (group, targets) in _register)
+            {
+                await scheduler._targets.RegisterAsync(group, targets, ct).ConfigureAwait(false);
+                events.Add($"(service {svc.Name}) registered {ServicePlanner.Count(targets.Count)} targets in (target-group {group})");
+            }
+            foreach (var (group, targets) in _deregister)
+            {
+                await scheduler._targets.DeregisterAsync(group, targets, ct).ConfigureAwait(false);
+                events.Add($"(service {svc.Name}) deregistered {ServicePlanner.Count(targets.Count)} targets in (target-group {group})");
+            }
+            _register.Clear();
+            _deregister.Clear();
         }
     }
 

@@ -15,7 +15,7 @@ namespace Berth.ControlPlane.Ecs;
 /// DescribeServiceDeployments, DescribeServiceRevisions: validation and translation only; the records are
 /// kept by <see cref="ServiceLifecycle"/> and acted on by <see cref="ServiceScheduler"/>.
 /// </summary>
-internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle tasks, Arns arns)
+internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle tasks, IServiceTargets targets, Arns arns)
 {
     private EcsState State => services.State;
 
@@ -170,13 +170,51 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         return result;
     }
 
-    private List<ServiceLoadBalancerRecord>? LoadBalancers(List<LoadBalancer>? list)
+    /// <summary>Each entry: a target group that exists, and a container and port of the definition that the task publishes.</summary>
+    private List<ServiceLoadBalancerRecord>? LoadBalancers(List<LoadBalancer>? list, string definition)
     {
-        if (list is null or { Count: 0 })
+        if (list is null)
         {
-            return list is null ? null : [];
+            return null;
         }
-        throw AwsException.InvalidParameter("loadBalancers: registering service tasks in target groups is not available yet in Berth.");
+        if (list.Count > 5)
+        {
+            throw AwsException.InvalidParameter("loadBalancers: at most 5 load balancers per service.");
+        }
+        var def = tasks.FindDefinition(definition, activeOnlyForFamily: false)?.Definition;
+        var result = new List<ServiceLoadBalancerRecord>();
+        for (var i = 0; i < list.Count; i++)
+        {
+            var lb = list[i];
+            if (lb.LoadBalancerName is not null)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].loadBalancerName: Classic Load Balancers are not available; give targetGroupArn.");
+            }
+            if (string.IsNullOrEmpty(lb.TargetGroupArn))
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: must be specified.");
+            }
+            if (lb.AdvancedConfiguration is not null)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].advancedConfiguration: blue/green deployments are not available.");
+            }
+            if (string.IsNullOrEmpty(lb.ContainerName) || lb.ContainerPort is null)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}]: containerName and containerPort must be specified.");
+            }
+            var container = def?.ContainerDefinitions?.FirstOrDefault(c => c.Name == lb.ContainerName)
+                ?? throw AwsException.InvalidParameter($"loadBalancers[{i}].containerName: the container {lb.ContainerName} does not exist in the task definition.");
+            if (container.PortMappings?.Any(m => m.ContainerPort == lb.ContainerPort) != true)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].containerPort: the container {lb.ContainerName} did not have a container port {lb.ContainerPort} defined.");
+            }
+            if (targets.Check(lb.TargetGroupArn) is { } problem)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: {problem}");
+            }
+            result.Add(new ServiceLoadBalancerRecord(lb.TargetGroupArn, null, lb.ContainerName, lb.ContainerPort.Value));
+        }
+        return result;
     }
 
     /// <summary>"family:revision" of an ACTIVE definition; the errors ECS gives otherwise.</summary>
@@ -261,9 +299,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         var strategies = Strategies(req.PlacementStrategy) ?? [];
         var propagate = PropagateTags(req.PropagateTags) ?? "NONE";
         var grace = Grace(req.HealthCheckGracePeriodSeconds);
-        var balancers = LoadBalancers(req.LoadBalancers) ?? [];
         var cluster = tasks.ResolveCluster(req.Cluster);
         var definition = Definition(req.TaskDefinition);
+        var balancers = LoadBalancers(req.LoadBalancers, definition) ?? [];
 
         var token = req.ClientToken;
         req.ClientToken = null;
@@ -323,17 +361,18 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             throw AwsException.InvalidParameter("placementStrategy: placement strategies are not supported with the DAEMON scheduling strategy.");
         }
         var config = req.DeploymentConfiguration is null ? null : Config(req.DeploymentConfiguration, existing.DeploymentConfiguration);
+        var definition = req.TaskDefinition is null ? null : Definition(req.TaskDefinition);
         var updated = await services.UpdateAsync(new UpdateServiceCommand
         {
             Cluster = cluster,
             Service = req.Service,
             DesiredCount = req.DesiredCount,
-            TaskDefinition = req.TaskDefinition is null ? null : Definition(req.TaskDefinition),
+            TaskDefinition = definition,
             DeploymentConfiguration = config,
             PlacementConstraints = Constraints(req.PlacementConstraints),
             PlacementStrategy = Strategies(req.PlacementStrategy),
             HealthCheckGracePeriodSeconds = Grace(req.HealthCheckGracePeriodSeconds),
-            LoadBalancers = LoadBalancers(req.LoadBalancers),
+            LoadBalancers = LoadBalancers(req.LoadBalancers, definition ?? existing.TaskDefinition),
             PropagateTags = PropagateTags(req.PropagateTags),
             EnableEcsManagedTags = req.EnableECSManagedTags,
             EnableExecuteCommand = req.EnableExecuteCommand,

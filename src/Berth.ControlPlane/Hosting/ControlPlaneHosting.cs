@@ -32,6 +32,7 @@ public static class ControlPlaneHosting
         services.AddSingleton<InstanceLifecycle>();
         services.AddHostedService<TaskRetention>();
         services.AddSingleton<ServiceLifecycle>();
+        services.TryAddSingleton<IServiceTargets, NoServiceTargets>();
         services.AddSingleton<ServiceScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<ServiceScheduler>());
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
