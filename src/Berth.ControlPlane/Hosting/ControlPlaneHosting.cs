@@ -31,6 +31,10 @@ public static class ControlPlaneHosting
         services.AddSingleton(sp => new TaskLifecycle(sp.GetRequiredService<EcsState>(), sp.GetRequiredService<Arns>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<InstanceLifecycle>();
         services.AddHostedService<TaskRetention>();
+        services.AddSingleton<ServiceLifecycle>();
+        services.TryAddSingleton<IServiceTargets, NoServiceTargets>();
+        services.AddSingleton<ServiceScheduler>();
+        services.AddHostedService(sp => sp.GetRequiredService<ServiceScheduler>());
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
         services.AddGrpc();
         // The registry registers the real provider; this one only fills in when there is none.
