@@ -101,6 +101,8 @@ public class PlacementBenchmarks
                 _ => [new("binpack", "memory")],
             },
             Group = Group,
+            // As the control plane passes it: the group's instances only, from its per-group index.
+            GroupTasks = candidates.Select((c, i) => new KeyValuePair<int, int>(i, c.GroupCounts.GetValueOrDefault(Group))).Where(kv => kv.Value > 0).ToList(),
         };
         _random = new Random(1);
     }

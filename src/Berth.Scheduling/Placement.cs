@@ -47,6 +47,14 @@ public sealed record PlacementRequest
     /// instance's live tasks of every group, and distinctInstance only within this plan.
     /// </summary>
     public string? Group { get; init; }
+    /// <summary>
+    /// Optional: the live tasks of <see cref="Group"/> as (index in <see cref="Candidates"/>, count), listing only
+    /// the instances that run any. When given, placement reads this instead of looking the group up in each
+    /// candidate's <see cref="InstanceCandidate.GroupCounts"/> — a dictionary per instance, whose lookups cost
+    /// cache misses on every one of 5,000 instances; the control plane keeps this list per group. It must agree
+    /// with the candidates' GroupCounts.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<int, int>>? GroupTasks { get; init; }
 }
 
 /// <summary>Task <paramref name="TaskIndex"/> of the request goes to <paramref name="InstanceArn"/>.</summary>
@@ -171,6 +179,7 @@ public static class Scheduler
         private HashSet<int>?[]? _addedPorts;
         private List<(int Candidate, int GroupTasks)>? _counted;
         private int[]? _order;
+        private int[]? _tied;
 
         public PlanState(PlacementRequest request)
         {
@@ -191,8 +200,19 @@ public static class Scheduler
 
             var group = request.Group;
             // Only spread and distinctInstance read the group's tasks: binpack and random skip the lookup per candidate.
-            var countGroup = group is not null && (distinct || Spreads(request.Strategies));
+            var spreads = Spreads(request.Strategies, out var spreadsByAttribute);
+            var countGroup = group is not null && (distinct || spreads);
             var n = _candidates.Count;
+            int[]? sparse = null;
+            if (countGroup && request.GroupTasks is { } given)
+            {
+                sparse = ArrayPool<int>.Shared.Rent(n);
+                Array.Clear(sparse, 0, n);
+                foreach (var (at, tasks) in given)
+                {
+                    sparse[at] = tasks;
+                }
+            }
             _index = ArrayPool<int>.Shared.Rent(n);
             _cpu = ArrayPool<int>.Shared.Rent(n);
             _memory = ArrayPool<long>.Shared.Rent(n);
@@ -207,6 +227,7 @@ public static class Scheduler
                 _lastActive = c;
                 // The tasks of the request's group already there: what spread balances and distinctInstance avoids.
                 var groupTasks = !countGroup ? candidate.TaskCount
+                    : sparse is not null ? sparse[c]
                     : candidate.GroupCounts.Count == 0 ? 0 : candidate.GroupCounts.GetValueOrDefault(group!);
                 _lastActiveStaticReason = !candidate.AgentConnected ? ReasonAgent
                     : !MatchesAll(memberOf, candidate) ? ReasonMemberOf
@@ -214,7 +235,7 @@ public static class Scheduler
                     : null;
                 if (_lastActiveStaticReason is not null)
                 {
-                    if (_lastActiveStaticReason == ReasonDistinctInstance)
+                    if (_lastActiveStaticReason == ReasonDistinctInstance && spreadsByAttribute)
                     {
                         // Never chosen, but its tasks still count for spread(attribute:X).
                         (_counted ??= []).Add((c, groupTasks));
@@ -228,6 +249,10 @@ public static class Scheduler
                 _tasks[_count] = groupTasks;
                 _count++;
             }
+            if (sparse is not null)
+            {
+                ArrayPool<int>.Shared.Return(sparse);
+            }
             // distinctInstance marks candidate entries, so ARNs are taken to be unique in a request.
             if (distinct)
             {
@@ -239,30 +264,40 @@ public static class Scheduler
 
         public bool HasKeys => _keys.Length > 0;
 
-        private static bool Spreads(IReadOnlyList<PlacementStrategySpec> strategies)
+        /// <summary>Whether a spread strategy applies (and whether one spreads by an attribute); nothing after random applies.</summary>
+        private static bool Spreads(IReadOnlyList<PlacementStrategySpec> strategies, out bool byAttribute)
         {
+            var spreads = false;
+            byAttribute = false;
             foreach (var s in strategies)
             {
                 if (string.Equals(s.Type, "spread", StringComparison.OrdinalIgnoreCase))
                 {
-                    return true;
+                    spreads = true;
+                    byAttribute |= !(s.Field is null || string.Equals(s.Field, "instanceId", StringComparison.OrdinalIgnoreCase) || s.Field == "host");
                 }
-                if (string.Equals(s.Type, "random", StringComparison.OrdinalIgnoreCase))
+                else if (string.Equals(s.Type, "random", StringComparison.OrdinalIgnoreCase))
                 {
-                    return false; // nothing after random applies
+                    break;
                 }
             }
-            return false;
+            return spreads;
         }
 
         public string ArnOf(int e) => _candidates[_index[e]].Arn;
 
-        /// <summary>The fitting instance with the smallest keys; ties go to a uniformly random one (reservoir sampling).</summary>
+        /// <summary>
+        /// The fitting instance with the smallest keys; ties go to a uniformly random one. The tied
+        /// instances are noted in a pooled array and one random number picks among them at the end:
+        /// spread over a group's tasks ties often (most instances run none of them), and a seeded
+        /// Random costs far more per call than an array write.
+        /// </summary>
         public int BestFit(in TaskNeed need, Random random)
         {
             var keyCount = _keys.Length;
             Span<long> best = keyCount <= 8 ? stackalloc long[keyCount] : new long[keyCount];
             var chosen = -1;
+            var tied = _tied ??= ArrayPool<int>.Shared.Rent(Math.Max(1, _count));
             var ties = 0;
             ReadOnlySpan<int> cpu = _cpu.AsSpan(0, _count);
             ReadOnlySpan<long> memory = _memory.AsSpan(0, _count);
@@ -294,14 +329,15 @@ public static class Scheduler
                 if (order < 0)
                 {
                     chosen = e;
+                    tied[0] = e;
                     ties = 1;
                 }
-                else if (order == 0 && random.Next(++ties) == 0)
+                else if (order == 0)
                 {
-                    chosen = e;
+                    tied[ties++] = e;
                 }
             }
-            return chosen;
+            return ties > 1 ? tied[random.Next(ties)] : chosen;
         }
 
         /// <summary>
@@ -512,6 +548,10 @@ public static class Scheduler
             if (_order is not null)
             {
                 ArrayPool<int>.Shared.Return(_order);
+            }
+            if (_tied is not null)
+            {
+                ArrayPool<int>.Shared.Return(_tied);
             }
             if (_addedPorts is not null)
             {

@@ -25,6 +25,9 @@ public sealed class InstanceLedger(Arns arns)
     // Written by the change hooks and read by placement, both under the state's write lock.
     private readonly Dictionary<string, ClusterCandidates> _candidates = new(StringComparer.Ordinal);
     private readonly SortedSet<(DateTimeOffset At, string Key)> _deregistered = new();
+    // Per cluster and task group, the live tasks per instance key ("{cluster}/{id}"): placement reads one group's
+    // instances without looking the group up in every candidate. Written and read under the state's write lock.
+    private readonly Dictionary<(string Cluster, string Group), Dictionary<string, int>> _groups = [];
 
     /// <summary>Up to <paramref name="max"/> keys of instances deregistered at or before <paramref name="cutoff"/>.</summary>
     public List<string> DeregisteredBefore(DateTimeOffset cutoff, int max)
@@ -45,6 +48,58 @@ public sealed class InstanceLedger(Arns arns)
         _byCluster.Clear();
         _byAgent.Clear();
         _candidates.Clear();
+        _groups.Clear();
+    }
+
+    /// <summary>
+    /// The live tasks of <paramref name="group"/> as (index in <see cref="Candidates"/>, count), for the instances
+    /// that run any: what <see cref="PlacementRequest.GroupTasks"/> takes. Costs the group's instances, not the
+    /// cluster's. Call under the state's write lock only, together with Candidates.
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<int, int>> GroupTasks(string cluster, string group)
+    {
+        if (!_groups.TryGetValue((cluster, group), out var byInstance) || !_candidates.TryGetValue(cluster, out var c))
+        {
+            return [];
+        }
+        var result = new List<KeyValuePair<int, int>>(byInstance.Count);
+        foreach (var (key, count) in byInstance)
+        {
+            if (c.Position.TryGetValue(key, out var at))
+            {
+                result.Add(new(at, count));
+            }
+        }
+        return result;
+    }
+
+    private void CountGroup(string cluster, string key, string? group, int sign)
+    {
+        if (group is null)
+        {
+            return;
+        }
+        if (!_groups.TryGetValue((cluster, group), out var byInstance))
+        {
+            if (sign < 0)
+            {
+                return;
+            }
+            _groups[(cluster, group)] = byInstance = new Dictionary<string, int>(StringComparer.Ordinal);
+        }
+        var n = byInstance.GetValueOrDefault(key) + sign;
+        if (n > 0)
+        {
+            byInstance[key] = n;
+        }
+        else
+        {
+            byInstance.Remove(key);
+            if (byInstance.Count == 0)
+            {
+                _groups.Remove((cluster, group));
+            }
+        }
     }
 
     /// <summary>Ids ("{cluster}/{id}") of the instances of a cluster, every status, in ARN order.</summary>
@@ -201,6 +256,7 @@ public sealed class InstanceLedger(Arns arns)
             if (removed)
             {
                 e.Add(old, -1);
+                CountGroup(old.Cluster, key, old.Group, -1);
             }
             if (now is null || now.IsStopped || now.InstanceId != oldInstance)
             {
@@ -220,6 +276,7 @@ public sealed class InstanceLedger(Arns arns)
             if (added)
             {
                 e.Add(now, +1);
+                CountGroup(now.Cluster, key, now.Group, +1);
             }
             Rebuild(e);
             Publish(key, e);

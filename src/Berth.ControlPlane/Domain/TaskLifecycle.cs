@@ -128,6 +128,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 Constraints = req.Constraints,
                 Strategies = req.Strategies,
                 Group = GroupOf(req),
+                GroupTasks = state.Ledger.GroupTasks(req.Cluster, GroupOf(req)),
             }, _random);
             placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn))));
             failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));

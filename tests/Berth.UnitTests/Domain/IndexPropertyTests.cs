@@ -198,6 +198,19 @@ public sealed class IndexPropertyTests
             Assert.Same(expectedCandidates[i], listed[i]);
         }
 
+        // The per-group index placement reads: for each group, (position in the candidate list, live tasks there).
+        var liveByGroup = tasks.Values.Where(t => !t.IsStopped && t.Group is not null && t.InstanceId is not null).GroupBy(t => t.Group!);
+        var positions = state.Ledger.Candidates("default").Select((c, i) => (c.Arn, i)).ToDictionary(x => x.Arn, x => x.i);
+        foreach (var g in liveByGroup)
+        {
+            var expectedGroup = g.GroupBy(t => t.InstanceId!)
+                .Select(x => (Candidate: state.Ledger.Candidate("default/" + x.Key), Count: x.Count()))
+                .Where(x => x.Candidate is not null && positions.ContainsKey(x.Candidate.Arn))
+                .Select(x => new KeyValuePair<int, int>(positions[x.Candidate!.Arn], x.Count)).OrderBy(kv => kv.Key).ToList();
+            Assert.Equal(expectedGroup, state.Ledger.GroupTasks("default", g.Key).OrderBy(kv => kv.Key).ToList());
+        }
+        Assert.Empty(state.Ledger.GroupTasks("default", "no-such-group"));
+
         // 3. No status ever moves backwards.
         foreach (var (id, t) in tasks)
         {

@@ -140,6 +140,15 @@ public sealed class PlacementPropertyTests
                 }
                 placedSomewhere++;
             }
+            // The control plane's per-group index (GroupTasks) gives the very same plan as each candidate's GroupCounts.
+            var indexed = request with
+            {
+                GroupTasks = request.Candidates.Select((c, i) => new KeyValuePair<int, int>(i, c.GroupCounts.GetValueOrDefault(request.Group!)))
+                    .Where(kv => kv.Value > 0).Reverse().ToList(),
+            };
+            var again = Scheduler.Place(indexed, new Random(seed));
+            Assert.Equal(plan.Placements, again.Placements);
+            Assert.Equal(plan.Failures, again.Failures);
         }
         Assert.True(placedSomewhere > Iterations / 2, $"only {placedSomewhere} instances took tasks: the generator is too harsh to test much");
     }
