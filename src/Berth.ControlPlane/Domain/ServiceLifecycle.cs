@@ -207,4 +207,26 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return updated;
     }
+
+    /// <summary>Removes services that became INACTIVE before <paramref name="cutoff"/> (ECS keeps them describable for a while).</summary>
+    public async Task<int> PurgeAsync(DateTimeOffset cutoff, int max, CancellationToken ct)
+    {
+        var ids = state.ServiceIndex.InactiveBefore(cutoff, max);
+        if (ids.Count == 0)
+        {
+            return 0;
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var purged = 0;
+        foreach (var id in ids)
+        {
+            if (state.Services.Find(id) is { Status: ServiceStates.Inactive })
+            {
+                tx.Delete(state.Services, id);
+                purged++;
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return purged;
+    }
 }
