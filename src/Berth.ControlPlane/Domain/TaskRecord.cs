@@ -61,6 +61,10 @@ public sealed record ContainerRecord
     [JsonPropertyName("reason")] public string? Reason { get; init; }
     [JsonPropertyName("imageDigest")] public string? ImageDigest { get; init; }
     [JsonPropertyName("health")] public string? HealthStatus { get; init; }
+    /// <summary>From the definition at launch; a record stored before this field existed counts as essential.</summary>
+    [JsonPropertyName("essential")] public bool Essential { get; init; } = true;
+    /// <summary>The definition gives the container a health check (so its health counts towards the task's, see <see cref="TaskHealth"/>).</summary>
+    [JsonPropertyName("hasHealthCheck"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool HasHealthCheck { get; init; }
     [JsonPropertyName("cpu")] public string? Cpu { get; init; }
     [JsonPropertyName("memory")] public string? Memory { get; init; }
     [JsonPropertyName("memoryReservation")] public string? MemoryReservation { get; init; }
