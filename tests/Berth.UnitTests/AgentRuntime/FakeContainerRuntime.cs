@@ -88,6 +88,18 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         Emit(c, "die");
     }
 
+    /// <summary>The container's health check gives a verdict (starting, healthy, unhealthy), and Docker says "health_status".</summary>
+    public void SetHealth(string taskArn, string name, string health)
+    {
+        Container c;
+        lock (_containers)
+        {
+            c = _containers.Values.Single(x => x.TaskArn == taskArn && x.Name == name);
+            c.Health = health;
+        }
+        Emit(c, "health_status");
+    }
+
     /// <summary>The event stream breaks, as when dockerd restarts.</summary>
     public void BreakEventStream()
     {
@@ -229,9 +241,11 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         public string Name { get; } = name;
         public string State { get; set; } = "created";
         public long ExitCode { get; set; }
+        public string? Health { get; set; }
 
         public RuntimeContainer Snapshot() => new()
         {
+            Health = Health,
             Id = Id,
             TaskArn = TaskArn,
             ContainerName = Name,
