@@ -538,12 +538,33 @@ internal sealed partial class TaskEngine : ITaskEngine
         return true;
     }
 
-    private Task StopAllAsync(TaskSpec? spec, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
-        => Task.WhenAll(observed.Where(kv => kv.Value.Running).Select(kv =>
+    /// <summary>
+    /// Stops the running containers in reverse dependency order, as ECS does: a container stops once nothing still
+    /// running depends on it; containers of one round stop together.
+    /// </summary>
+    private async Task StopAllAsync(TaskSpec? spec, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
+    {
+        var running = observed.Where(kv => kv.Value.Running).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        while (running.Count > 0)
         {
-            var timeout = spec?.Containers.FirstOrDefault(c => c.Name == kv.Key)?.StopTimeoutSeconds is { } s and > 0 ? s : 30;
-            return _runtime.StopAsync(kv.Value.Id, timeout, ct);
-        }));
+            var dependedOn = (spec?.Containers ?? []).Where(c => running.ContainsKey(c.Name))
+                .SelectMany(c => c.DependsOn).Select(d => d.ContainerName).ToHashSet(StringComparer.Ordinal);
+            var round = running.Keys.Where(n => !dependedOn.Contains(n)).ToList();
+            if (round.Count == 0)
+            {
+                round = [.. running.Keys]; // a cycle (the server refuses them): stop everything at once
+            }
+            await Task.WhenAll(round.Select(name =>
+            {
+                var timeout = spec?.Containers.FirstOrDefault(c => c.Name == name)?.StopTimeoutSeconds is { } s and > 0 ? s : 30;
+                return _runtime.StopAsync(running[name].Id, timeout, ct);
+            })).ConfigureAwait(false);
+            foreach (var name in round)
+            {
+                running.Remove(name);
+            }
+        }
+    }
 
     private void MarkStopped(TrackedTask t, TaskSpec spec, Dictionary<string, RuntimeContainer> observed, string? stopCode, string? reason)
     {

@@ -232,4 +232,32 @@ public sealed class DependsOnTests : IAsyncLifetime
         Assert.Equal(["app", "init"], Created());
         Assert.Contains("because dependency will never start", running.Containers.Single(c => c.Name == "last").Reason, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Stop_DependentsStopBeforeWhatTheyDependOn()
+    {
+        // proxy needs app started, app needs db started: db, app, proxy start; proxy, app, db stop.
+        _engine.Apply(Snapshot(1, Task("order", ["proxy", "app", "db"], c =>
+        {
+            DependsOn(c["proxy"], "app", "START");
+            DependsOn(c["app"], "db", "START");
+        })));
+        await ReadUntilAsync(_engine.Reports, Arn("order"), "RUNNING");
+        await _engine.WhenIdleAsync();
+        var ids = _runtime.Calls.Where(c => c.StartsWith("create:", StringComparison.Ordinal)).Select(c => c["create:".Length..]).ToList();
+        Assert.Equal(["db", "app", "proxy"], ids);
+        _runtime.ClearCalls();
+
+        var stopping = Desired("order", desired: "STOPPED", containers: ["proxy", "app", "db"]);
+        stopping.Spec = Task("order", ["proxy", "app", "db"], c =>
+        {
+            DependsOn(c["proxy"], "app", "START");
+            DependsOn(c["app"], "db", "START");
+        }).Spec;
+        _engine.Apply(Delta(2, [stopping]));
+        await ReadUntilAsync(_engine.Reports, Arn("order"), "STOPPED");
+
+        // The fake numbers containers in creation order: c1 db, c2 app, c3 proxy.
+        Assert.Equal(["stop:c3", "stop:c2", "stop:c1"], _runtime.Calls.Where(c => c.StartsWith("stop:", StringComparison.Ordinal)));
+    }
 }
