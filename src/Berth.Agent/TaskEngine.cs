@@ -30,6 +30,7 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan EventReconnectDelay = TimeSpan.FromSeconds(1);
+    private static readonly HashSet<string> EmptySet = [];
 
     private readonly IContainerRuntime _runtime;
     private readonly string _agentId;
@@ -347,7 +348,10 @@ internal sealed partial class TaskEngine : ITaskEngine
             return;
         }
 
-        // Desired RUNNING. A container not started yet is one to launch, or one waiting for its dependsOn.
+        // Desired RUNNING. A container not started yet is one to launch, or one waiting for its dependsOn, or one
+        // whose dependency can never hold. The last kind is found from what Docker shows before anything else, so
+        // that after an agent restart (GaveUp is not persisted) such a container is not taken for a lost one.
+        GiveUpImpossible(t, spec, observed);
         if (spec.Containers.Any(c => NotStarted(t, c, observed)))
         {
             var ranHere = t.StartedAt != 0;
@@ -400,6 +404,27 @@ internal sealed partial class TaskEngine : ITaskEngine
             t.StartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
         Report(t, spec, "RUNNING", observed);
+    }
+
+    /// <summary>Gives up every container not started whose dependencies can never hold (transitively).</summary>
+    private void GiveUpImpossible(TrackedTask t, TaskSpec spec, Dictionary<string, RuntimeContainer> observed)
+    {
+        bool changed;
+        do
+        {
+            changed = false;
+            foreach (var c in spec.Containers)
+            {
+                if (c.DependsOn.Count > 0 && NotStarted(t, c, observed)
+                    && Dependencies.Evaluate(spec, c, observed, EmptySet, t.GaveUp) is (Dependencies.Gate.Never, { } why))
+                {
+                    (t.GaveUp ??= new(StringComparer.Ordinal))[c.Name] = why;
+                    LogDependencyNever(_logger, t.Arn, c.Name, why);
+                    changed = true;
+                }
+            }
+        }
+        while (changed);
     }
 
     /// <summary>Neither started (absent, or created and never started) nor given up for a dependency that cannot hold.</summary>

@@ -260,4 +260,31 @@ public sealed class DependsOnTests : IAsyncLifetime
         // The fake numbers containers in creation order: c1 db, c2 app, c3 proxy.
         Assert.Equal(["stop:c3", "stop:c2", "stop:c1"], _runtime.Calls.Where(c => c.StartsWith("stop:", StringComparison.Ordinal)));
     }
+
+    [Fact]
+    public async Task AfterAgentRestart_AContainerGivenUpBeforeIsNotTakenForALostOne()
+    {
+        // What a restarted agent finds: the task RUNNING on the server, app running, init exited 2, and no sidecar
+        // container (it was given up for its SUCCESS dependency, which this process never saw happen).
+        _runtime.Add(Arn("back"), "app");
+        _runtime.Add(Arn("back"), "init", "exited", exitCode: 2);
+        var d = Task("back", ["app", "init", "sidecar"], c =>
+        {
+            c["init"].Essential = false;
+            c["sidecar"].Essential = false;
+            DependsOn(c["sidecar"], "init", "SUCCESS");
+        });
+        d.LastStatus = "RUNNING";
+        d.LastSequence = 7;
+        _runtime.ClearCalls();
+
+        _engine.Apply(Snapshot(1, d));
+        var r = (await ReadUntilAsync(_engine.Reports, Arn("back"), "RUNNING"))[^1];
+        await _engine.WhenIdleAsync();
+
+        Assert.Empty(Created());
+        Assert.DoesNotContain(_runtime.Calls, c => c.StartsWith("stop:", StringComparison.Ordinal));
+        Assert.Equal(143, r.Containers.Single(c => c.Name == "sidecar").ExitCode);
+        Assert.DoesNotContain(Drain(_engine.Reports), x => x.LastStatus == "STOPPED");
+    }
 }

@@ -57,12 +57,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
     }
 
     /// <summary>A container that was there before the agent started (adopted by its labels).</summary>
-    public string Add(string taskArn, string name, string state = "running")
+    public string Add(string taskArn, string name, string state = "running", int exitCode = 0)
     {
         lock (_containers)
         {
             var id = $"c{++_nextId}";
-            _containers[id] = new Container(id, taskArn, name) { State = state };
+            _containers[id] = new Container(id, taskArn, name) { State = state, ExitCode = exitCode };
             return id;
         }
     }
