@@ -18,7 +18,14 @@ public static class TaskHealth
     /// <summary>The definition's health check runs a probe (Docker's NONE, or no command, disables it).</summary>
     public static bool HasCheck(Berth.Aws.Ecs.HealthCheck? check) => check is { Command: [var first, ..] } && first != "NONE";
 
-    public static string Of(TaskRecord task)
+    /// <summary>The task's healthStatus: HEALTHY, UNHEALTHY or UNKNOWN.</summary>
+    public static string Of(TaskRecord task) => Checked(task) ?? Unknown;
+
+    /// <summary>
+    /// As <see cref="Of"/>, but null when no essential container has a health check, where ECS's UNKNOWN would not
+    /// tell "no check" from "checks still running": a scheduler counts such a task healthy once it is RUNNING.
+    /// </summary>
+    public static string? Checked(TaskRecord task)
     {
         var counted = false;
         var allHealthy = true;
@@ -42,6 +49,6 @@ public static class TaskHealth
                 allHealthy = false;
             }
         }
-        return counted && allHealthy ? Healthy : Unknown;
+        return !counted ? null : allHealthy ? Healthy : Unknown;
     }
 }

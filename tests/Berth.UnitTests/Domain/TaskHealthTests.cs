@@ -58,6 +58,16 @@ public sealed class TaskHealthTests
         => Assert.Equal("UNHEALTHY", TaskHealth.Of(Task(C("a", "UNHEALTHY", check: false))));
 
     [Fact]
+    public void Checked_NoEssentialCheck_IsNullWhileOfSaysUnknown()
+    {
+        var t = Task(C("a", null, check: false), C("side", "UNHEALTHY", essential: false));
+        Assert.Null(TaskHealth.Checked(t));
+        Assert.Equal("UNKNOWN", TaskHealth.Of(t));
+        Assert.Equal("UNKNOWN", TaskHealth.Checked(Task(C("a", "UNKNOWN"))));
+        Assert.Equal("HEALTHY", TaskHealth.Checked(Task(C("a", "HEALTHY"))));
+    }
+
+    [Fact]
     public void TaskRecord_StoredWithoutEssential_ReadsItsContainersAsEssentialAndRoundTrips()
     {
         const string json = """{"id":"t","cluster":"c","family":"f","revision":1,"desired":"RUNNING","last":"RUNNING","containers":[{"name":"a","health":"HEALTHY"}]}""";
