@@ -293,7 +293,8 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
                 Fingerprint = token is null ? null : Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(req, Json.CreateServiceRequest))),
             },
         }, ct).ConfigureAwait(false);
-        return new CreateServiceResponse { Service = ServiceViews.ToWire(arns, State, service, withTags: true) };
+        // ECS returns the tags a service was created with, and leaves the member out when there are none.
+        return new CreateServiceResponse { Service = ServiceViews.ToWire(arns, State, service, withTags: service.Tags is { Count: > 0 }) };
     }
 
     private async Task<UpdateServiceResponse> UpdateAsync(UpdateServiceRequest req, CancellationToken ct)
