@@ -68,7 +68,8 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     /// <summary>The service name of a name or ARN (…:service/cluster/name or the old …:service/name).</summary>
     public static string ServiceName(string nameOrArn) => Berth.Core.Arns.NameOf(nameOrArn);
 
-    public async Task<ServiceRecord> CreateAsync(CreateServiceCommand cmd, CancellationToken ct)
+    /// <summary>Records a new service; <c>Created</c> is false when a retry with the same client token got the existing one back.</summary>
+    public async Task<(ServiceRecord Service, bool Created)> CreateAsync(CreateServiceCommand cmd, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var key = EcsState.ScopedId(cmd.Cluster, cmd.Service.Name);
@@ -76,7 +77,7 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         {
             if (cmd.Service.ClientToken is not null && existing.ClientToken == cmd.Service.ClientToken && existing.Fingerprint == cmd.Service.Fingerprint)
             {
-                return existing;
+                return (existing, false);
             }
             if (existing.Status == ServiceStates.Draining)
             {
@@ -102,7 +103,7 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         };
         tx.Put(state.Services, key, service);
         await tx.CommitAsync(ct).ConfigureAwait(false);
-        return service;
+        return (service, true);
     }
 
     public async Task<ServiceRecord> UpdateAsync(UpdateServiceCommand cmd, CancellationToken ct)

@@ -267,7 +267,7 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
 
         var token = req.ClientToken;
         req.ClientToken = null;
-        var service = await services.CreateAsync(new CreateServiceCommand
+        var (service, created) = await services.CreateAsync(new CreateServiceCommand
         {
             Cluster = cluster,
             Service = new ServiceRecord
@@ -294,7 +294,20 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             },
         }, ct).ConfigureAwait(false);
         // ECS returns the tags a service was created with, and leaves the member out when there are none.
-        return new CreateServiceResponse { Service = ServiceViews.ToWire(arns, State, service, withTags: service.Tags is { Count: > 0 }) };
+        var wire = ServiceViews.ToWire(arns, State, service, withTags: service.Tags is { Count: > 0 });
+        if (created)
+        {
+            // The service as created: ECS starts its tasks after answering, so the counts are 0 even when
+            // the scheduler, woken by the commit, has already placed some.
+            wire.RunningCount = 0;
+            wire.PendingCount = 0;
+            foreach (var d in wire.Deployments ?? [])
+            {
+                d.RunningCount = 0;
+                d.PendingCount = 0;
+            }
+        }
+        return new CreateServiceResponse { Service = wire };
     }
 
     private async Task<UpdateServiceResponse> UpdateAsync(UpdateServiceRequest req, CancellationToken ct)
@@ -397,7 +410,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             throw AwsException.InvalidParameter("schedulingStrategy: must be REPLICA or DAEMON.");
         }
         var cluster = tasks.ResolveCluster(req.Cluster);
-        bool Keep(string key) => State.Services.Find(key) is { } s && s.Status != ServiceStates.Inactive
+        // ACTIVE services only: a deleted service (DRAINING, then INACTIVE) stays describable but leaves the
+        // list at once, as in ECS (tools wait for a deleted service to drop out of ListServices).
+        bool Keep(string key) => State.Services.Find(key) is { } s && s.Status == ServiceStates.Active
             && (req.LaunchType is null || s.LaunchType == req.LaunchType)
             && (req.SchedulingStrategy is null || s.SchedulingStrategy == req.SchedulingStrategy);
         var (page, next) = Pagination.PageSorted(State.ServiceIndex.InCluster(cluster), Keep, req.MaxResults, req.NextToken);
