@@ -3,21 +3,18 @@ using Berth.EndToEnd.Harness;
 
 namespace Berth.EndToEnd.Api;
 
-/// <summary>
-/// Bad input to the services API: each case answers 4xx with ECS's error type and a message naming the
-/// field, and leaves every service as it was (status, counts, definition, configuration, deployments).
-/// </summary>
-public sealed class ServiceBadInputTests : IAsyncLifetime
+/// <summary>One <c>berth server</c> (no agent: services are recorded but nothing is placed, so the state holds still) with services to corrupt.</summary>
+public sealed class ServiceBadInputServer : IAsyncLifetime
 {
-    private const string C = "svc-bad";
+    public const string C = "svc-bad";
     private BerthServer? _server;
-    private EcsHttp? _ecs;
+
+    public EcsHttp Ecs { get; private set; } = null!;
 
     public async ValueTask InitializeAsync()
     {
-        // No agent: services are recorded but nothing is placed, so the state holds still between cases.
         _server = await BerthServer.StartAsync("server");
-        _ecs = new EcsHttp(_server.Endpoint);
+        Ecs = new EcsHttp(_server.Endpoint);
         await OkAsync("CreateCluster", $$"""{"clusterName":"{{C}}"}""");
         await OkAsync("RegisterTaskDefinition", """{"family":"svc-bad","containerDefinitions":[{"name":"a","image":"berth-test/busybox:latest","memory":16}]}""");
         await OkAsync("RegisterTaskDefinition", """{"family":"svc-fargate","requiresCompatibilities":["FARGATE"],"networkMode":"awsvpc","cpu":"256","memory":"512","containerDefinitions":[{"name":"a","image":"berth-test/busybox:latest"}]}""");
@@ -29,14 +26,14 @@ public sealed class ServiceBadInputTests : IAsyncLifetime
         await OkAsync("DeleteService", $$"""{"cluster":"{{C}}","service":"gone"}""");
         await Wait.ForAsync(async () =>
         {
-            var d = await _ecs.CallAsync("DescribeServices", $$"""{"cluster":"{{C}}","services":["gone"]}""");
+            var d = await Ecs.CallAsync("DescribeServices", $$"""{"cluster":"{{C}}","services":["gone"]}""");
             return d.Body?["services"]?[0]?["status"]?.GetValue<string>() == "INACTIVE" ? d.Text : null;
         }, TimeSpan.FromSeconds(30), "the deleted service to be INACTIVE");
     }
 
     public async ValueTask DisposeAsync()
     {
-        _ecs?.Dispose();
+        Ecs?.Dispose();
         if (_server is not null)
         {
             await _server.DisposeAsync();
@@ -45,9 +42,19 @@ public sealed class ServiceBadInputTests : IAsyncLifetime
 
     private async Task OkAsync(string op, string body)
     {
-        var r = await _ecs!.CallAsync(op, body);
+        var r = await Ecs.CallAsync(op, body);
         Assert.True(r.Status == 200, $"{op}: {r.Text}");
     }
+}
+
+/// <summary>
+/// Bad input to the services API: each case answers 4xx with ECS's error type and a message naming the
+/// field, and leaves every service as it was (status, counts, definition, configuration, deployments).
+/// </summary>
+public sealed class ServiceBadInputTests(ServiceBadInputServer fixture) : IClassFixture<ServiceBadInputServer>
+{
+    private const string C = ServiceBadInputServer.C;
+    private EcsHttp Ecs => fixture.Ecs;
 
     private const string Ipe = "InvalidParameterException";
     private const string Ser = "SerializationException";
@@ -162,7 +169,7 @@ public sealed class ServiceBadInputTests : IAsyncLifetime
     public async Task ServiceRequest_Bad_AnswersTypedErrorNamingTheFieldAndChangesNothing(string operation, string body, int status, string type, string mentions)
     {
         var before = await SnapshotAsync();
-        var (code, json, text) = await _ecs!.CallAsync(operation, body);
+        var (code, json, text) = await Ecs.CallAsync(operation, body);
         Assert.True(code == status, $"status {code}, expected {status}: {text}");
         Assert.Equal(type, json?["__type"]?.GetValue<string>());
         Assert.Contains(mentions, json?["message"]?.GetValue<string>() ?? "", StringComparison.OrdinalIgnoreCase);
@@ -172,7 +179,7 @@ public sealed class ServiceBadInputTests : IAsyncLifetime
     [Fact]
     public async Task DescribeServices_UnknownName_IsAFailureNotAnError()
     {
-        var (code, json, text) = await _ecs!.CallAsync("DescribeServices", $$"""{"cluster":"{{C}}","services":["web","ghost"]}""");
+        var (code, json, text) = await Ecs.CallAsync("DescribeServices", $$"""{"cluster":"{{C}}","services":["web","ghost"]}""");
         Assert.True(code == 200, text);
         Assert.Equal("web", json!["services"]![0]!["serviceName"]!.GetValue<string>());
         var failure = json["failures"]!.AsArray().Single()!;
@@ -184,11 +191,11 @@ public sealed class ServiceBadInputTests : IAsyncLifetime
     private async Task<string> SnapshotAsync()
     {
         var parts = new List<string>();
-        var list = await _ecs!.CallAsync("ListServices", $$"""{"cluster":"{{C}}"}""");
+        var list = await Ecs.CallAsync("ListServices", $$"""{"cluster":"{{C}}"}""");
         parts.Add("list:" + list.Text);
-        var cluster = await _ecs.CallAsync("DescribeClusters", $$"""{"clusters":["{{C}}"]}""");
+        var cluster = await Ecs.CallAsync("DescribeClusters", $$"""{"clusters":["{{C}}"]}""");
         parts.Add("activeServicesCount:" + cluster.Body?["clusters"]?[0]?["activeServicesCount"]);
-        var described = await _ecs.CallAsync("DescribeServices", $$"""{"cluster":"{{C}}","services":["web","idle","daemon","gone","new","bad name!"],"include":["TAGS"]}""");
+        var described = await Ecs.CallAsync("DescribeServices", $$"""{"cluster":"{{C}}","services":["web","idle","daemon","gone","new","bad name!"],"include":["TAGS"]}""");
         foreach (var s in described.Body?["services"]?.AsArray() ?? [])
         {
             var stable = new JsonObject();
@@ -206,7 +213,7 @@ public sealed class ServiceBadInputTests : IAsyncLifetime
             parts.Add(stable.ToJsonString());
         }
         parts.Add("failures:" + described.Body?["failures"]?.ToJsonString());
-        var deployments = await _ecs.CallAsync("ListServiceDeployments", $$"""{"cluster":"{{C}}","service":"web"}""");
+        var deployments = await Ecs.CallAsync("ListServiceDeployments", $$"""{"cluster":"{{C}}","service":"web"}""");
         parts.Add("deployments:" + string.Join(',', deployments.Body?["serviceDeployments"]?.AsArray().Select(d => d!["serviceDeploymentArn"]!.GetValue<string>()) ?? []));
         return string.Join('\n', parts);
     }
