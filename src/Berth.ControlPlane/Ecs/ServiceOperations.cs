@@ -415,7 +415,8 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         bool Keep(string key) => State.Services.Find(key) is { } s && s.Status == ServiceStates.Active
             && (req.LaunchType is null || s.LaunchType == req.LaunchType)
             && (req.SchedulingStrategy is null || s.SchedulingStrategy == req.SchedulingStrategy);
-        var (page, next) = Pagination.PageSorted(State.ServiceIndex.InCluster(cluster), Keep, req.MaxResults, req.NextToken);
+        // Without maxResults ECS answers 10 services a page (most List calls answer 100).
+        var (page, next) = Pagination.PageSorted(State.ServiceIndex.InCluster(cluster), Keep, req.MaxResults ?? 10, req.NextToken);
         return new ListServicesResponse
         {
             ServiceArns = page.Select(key => arns.Service(cluster, key[(cluster.Length + 1)..])).ToList(),
@@ -441,7 +442,8 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             .Where(d => req.CreatedAt?.After is not { } after || d.CreatedAt >= after)
             .Where(d => req.CreatedAt?.Before is not { } before || d.CreatedAt <= before)
             .ToList();
-        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults, req.NextToken, order: Comparer<string>.Create((a, b) => all.FindIndex(d => d.Id == a).CompareTo(all.FindIndex(d => d.Id == b))));
+        // Without maxResults ECS answers 20 service deployments a page.
+        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults ?? 20, req.NextToken, order: Comparer<string>.Create((a, b) => all.FindIndex(d => d.Id == a).CompareTo(all.FindIndex(d => d.Id == b))));
         var byId = all.ToDictionary(d => d.Id, StringComparer.Ordinal);
         return new ListServiceDeploymentsResponse
         {
