@@ -204,7 +204,15 @@ public sealed class ServiceApiTests(ServiceApiServer fixture) : IClassFixture<Se
         var first = (await DescribeAsync("default", "roll"))["deployments"]![0]!["id"]!.GetValue<string>();
         var v2 = await EcsScenario.RegisterAsync(Aws, "svc-roll", ServiceApiServer.Web("v2"));
 
-        var updated = (await Aws.RunAsync("ecs", "update-service", "--cluster", "default", "--service", "roll", "--task-definition", v2))["service"]!;
+        // The update and the first look at its service deployment go over raw HTTP, milliseconds apart: busybox
+        // starts and stops so fast that a rollout can finish within one aws CLI invocation.
+        using var http = new EcsHttp(Aws.Environment["AWS_ENDPOINT_URL"]);
+        var update = await http.CallAsync("UpdateService", $$"""{"cluster":"default","service":"roll","taskDefinition":"{{v2}}"}""");
+        var inProgress = await http.CallAsync("ListServiceDeployments", """{"cluster":"default","service":"roll","status":["IN_PROGRESS"]}""");
+        Assert.True(update.Status == 200, update.Text);
+        var updated = update.Body!["service"]!;
+        Assert.Equal("IN_PROGRESS", updated["deployments"]![0]!["rolloutState"]!.GetValue<string>());
+        Assert.Single(inProgress.Body!["serviceDeployments"]!.AsArray());
         Assert.Equal(v2, updated["taskDefinition"]!.GetValue<string>());
         var deployments = updated["deployments"]!.AsArray();
         Assert.Equal(2, deployments.Count);
@@ -214,6 +222,7 @@ public sealed class ServiceApiTests(ServiceApiServer fixture) : IClassFixture<Se
         Assert.Equal(first, deployments[1]!["id"]!.GetValue<string>());
         var second = deployments[0]!["id"]!.GetValue<string>();
         string Digits(string id) => id["ecs-svc/".Length..];
+        Assert.EndsWith("/roll/" + Digits(second), inProgress.Body!["serviceDeployments"]![0]!["serviceDeploymentArn"]!.GetValue<string>(), StringComparison.Ordinal);
 
         var listed = (await Aws.RunAsync("ecs", "list-service-deployments", "--cluster", "default", "--service", "roll"))["serviceDeployments"]!.AsArray();
         Assert.Equal(2, listed.Count);
@@ -224,7 +233,7 @@ public sealed class ServiceApiTests(ServiceApiServer fixture) : IClassFixture<Se
         Assert.Equal("arn:aws:ecs:us-east-1:000000000000:service-deployment/default/roll/" + Digits(second), arn);
 
         var during = (await Aws.RunAsync("ecs", "describe-service-deployments", "--service-deployment-arns", arn))["serviceDeployments"]!.AsArray().Single()!;
-        Assert.Contains(during["status"]!.GetValue<string>(), new[] { "PENDING", "IN_PROGRESS", "SUCCESSFUL" });
+        Assert.Contains(during["status"]!.GetValue<string>(), new[] { "IN_PROGRESS", "SUCCESSFUL" });
         Assert.Equal("arn:aws:ecs:us-east-1:000000000000:service-revision/default/roll/" + Digits(first), during["sourceServiceRevisions"]!.AsArray().Single()!["arn"]!.GetValue<string>());
         Assert.Equal("arn:aws:ecs:us-east-1:000000000000:service-revision/default/roll/" + Digits(second), during["targetServiceRevision"]!["arn"]!.GetValue<string>());
         Assert.Equal(2, during["targetServiceRevision"]!["requestedTaskCount"]!.GetValue<int>());
@@ -268,14 +277,20 @@ public sealed class ServiceApiTests(ServiceApiServer fixture) : IClassFixture<Se
         Assert.DoesNotContain("networkConfiguration", keys);
         Assert.Equal("SERVICE", o["propagateTags"]!.GetValue<string>());
         Assert.Equal("svc-a", o["createdTags"]![0]!["value"]!.GetValue<string>());
-        // Five services, two a page, in name order.
-        var pages = o["pages"]!.AsArray().Select(p => Strings(p).Select(a => a[(a.LastIndexOf('/') + 1)..]).ToArray()).ToList();
-        Assert.Equal([["svc-a", "svc-b"], ["svc-c", "svc-d"], ["svc-e"]], pages);
+        // Twelve services, five a page, in name order; ten a page without maxResults, as ECS.
+        var pages = o["pages"]!.AsArray().Select(p => string.Concat(Strings(p).Select(a => a[(a.LastIndexOf('-') + 1)..]))).ToList();
+        Assert.Equal(["abcde", "fghij", "kl"], pages);
+        Assert.Equal(10, o["firstPage"]!.GetValue<int>());
+        Assert.True(o["firstPageHasNext"]!.GetValue<bool>());
+        // Twenty-one service deployments: twenty a page without maxResults, all of them once through the paginator.
+        Assert.Equal(20, o["deploymentsFirstPage"]!.GetValue<int>());
+        Assert.Equal(21, o["deploymentsAll"]!.GetValue<int>());
+        Assert.Equal(21, o["deploymentsDistinct"]!.GetValue<int>());
         Assert.Equal(["svc-a"], Strings(o["describedNames"]));
         Assert.Equal("svc-a", o["describedTags"]![0]!["value"]!.GetValue<string>());
         Assert.False(o["plainHasTags"]!.GetValue<bool>());
         Assert.Equal("MISSING", o["failures"]![0]!["reason"]!.GetValue<string>());
-        Assert.Equal(5, o["countBefore"]!.GetValue<int>());
+        Assert.Equal(12, o["countBefore"]!.GetValue<int>());
         Assert.Equal("ClusterContainsServicesException", o["busy"]!["code"]!.GetValue<string>());
         Assert.All(Strings(o["deleted"]), s => Assert.Contains(s, new[] { "DRAINING", "INACTIVE" }));
         Assert.Equal("INACTIVE", o["again"]!.GetValue<string>());
