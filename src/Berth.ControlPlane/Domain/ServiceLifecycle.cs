@@ -63,10 +63,27 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     public EcsState State => state;
 
     public ServiceRecord? Find(string cluster, string nameOrArn)
-        => state.Services.Find(EcsState.ScopedId(cluster, ServiceName(nameOrArn)));
+        => state.Services.Find(Key(cluster, nameOrArn));
 
-    /// <summary>The service name of a name or ARN (…:service/cluster/name or the old …:service/name).</summary>
-    public static string ServiceName(string nameOrArn) => Berth.Core.Arns.NameOf(nameOrArn);
+    /// <summary>
+    /// The document key of a service name or ARN within <paramref name="cluster"/> (…:service/cluster/name, or the
+    /// old …:service/name); an ARN of another cluster, account or region gets a key that names nothing.
+    /// </summary>
+    public string Key(string cluster, string nameOrArn)
+    {
+        if (!nameOrArn.StartsWith("arn:", StringComparison.Ordinal))
+        {
+            return EcsState.ScopedId(cluster, nameOrArn);
+        }
+        if (!Berth.Core.Arns.TryParse(nameOrArn, out var parsed) || parsed.ResourceType != "service"
+            || parsed.Region != state.Identity.Region || parsed.Account != state.Identity.AccountId)
+        {
+            return "\0foreign/";
+        }
+        var slash = parsed.Path.IndexOf('/', StringComparison.Ordinal);
+        return slash < 0 ? EcsState.ScopedId(cluster, parsed.Path)
+            : parsed.Path[..slash] == cluster ? EcsState.ScopedId(cluster, parsed.Path[(slash + 1)..]) : "\0foreign/";
+    }
 
     /// <summary>Records a new service; <c>Created</c> is false when a retry with the same client token got the existing one back.</summary>
     public async Task<(ServiceRecord Service, bool Created)> CreateAsync(CreateServiceCommand cmd, CancellationToken ct)
@@ -109,7 +126,7 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     public async Task<ServiceRecord> UpdateAsync(UpdateServiceCommand cmd, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var key = EcsState.ScopedId(cmd.Cluster, ServiceName(cmd.Service));
+        var key = Key(cmd.Cluster, cmd.Service);
         if (state.Services.Find(key) is not { Status: ServiceStates.Active } current)
         {
             throw state.Services.Find(key) is { Status: ServiceStates.Draining or ServiceStates.Inactive }
@@ -189,7 +206,7 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     public async Task<ServiceRecord> DeleteAsync(string cluster, string reference, bool force, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var key = EcsState.ScopedId(cluster, ServiceName(reference));
+        var key = Key(cluster, reference);
         var current = state.Services.Find(key) ?? throw new AwsException("ServiceNotFoundException", "Service not found.");
         // Deleting a service that is already being deleted (DRAINING) or deleted (INACTIVE) answers it as it
         // is, as ECS does: DeleteService's errors do not include ServiceNotActiveException.

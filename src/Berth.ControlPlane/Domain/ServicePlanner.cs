@@ -420,6 +420,12 @@ public static class ServicePlanner
             {
                 plan.Finished.Add(d.Id);
             }
+            // An older deployment's desired count follows its tasks down as they are replaced, as ECS shows it.
+            var remaining = tasks.Count(t => t.StartedBy == d.Id && !t.IsStopped && t.DesiredStatus == TaskStates.Running && !stopped.Contains(t.Id));
+            if (remaining < current(d.Id).DesiredCount)
+            {
+                plan.Patched[d.Id] = current(d.Id) with { DesiredCount = remaining };
+            }
         }
         var settled = inputs.Leaving.Count == 0 && othersLive == 0 && primaryLive == desired && primaryHealthy == desired
             && plan.Stops.Count == 0 && plan.Starts.Count == 0 && plan.DaemonStarts.Count == 0
