@@ -23,6 +23,8 @@ internal sealed partial class AgentGatewayService(
     // mark a freshly reconnected agent as disconnected.
     private readonly ConcurrentDictionary<string, Connection> _connections = new(StringComparer.Ordinal);
 
+    private static readonly TimeSpan StreamDrainTimeout = TimeSpan.FromSeconds(5);
+
     public override async Task Connect(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<ServerMessage> responseStream, ServerCallContext context)
     {
         var ct = context.CancellationToken;
@@ -62,7 +64,17 @@ internal sealed partial class AgentGatewayService(
             var watchdog = WatchAsync(connection, instanceArn, cts.Token);
             await Task.WhenAny(reader, sender, watchdog).ConfigureAwait(false);
             await cts.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(Quiet(reader), Quiet(sender), Quiet(watchdog)).ConfigureAwait(false);
+            // A write stuck on a half-open connection must not keep the instance marked connected: wait a
+            // bounded time for the loops to notice the cancellation, then record the disconnect regardless.
+            var ended = Task.WhenAll(Quiet(reader), Quiet(sender), Quiet(watchdog));
+            using (var drain = new CancellationTokenSource())
+            {
+                if (await Task.WhenAny(ended, Task.Delay(StreamDrainTimeout, drain.Token)).ConfigureAwait(false) != ended)
+                {
+                    LogDrainTimedOut(logger, instanceArn);
+                }
+                await drain.CancelAsync().ConfigureAwait(false);
+            }
             // Surface a real failure of the reader or sender (not the cancellation we just caused).
             foreach (var t in new[] { reader, sender })
             {
@@ -285,6 +297,9 @@ internal sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Agent of {InstanceArn} silent for longer than the agent timeout; closing its stream")]
     private static partial void LogTimedOut(ILogger logger, string instanceArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Agent stream of {InstanceArn} did not end within 5 s of being closed; recording the disconnect anyway")]
+    private static partial void LogDrainTimedOut(ILogger logger, string instanceArn);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "No registry credentials for {Image}: the provider failed")]
     private static partial void LogCredentialsFailed(ILogger logger, Exception exception, string image);

@@ -31,6 +31,8 @@ public static class ControlPlaneHosting
         services.AddSingleton(sp => new TaskLifecycle(sp.GetRequiredService<EcsState>(), sp.GetRequiredService<Arns>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<InstanceLifecycle>();
         services.AddHostedService<TaskRetention>();
+        services.AddSingleton<LostHostSweeper>();
+        services.AddHostedService(sp => sp.GetRequiredService<LostHostSweeper>());
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
         services.AddGrpc();
         // The registry registers the real provider; this one only fills in when there is none.
