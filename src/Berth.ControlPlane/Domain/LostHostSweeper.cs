@@ -197,7 +197,12 @@ internal sealed partial class LostHostSweeper : BackgroundService
                 if (delay > TimeSpan.Zero)
                 {
                     using var cts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    await Task.WhenAny(wake, Task.Delay(delay, _time, cts.Token)).ConfigureAwait(false);
+                    var timer = Task.Delay(delay, _time, cts.Token);
+                    // The clock may have passed the deadline between reading it and arming the timer.
+                    if (_time.GetUtcNow() < next.Value)
+                    {
+                        await Task.WhenAny(wake, timer).ConfigureAwait(false);
+                    }
                     await cts.CancelAsync().ConfigureAwait(false);
                 }
             }
