@@ -71,6 +71,47 @@ public sealed class LostHostTests
     }
 
     [Fact]
+    public async Task AgentFrozen_SilentPastTheTimeout_ShowsDisconnected_TasksStop_AndThawedItStopsTheirContainers()
+    {
+        await DockerCli.RequireAsync();
+        await using var server = await BerthServer.StartAsync("server", "--agent-grace", "3");
+        var aws = new AwsCli(server.Endpoint);
+        await aws.RunAsync("ecs", "create-cluster", "--cluster-name", "frozen");
+        server.StartAgent("frozen", "agent-a");
+        server.StartAgent("frozen", "agent-b");
+        var (a, b) = await TwoInstancesAsync(server, aws, "frozen");
+        await EcsScenario.RegisterAsync(aws, "frozen", Def);
+        var onA = await StartOnAsync(aws, "frozen", a.Arn);
+        await EcsScenario.WaitForStatusAsync(aws, "frozen", onA, "RUNNING");
+
+        // SIGSTOP: the process and its TCP connection stay up (the kernel still ACKs), but nothing is sent —
+        // the stream is open yet silent, as with a hung agent or a half-open connection.
+        await server.SignalAgentAsync("agent-a", "STOP");
+        try
+        {
+            var frozenAt = System.Diagnostics.Stopwatch.StartNew();
+            await Wait.ForAsync(async () => (await InstanceAsync(aws, "frozen", a.Arn))["agentConnected"]!.GetValue<bool>() ? null : "",
+                TimeSpan.FromSeconds(90), "the silent agent A to show agentConnected false");
+            // Not before the 30 s agent timeout less one 10 s heartbeat interval (the last beat may have just gone).
+            Assert.True(frozenAt.Elapsed > TimeSpan.FromSeconds(19), $"disconnected after {frozenAt.Elapsed}");
+            Assert.True((await InstanceAsync(aws, "frozen", b.Arn))["agentConnected"]!.GetValue<bool>());
+            var stopped = await EcsScenario.WaitForStatusAsync(aws, "frozen", onA, "STOPPED", 30);
+            Assert.Contains("has been disconnected for 3 seconds", stopped["stoppedReason"]!.GetValue<string>(), StringComparison.Ordinal);
+            Assert.Single(await DockerCli.ContainersAsync("berth.agent-id=" + a.AgentId, all: false));
+        }
+        finally
+        {
+            await server.SignalAgentAsync("agent-a", "CONT");
+        }
+
+        // Thawed, the agent finds its stream closed, registers again and stops the container of its stopped task.
+        await Wait.ForAsync(async () => (await InstanceAsync(aws, "frozen", a.Arn))["agentConnected"]!.GetValue<bool>() ? "" : null, TimeSpan.FromSeconds(60), "agent A to reconnect");
+        await Wait.ForAsync(async () => (await DockerCli.ContainersAsync("berth.agent-id=" + a.AgentId, all: false)).Length == 0 ? "" : null,
+            TimeSpan.FromSeconds(60), "agent A to stop the container of its stopped task");
+        Assert.Equal("STOPPED", (await EcsScenario.DescribeAsync(aws, "frozen", onA))["lastStatus"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task TwoAgentsOnOneEngine_EachIsItsOwnInstance_AndTouchesOnlyItsOwnContainers()
     {
         await DockerCli.RequireAsync();

@@ -114,6 +114,25 @@ public sealed class BerthServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a signal (STOP to freeze it, CONT to thaw it) to one separate agent process.</summary>
+    public async Task SignalAgentAsync(string name, string signal)
+    {
+        Process? a;
+        lock (_agents)
+        {
+            _agents.TryGetValue(name, out a);
+        }
+        if (a is not { HasExited: false })
+        {
+            throw new InvalidOperationException($"agent {name} is not running");
+        }
+        var r = await Processes.RunAsync("kill", ["-" + signal, a.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        if (r.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} {a.Id}: {r.Stderr}");
+        }
+    }
+
     /// <summary>kill -9 of the server process (and of the separate agents when there are some).</summary>
     public async Task KillAsync()
     {
