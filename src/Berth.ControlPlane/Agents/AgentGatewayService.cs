@@ -43,22 +43,31 @@ internal sealed partial class AgentGatewayService(
         }
         var instanceArn = InstanceViews.Arn(arns, stored);
         var key = outcome.Key;
-        await responseStream.WriteAsync(new ServerMessage
-        {
-            Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster), AgentSecret = outcome.NewSecret ?? "" },
-        }, ct).ConfigureAwait(false);
-        LogRegistered(logger, instanceArn, reg.AgentId);
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connection = new Connection(time.GetUtcNow());
-        if (_connections.TryGetValue(key, out var previous))
-        {
-            previous.Close();
-        }
-        _connections[key] = connection;
         connection.OnClose = cts.Cancel;
+        // The registration recorded the instance connected: from here on the finally below must record its end,
+        // even if the agent is gone before it hears the answer. Install this stream before closing the one it
+        // replaces, so the old one's end finds itself replaced and leaves the record alone.
+        Connection? previous = null;
+        _connections.AddOrUpdate(key, connection, (_, old) =>
+        {
+            previous = old;
+            return connection;
+        });
+        previous?.Close();
         try
         {
+            await responseStream.WriteAsync(new ServerMessage
+            {
+                Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster), AgentSecret = outcome.NewSecret ?? "" },
+            }, ct).ConfigureAwait(false);
+            LogRegistered(logger, instanceArn, reg.AgentId);
+            // An old stream that ended on its own just before this one was installed may have recorded the instance
+            // as disconnected after the registration recorded it connected: record the current view again.
+            await instances.SetConnectedAsync(key, () => _connections.ContainsKey(key), ct).ConfigureAwait(false);
+
             var reader = ReadAsync(requestStream, key, connection, cts.Token);
             var sender = SendAsync(responseStream, key, reg.KnownTaskArns, connection, cts.Token);
             var watchdog = WatchAsync(connection, instanceArn, cts.Token);
@@ -88,7 +97,8 @@ internal sealed partial class AgentGatewayService(
         {
             if (_connections.TryRemove(new KeyValuePair<string, Connection>(key, connection)))
             {
-                await instances.SetConnectedAsync(key, false, CancellationToken.None).ConfigureAwait(false);
+                // False unless a newer stream has been installed meanwhile (then that one's view stands).
+                await instances.SetConnectedAsync(key, () => _connections.ContainsKey(key), CancellationToken.None).ConfigureAwait(false);
                 LogDisconnected(logger, instanceArn);
             }
         }

@@ -179,6 +179,34 @@ public sealed class AgentStreamTests
         await second.WaitAsync(Timeout);
     }
 
+    [Fact]
+    public async Task Connect_OldStreamEndsAfterTheAgentReconnected_InstanceStaysConnected()
+    {
+        await using var f = new EcsFixture();
+        var first = new FakeStreams();
+        first.Send(new AgentMessage { Register = EcsFixture.Registration() });
+        var firstCall = f.Gateway.Connect(first.Reader, first.Writer, new FakeContext(CancellationToken.None));
+        var registered = (await first.NextAsync()).Registered;
+
+        // The agent reconnects on a new stream while the server still holds the old one.
+        var second = new FakeStreams();
+        var again = EcsFixture.Registration();
+        again.AgentSecret = registered.AgentSecret;
+        again.ContainerInstanceArn = registered.ContainerInstanceArn;
+        second.Send(new AgentMessage { Register = again });
+        var secondCall = f.Gateway.Connect(second.Reader, second.Writer, new FakeContext(CancellationToken.None));
+        Assert.Equal(ServerMessage.BodyOneofCase.Registered, (await second.NextAsync()).BodyCase);
+
+        // The old stream ends late (it was replaced): the instance stays connected, so its grace never starts.
+        first.Complete();
+        await firstCall.WaitAsync(Timeout);
+        Assert.True(f.State.ContainerInstances.All.Single().Value.AgentConnected);
+
+        second.Complete();
+        await secondCall.WaitAsync(Timeout);
+        Assert.False(f.State.ContainerInstances.All.Single().Value.AgentConnected);
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + Timeout;
