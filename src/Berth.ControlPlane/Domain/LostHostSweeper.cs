@@ -21,6 +21,7 @@ namespace Berth.ControlPlane.Domain;
 internal sealed partial class LostHostSweeper : BackgroundService
 {
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan MaxSleep = TimeSpan.FromDays(1);
 
     private readonly TaskLifecycle _tasks;
     private readonly TimeProvider _time;
@@ -193,7 +194,8 @@ internal sealed partial class LostHostSweeper : BackgroundService
                     await wake.WaitAsync(stoppingToken).ConfigureAwait(false);
                     continue;
                 }
-                var delay = next.Value - _time.GetUtcNow();
+                // Task.Delay takes at most about 49 days; a longer grace is simply waited for in steps.
+                var delay = TimeSpan.FromTicks(Math.Min((next.Value - _time.GetUtcNow()).Ticks, MaxSleep.Ticks));
                 if (delay > TimeSpan.Zero)
                 {
                     using var cts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
@@ -210,6 +212,12 @@ internal sealed partial class LostHostSweeper : BackgroundService
             {
                 return;
             }
+            catch (Exception e)
+            {
+                // Never let the host stop over this loop; a deadline missed now is taken on the next pass.
+                LogLoopFailed(_logger, e);
+                await Task.Delay(RetryDelay, _time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
         }
     }
 
@@ -221,6 +229,9 @@ internal sealed partial class LostHostSweeper : BackgroundService
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Container instance {InstanceKey}: agent disconnected for {Seconds} s; {Count} task(s) marked STOPPED")]
     private static partial void LogLost(ILogger logger, string instanceKey, double seconds, int count);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Lost-host sweep failed; retrying shortly")]
+    private static partial void LogLoopFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Could not stop the tasks of lost container instance {InstanceKey}; retrying")]
     private static partial void LogStopFailed(ILogger logger, Exception exception, string instanceKey);
