@@ -265,6 +265,7 @@ internal static class Commands
                 return 2;
             }
             builder.Services.AddSingleton<Berth.LoadBalancer.IInstanceAddressResolver, EcsInstanceAddresses>();
+            builder.Services.AddSingleton<Berth.ControlPlane.Domain.IServiceTargets, EcsServiceTargets>();
             builder.Services.AddBerthLoadBalancer(new LoadBalancerOptions
             {
                 BindAddress = lbBind,

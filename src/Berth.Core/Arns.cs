@@ -13,6 +13,8 @@ public sealed class Arns(BerthIdentity identity)
     public string TaskDefinition(string family, int revision) => Prefix("ecs") + $"task-definition/{family}:{revision}";
     public string Task(string cluster, string id) => Prefix("ecs") + $"task/{cluster}/{id}";
     public string Service(string cluster, string name) => Prefix("ecs") + $"service/{cluster}/{name}";
+    public string ServiceDeployment(string cluster, string service, string id) => Prefix("ecs") + $"service-deployment/{cluster}/{service}/{id}";
+    public string ServiceRevision(string cluster, string service, string id) => Prefix("ecs") + $"service-revision/{cluster}/{service}/{id}";
     public string ContainerInstance(string cluster, string id) => Prefix("ecs") + $"container-instance/{cluster}/{id}";
     public string EcrRepository(string name) => Prefix("ecr") + "repository/" + name;
 

@@ -219,6 +219,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                     Name = c.Name!,
                     Image = c.Image,
                     LastStatus = TaskStates.Pending,
+                    Essential = c.Essential != false,
+                    HasHealthCheck = TaskHealth.HasCheck(c.HealthCheck),
                     Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
                     Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
                     MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -262,18 +264,27 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         };
     }
 
-    /// <summary>StopTask: desired STOPPED; the first reason stands. Null when the task is not in the cluster.</summary>
-    public async Task<TaskRecord?> StopAsync(string cluster, string reference, string? reason, string stopCode, CancellationToken ct)
+    /// <summary>Stops several tasks of a cluster in one transaction (the service scheduler); returns the ids it stopped.</summary>
+    public async Task<IReadOnlyList<string>> StopManyAsync(string cluster, IReadOnlyList<(string TaskId, string Reason)> stops, string stopCode, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        if (state.KeyIn(cluster, reference) is not { } key || state.Tasks.Find(key) is not { } current)
+        var stopped = new List<string>();
+        foreach (var (id, reason) in stops)
         {
-            return null;
+            var key = EcsState.ScopedId(cluster, id);
+            if (state.Tasks.Find(key) is { DesiredStatus: TaskStates.Running } current)
+            {
+                tx.Put(state.Tasks, key, Stopping(cluster, current, reason, stopCode));
+                stopped.Add(id);
+            }
         }
-        if (current.DesiredStatus == TaskStates.Stopped)
-        {
-            return current;
-        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return stopped;
+    }
+
+    /// <summary>The record of a task asked to stop; one that no agent ever saw is STOPPED at once.</summary>
+    private TaskRecord Stopping(string cluster, TaskRecord current, string? reason, string stopCode)
+    {
         var now = time.GetUtcNow();
         var task = current with
         {
@@ -295,6 +306,22 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 Containers = task.Containers.Select(c => c with { LastStatus = TaskStates.Stopped }).ToList(),
             };
         }
+        return task;
+    }
+
+    /// <summary>StopTask: desired STOPPED; the first reason stands. Null when the task is not in the cluster.</summary>
+    public async Task<TaskRecord?> StopAsync(string cluster, string reference, string? reason, string stopCode, CancellationToken ct)
+    {
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        if (state.KeyIn(cluster, reference) is not { } key || state.Tasks.Find(key) is not { } current)
+        {
+            return null;
+        }
+        if (current.DesiredStatus == TaskStates.Stopped)
+        {
+            return current;
+        }
+        var task = Stopping(cluster, current, reason, stopCode);
         tx.Put(state.Tasks, key, task);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return task;

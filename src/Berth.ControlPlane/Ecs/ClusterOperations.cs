@@ -101,6 +101,10 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         {
             throw new AwsException("ClusterContainsContainerInstancesException", "The cluster cannot be deleted while container instances are active or draining.");
         }
+        if (state.ServiceIndex.InCluster(name).Any(id => state.Services.Find(id)?.Status is ServiceStates.Active or ServiceStates.Draining))
+        {
+            throw new AwsException("ClusterContainsServicesException", "The Cluster cannot be deleted while Services are active.");
+        }
         if (state.TaskIndex.CountsOf(name).Live > 0)
         {
             throw new AwsException("ClusterContainsTasksException", "The cluster cannot be deleted while tasks are active.");
@@ -155,7 +159,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         var (running, pending, _) = state.TaskIndex.CountsOf(stored.Name);
         c.RunningTasksCount = running;
         c.PendingTasksCount = pending;
-        c.ActiveServicesCount = 0;
+        c.ActiveServicesCount = state.ServiceIndex.ActiveCount(stored.Name);
         if (!full)
         {
             c.Tags = null;

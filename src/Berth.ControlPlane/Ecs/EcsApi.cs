@@ -17,6 +17,7 @@ internal static class EcsApi
         ActivatorUtilities.CreateInstance<AttributeOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<TagOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<AccountSettingOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<ServiceOperations>(sp).Map(service);
         return service;
     }
 

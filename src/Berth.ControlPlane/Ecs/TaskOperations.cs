@@ -222,11 +222,6 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         {
             throw AwsException.InvalidParameter("launchType: must be EC2, FARGATE or EXTERNAL.");
         }
-        if (req.ServiceName is not null)
-        {
-            // Services are not built yet: no task belongs to one.
-            return Task.FromResult(new ListTasksResponse { TaskArns = [] });
-        }
         var desired = req.DesiredStatus ?? "RUNNING";
         string? instanceId = null;
         if (req.ContainerInstance is not null)
@@ -253,6 +248,11 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         {
             sets.Add(index.Get(TaskIndex.ByStartedBy, clusterName, req.StartedBy));
         }
+        var group = req.ServiceName is null ? null : "service:" + Arns.NameOf(req.ServiceName);
+        if (group is not null)
+        {
+            sets.Add(index.Get(TaskIndex.ByGroup, clusterName, group));
+        }
         var smallest = sets.MinBy(s => s.Count)!;
         bool Matches(TaskRecord t) => desired switch
         {
@@ -263,6 +263,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             && (instanceId is null || t.InstanceId == instanceId)
             && (family is null || t.Family == family)
             && (req.StartedBy is null || t.StartedBy == req.StartedBy)
+            && (group is null || t.Group == group)
             && (req.LaunchType is null || t.LaunchType == req.LaunchType);
         var (page, next) = Pagination.PageSorted(smallest, id => State.Tasks.Find(id) is { } t && Matches(t), req.MaxResults, req.NextToken);
         return Task.FromResult(new ListTasksResponse

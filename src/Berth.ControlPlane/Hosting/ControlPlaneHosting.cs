@@ -31,6 +31,10 @@ public static class ControlPlaneHosting
         services.AddSingleton(sp => new TaskLifecycle(sp.GetRequiredService<EcsState>(), sp.GetRequiredService<Arns>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<InstanceLifecycle>();
         services.AddHostedService<TaskRetention>();
+        services.AddSingleton<ServiceLifecycle>();
+        services.TryAddSingleton<IServiceTargets, NoServiceTargets>();
+        services.AddSingleton<ServiceScheduler>();
+        services.AddHostedService(sp => sp.GetRequiredService<ServiceScheduler>());
         services.AddSingleton<LostHostSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<LostHostSweeper>());
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));

@@ -19,6 +19,7 @@ namespace Berth.ControlPlane.State;
 ///   ecs/{account}/{region}/taskdefs/{family}:{revision:D8}
 ///   ecs/{account}/{region}/tasks/{clusterName}/{taskId}            (a <see cref="TaskRecord"/>)
 ///   ecs/{account}/{region}/instances/{clusterName}/{instanceId}   (an <see cref="InstanceRecord"/>)
+///   ecs/{account}/{region}/services/{clusterName}/{serviceName}   (a <see cref="ServiceRecord"/>)
 ///   ecs/{account}/{region}/client-tokens/{clusterName}/{token}
 ///   ecs/{account}/{region}/account-settings/{principalArn or "default"}/{name}
 ///   berth/format                                                   ({"version": 3})
@@ -38,6 +39,9 @@ public sealed class EcsState : DocumentState
         ContainerInstances = Table(root + "instances/", StateJsonContext.Default.InstanceRecord);
         ClientTokens = Table(root + "client-tokens/", StateJsonContext.Default.ClientTokenRecord);
         AccountSettings = Table(root + "account-settings/", StateJsonContext.Default.Setting);
+        Services = Table(root + "services/", StateJsonContext.Default.ServiceRecord);
+        Services.Changed += ServiceIndex.ApplyService;
+        TaskIndex.Applied += ServiceIndex.ApplyTask;
 
         Tasks.Changed += TaskIndex.Apply;
         TaskIndex.Applied += Ledger.ApplyTask;
@@ -74,17 +78,20 @@ public sealed class EcsState : DocumentState
     public DocumentTable<InstanceRecord> ContainerInstances { get; }
     public DocumentTable<ClientTokenRecord> ClientTokens { get; }
     public DocumentTable<Setting> AccountSettings { get; }
+    public DocumentTable<ServiceRecord> Services { get; }
 
     public TaskIndex TaskIndex { get; } = new();
     public InstanceLedger Ledger { get; }
     public FamilyIndex Families { get; } = new();
     public InstanceFeeds Feeds { get; } = new();
+    public ServiceIndex ServiceIndex { get; } = new();
 
     protected override Task BeforeLoadAsync(CancellationToken ct)
     {
         TaskIndex.Clear();
         Ledger.Clear();
         Families.Clear();
+        ServiceIndex.Clear();
         return StoreMigration.RunAsync(Store, Identity, ct);
     }
 
@@ -171,5 +178,6 @@ public sealed class StoreFormat
 [JsonSerializable(typeof(InstanceRecord))]
 [JsonSerializable(typeof(ClusterRecord))]
 [JsonSerializable(typeof(Setting))]
+[JsonSerializable(typeof(ServiceRecord))]
 [JsonSerializable(typeof(StoreFormat))]
 internal sealed partial class StateJsonContext : JsonSerializerContext;

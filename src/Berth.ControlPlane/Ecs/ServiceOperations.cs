@@ -1,0 +1,541 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Berth.Aws.Ecs;
+using Berth.Aws.Protocol;
+using Berth.ControlPlane.Domain;
+using Berth.ControlPlane.State;
+using Berth.Core;
+using Berth.Scheduling;
+using static Berth.ControlPlane.Ecs.EcsApi;
+
+namespace Berth.ControlPlane.Ecs;
+
+/// <summary>
+/// CreateService, UpdateService, DeleteService, DescribeServices, ListServices, ListServiceDeployments,
+/// DescribeServiceDeployments, DescribeServiceRevisions: validation and translation only; the records are
+/// kept by <see cref="ServiceLifecycle"/> and acted on by <see cref="ServiceScheduler"/>.
+/// </summary>
+internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle tasks, IServiceTargets targets, Arns arns)
+{
+    private EcsState State => services.State;
+
+    public void Map(AwsJsonService s)
+    {
+        s.Map(EcsOperations.CreateService, Json.CreateServiceRequest, Json.CreateServiceResponse, CreateAsync);
+        s.Map(EcsOperations.UpdateService, Json.UpdateServiceRequest, Json.UpdateServiceResponse, UpdateAsync);
+        s.Map(EcsOperations.DeleteService, Json.DeleteServiceRequest, Json.DeleteServiceResponse, DeleteAsync);
+        s.Map(EcsOperations.DescribeServices, Json.DescribeServicesRequest, Json.DescribeServicesResponse, (r, _) => Task.FromResult(Describe(r)));
+        s.Map(EcsOperations.ListServices, Json.ListServicesRequest, Json.ListServicesResponse, (r, _) => Task.FromResult(List(r)));
+        s.Map(EcsOperations.ListServiceDeployments, Json.ListServiceDeploymentsRequest, Json.ListServiceDeploymentsResponse, (r, _) => Task.FromResult(ListDeployments(r)));
+        s.Map(EcsOperations.DescribeServiceDeployments, Json.DescribeServiceDeploymentsRequest, Json.DescribeServiceDeploymentsResponse, (r, _) => Task.FromResult(DescribeDeployments(r)));
+        s.Map(EcsOperations.DescribeServiceRevisions, Json.DescribeServiceRevisionsRequest, Json.DescribeServiceRevisionsResponse, (r, _) => Task.FromResult(DescribeRevisions(r)));
+    }
+
+    /// <summary>Request members Berth does not implement: refused by name rather than dropped.</summary>
+    private static void RefuseUnsupported(string? platformVersion, object? networkConfiguration, object? capacityProviderStrategy, object? serviceRegistries,
+        object? serviceConnect, object? volumes, object? lattice, bool? executeCommand, DeploymentConfiguration? config, string? azRebalancing)
+    {
+        string? member = platformVersion is not null ? "platformVersion"
+            : networkConfiguration is not null ? "networkConfiguration"
+            : capacityProviderStrategy is System.Collections.ICollection { Count: > 0 } ? "capacityProviderStrategy"
+            : serviceRegistries is System.Collections.ICollection { Count: > 0 } ? "serviceRegistries"
+            : serviceConnect is not null ? "serviceConnectConfiguration"
+            : volumes is System.Collections.ICollection { Count: > 0 } ? "volumeConfigurations"
+            : lattice is System.Collections.ICollection { Count: > 0 } ? "vpcLatticeConfigurations"
+            : executeCommand == true ? "enableExecuteCommand"
+            : config?.Alarms is not null ? "deploymentConfiguration.alarms"
+            : config?.LifecycleHooks is { Count: > 0 } ? "deploymentConfiguration.lifecycleHooks"
+            : config?.Strategy is not (null or "ROLLING") ? "deploymentConfiguration.strategy"
+            : config?.CanaryConfiguration is not null ? "deploymentConfiguration.canaryConfiguration"
+            : config?.LinearConfiguration is not null ? "deploymentConfiguration.linearConfiguration"
+            : config?.BakeTimeInMinutes is not null ? "deploymentConfiguration.bakeTimeInMinutes"
+            : azRebalancing == "ENABLED" ? "availabilityZoneRebalancing"
+            : null;
+        if (member is not null)
+        {
+            throw AwsException.InvalidParameter($"{member}: not supported by Berth (EC2 launch type, bridge and host networking, rolling deployments without Availability Zone rebalancing).");
+        }
+        if (azRebalancing is not (null or "ENABLED" or "DISABLED"))
+        {
+            throw AwsException.InvalidParameter("availabilityZoneRebalancing: must be ENABLED or DISABLED.");
+        }
+    }
+
+    private static DeploymentConfigRecord Config(DeploymentConfiguration? c, DeploymentConfigRecord defaults)
+    {
+        if (c is null)
+        {
+            return defaults;
+        }
+        var min = c.MinimumHealthyPercent ?? defaults.MinimumHealthyPercent;
+        var max = c.MaximumPercent ?? defaults.MaximumPercent;
+        if (min is < 0 or > 100)
+        {
+            throw AwsException.InvalidParameter("deploymentConfiguration.minimumHealthyPercent: must be between 0 and 100.");
+        }
+        if (max is < 100 or > 2000)
+        {
+            throw AwsException.InvalidParameter("deploymentConfiguration.maximumPercent: must be between 100 and 2000.");
+        }
+        var breaker = c.DeploymentCircuitBreaker;
+        if (breaker is not null && (breaker.Enable is null || breaker.Rollback is null))
+        {
+            throw AwsException.InvalidParameter("deploymentConfiguration.deploymentCircuitBreaker: enable and rollback are both required.");
+        }
+        return new DeploymentConfigRecord
+        {
+            MinimumHealthyPercent = min,
+            MaximumPercent = max,
+            CircuitBreakerEnable = breaker?.Enable ?? defaults.CircuitBreakerEnable,
+            CircuitBreakerRollback = breaker?.Rollback ?? defaults.CircuitBreakerRollback,
+        };
+    }
+
+    private static List<PlacementRecord>? Constraints(List<PlacementConstraint>? list)
+    {
+        if (list is null)
+        {
+            return null;
+        }
+        if (list.Count > 10)
+        {
+            throw AwsException.InvalidParameter("placementConstraints: at most 10 constraints.");
+        }
+        var result = new List<PlacementRecord>();
+        for (var i = 0; i < list.Count; i++)
+        {
+            var c = list[i];
+            switch (c.Type)
+            {
+                case "distinctInstance":
+                    if (c.Expression is not null)
+                    {
+                        throw AwsException.InvalidParameter($"placementConstraints[{i}].expression: distinctInstance takes no expression.");
+                    }
+                    break;
+                case "memberOf":
+                    string? error = "required for memberOf.";
+                    if (c.Expression is null || !QueryExpression.TryParse(c.Expression, out _, out error))
+                    {
+                        throw AwsException.InvalidParameter($"placementConstraints[{i}].expression: {error}");
+                    }
+                    break;
+                default:
+                    throw AwsException.InvalidParameter($"placementConstraints[{i}].type: must be distinctInstance or memberOf.");
+            }
+            result.Add(new PlacementRecord(c.Type, c.Expression));
+        }
+        return result;
+    }
+
+    private static List<PlacementRecord>? Strategies(List<PlacementStrategy>? list)
+    {
+        if (list is null)
+        {
+            return null;
+        }
+        if (list.Count > 5)
+        {
+            throw AwsException.InvalidParameter("placementStrategy: at most 5 strategies.");
+        }
+        var result = new List<PlacementRecord>();
+        for (var i = 0; i < list.Count; i++)
+        {
+            var s = list[i];
+            switch (s.Type)
+            {
+                case "random":
+                    if (s.Field is not null)
+                    {
+                        throw AwsException.InvalidParameter($"placementStrategy[{i}].field: random takes no field.");
+                    }
+                    break;
+                case "binpack":
+                    if (s.Field is not ("cpu" or "memory"))
+                    {
+                        throw AwsException.InvalidParameter($"placementStrategy[{i}].field: binpack needs cpu or memory.");
+                    }
+                    break;
+                case "spread":
+                    if (string.IsNullOrEmpty(s.Field) || (s.Field is not ("instanceId" or "host") && !s.Field.StartsWith("attribute:", StringComparison.Ordinal)))
+                    {
+                        throw AwsException.InvalidParameter($"placementStrategy[{i}].field: spread needs instanceId, host or attribute:NAME.");
+                    }
+                    break;
+                default:
+                    throw AwsException.InvalidParameter($"placementStrategy[{i}].type: must be random, spread or binpack.");
+            }
+            result.Add(new PlacementRecord(s.Type, s.Field));
+        }
+        return result;
+    }
+
+    /// <summary>Each entry: a target group that exists, and a container and port of the definition that the task publishes.</summary>
+    private List<ServiceLoadBalancerRecord>? LoadBalancers(List<LoadBalancer>? list, string definition)
+    {
+        if (list is null)
+        {
+            return null;
+        }
+        if (list.Count > 5)
+        {
+            throw AwsException.InvalidParameter("loadBalancers: at most 5 load balancers per service.");
+        }
+        var def = tasks.FindDefinition(definition, activeOnlyForFamily: false)?.Definition;
+        var result = new List<ServiceLoadBalancerRecord>();
+        for (var i = 0; i < list.Count; i++)
+        {
+            var lb = list[i];
+            if (lb.LoadBalancerName is not null)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].loadBalancerName: Classic Load Balancers are not available; give targetGroupArn.");
+            }
+            if (string.IsNullOrEmpty(lb.TargetGroupArn))
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: must be specified.");
+            }
+            if (lb.AdvancedConfiguration is not null)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].advancedConfiguration: blue/green deployments are not available.");
+            }
+            if (string.IsNullOrEmpty(lb.ContainerName) || lb.ContainerPort is null)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}]: containerName and containerPort must be specified.");
+            }
+            var container = def?.ContainerDefinitions?.FirstOrDefault(c => c.Name == lb.ContainerName)
+                ?? throw AwsException.InvalidParameter($"loadBalancers[{i}].containerName: the container {lb.ContainerName} does not exist in the task definition.");
+            if (container.PortMappings?.Any(m => m.ContainerPort == lb.ContainerPort) != true)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].containerPort: the container {lb.ContainerName} did not have a container port {lb.ContainerPort} defined.");
+            }
+            if (targets.Check(lb.TargetGroupArn) is { } problem)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: {problem}");
+            }
+            result.Add(new ServiceLoadBalancerRecord(lb.TargetGroupArn, null, lb.ContainerName, lb.ContainerPort.Value));
+        }
+        return result;
+    }
+
+    /// <summary>"family:revision" of an ACTIVE definition; the errors ECS gives otherwise.</summary>
+    private string Definition(string? reference)
+    {
+        if (string.IsNullOrEmpty(reference))
+        {
+            throw AwsException.InvalidParameter("taskDefinition: must be specified.");
+        }
+        var stored = tasks.FindDefinition(reference, activeOnlyForFamily: true)?.Definition
+            ?? throw new AwsException("ClientException", "TaskDefinition not found.");
+        if (stored.Status != "ACTIVE")
+        {
+            throw new AwsException("ClientException", "TaskDefinition is inactive");
+        }
+        if (stored.RequiresCompatibilities is { Count: > 0 } rc && !rc.Contains("EC2") && !rc.Contains("EXTERNAL"))
+        {
+            throw AwsException.InvalidParameter("taskDefinition: the task definition is not compatible with the EC2 launch type.");
+        }
+        return stored.Family + ":" + stored.Revision!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static string? PropagateTags(string? value) => value switch
+    {
+        null => null,
+        "TASK_DEFINITION" or "SERVICE" or "NONE" => value,
+        _ => throw AwsException.InvalidParameter("propagateTags: must be TASK_DEFINITION, SERVICE or NONE."),
+    };
+
+    private static int? Grace(int? seconds) => seconds is < 0
+        ? throw AwsException.InvalidParameter("healthCheckGracePeriodSeconds: must be between 0 and 2147483647.")
+        : seconds;
+
+    private async Task<CreateServiceResponse> CreateAsync(CreateServiceRequest req, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(req.ServiceName) || !Names.IsValidClusterName(req.ServiceName))
+        {
+            throw AwsException.InvalidParameter("serviceName: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.");
+        }
+        Tags.Validate(req.Tags);
+        RefuseUnsupported(req.PlatformVersion, req.NetworkConfiguration, req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
+            req.VolumeConfigurations, req.VpcLatticeConfigurations, req.EnableExecuteCommand, req.DeploymentConfiguration, req.AvailabilityZoneRebalancing);
+        if (req.LaunchType is not (null or "EC2"))
+        {
+            throw AwsException.InvalidParameter($"launchType: Berth runs the EC2 launch type only; {req.LaunchType} is not available.");
+        }
+        if (req.DeploymentController?.Type is not (null or "ECS"))
+        {
+            throw AwsException.InvalidParameter($"deploymentController.type: only ECS (rolling update) deployments are available; {req.DeploymentController!.Type} is not.");
+        }
+        if (req.ClientToken is { Length: 0 or > 36 })
+        {
+            throw AwsException.InvalidParameter("clientToken: up to 36 ASCII characters.");
+        }
+        var strategy = req.SchedulingStrategy ?? "REPLICA";
+        if (strategy is not ("REPLICA" or "DAEMON"))
+        {
+            throw AwsException.InvalidParameter("schedulingStrategy: must be REPLICA or DAEMON.");
+        }
+        if (req.DesiredCount is < 0)
+        {
+            throw AwsException.InvalidParameter("desiredCount: must be 0 or more.");
+        }
+        if (strategy == "DAEMON")
+        {
+            if (req.DesiredCount is not null)
+            {
+                throw AwsException.InvalidParameter("desiredCount: the DAEMON scheduling strategy does not support a desired count.");
+            }
+            if (req.PlacementStrategy is { Count: > 0 })
+            {
+                throw AwsException.InvalidParameter("placementStrategy: placement strategies are not supported with the DAEMON scheduling strategy.");
+            }
+        }
+        else if (req.DesiredCount is null)
+        {
+            throw AwsException.InvalidParameter("desiredCount: required for the REPLICA scheduling strategy.");
+        }
+        var defaults = strategy == "DAEMON" ? new DeploymentConfigRecord { MinimumHealthyPercent = 0, MaximumPercent = 100 } : new DeploymentConfigRecord();
+        var config = Config(req.DeploymentConfiguration, defaults);
+        var constraints = Constraints(req.PlacementConstraints) ?? [];
+        var strategies = Strategies(req.PlacementStrategy) ?? [];
+        var propagate = PropagateTags(req.PropagateTags) ?? "NONE";
+        var grace = Grace(req.HealthCheckGracePeriodSeconds);
+        var cluster = tasks.ResolveCluster(req.Cluster);
+        var definition = Definition(req.TaskDefinition);
+        var balancers = LoadBalancers(req.LoadBalancers, definition) ?? [];
+
+        var token = req.ClientToken;
+        req.ClientToken = null;
+        var service = await services.CreateAsync(new CreateServiceCommand
+        {
+            Cluster = cluster,
+            Service = new ServiceRecord
+            {
+                Name = req.ServiceName,
+                Cluster = cluster,
+                DesiredCount = req.DesiredCount ?? 0,
+                SchedulingStrategy = strategy,
+                TaskDefinition = definition,
+                DeploymentConfiguration = config,
+                PlacementConstraints = constraints,
+                PlacementStrategy = strategies,
+                HealthCheckGracePeriodSeconds = grace ?? (balancers.Count > 0 ? 0 : null),
+                LoadBalancers = balancers,
+                Tags = req.Tags is { Count: > 0 } ? req.Tags.Select(t => new TagRecord(t.Key ?? "", t.Value ?? "")).ToList() : null,
+                PropagateTags = propagate,
+                EnableEcsManagedTags = req.EnableECSManagedTags ?? false,
+                EnableExecuteCommand = false,
+                AvailabilityZoneRebalancing = "DISABLED",
+                RoleArn = req.Role,
+                CreatedBy = $"arn:aws:iam::{arns.Identity.AccountId}:root",
+                ClientToken = token,
+                Fingerprint = token is null ? null : Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(req, Json.CreateServiceRequest))),
+            },
+        }, ct).ConfigureAwait(false);
+        return new CreateServiceResponse { Service = ServiceViews.ToWire(arns, State, service, withTags: true) };
+    }
+
+    private async Task<UpdateServiceResponse> UpdateAsync(UpdateServiceRequest req, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(req.Service))
+        {
+            throw AwsException.InvalidParameter("service: must be specified.");
+        }
+        RefuseUnsupported(req.PlatformVersion, req.NetworkConfiguration, req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
+            req.VolumeConfigurations, req.VpcLatticeConfigurations, req.EnableExecuteCommand, req.DeploymentConfiguration, req.AvailabilityZoneRebalancing);
+        if (req.DeploymentController is not null)
+        {
+            throw AwsException.InvalidParameter("deploymentController: the deployment controller of a service cannot be changed.");
+        }
+        if (req.DesiredCount is < 0)
+        {
+            throw AwsException.InvalidParameter("desiredCount: must be 0 or more.");
+        }
+        var cluster = tasks.ResolveCluster(req.Cluster);
+        var existing = services.Find(cluster, req.Service);
+        if (existing is null)
+        {
+            throw new AwsException("ServiceNotFoundException", "Service not found.");
+        }
+        if (existing.SchedulingStrategy == "DAEMON" && req.PlacementStrategy is { Count: > 0 })
+        {
+            throw AwsException.InvalidParameter("placementStrategy: placement strategies are not supported with the DAEMON scheduling strategy.");
+        }
+        var config = req.DeploymentConfiguration is null ? null : Config(req.DeploymentConfiguration, existing.DeploymentConfiguration);
+        var definition = req.TaskDefinition is null ? null : Definition(req.TaskDefinition);
+        var updated = await services.UpdateAsync(new UpdateServiceCommand
+        {
+            Cluster = cluster,
+            Service = req.Service,
+            DesiredCount = req.DesiredCount,
+            TaskDefinition = definition,
+            DeploymentConfiguration = config,
+            PlacementConstraints = Constraints(req.PlacementConstraints),
+            PlacementStrategy = Strategies(req.PlacementStrategy),
+            HealthCheckGracePeriodSeconds = Grace(req.HealthCheckGracePeriodSeconds),
+            LoadBalancers = LoadBalancers(req.LoadBalancers, definition ?? existing.TaskDefinition),
+            PropagateTags = PropagateTags(req.PropagateTags),
+            EnableEcsManagedTags = req.EnableECSManagedTags,
+            EnableExecuteCommand = req.EnableExecuteCommand,
+            AvailabilityZoneRebalancing = req.AvailabilityZoneRebalancing,
+            ForceNewDeployment = req.ForceNewDeployment ?? false,
+        }, ct).ConfigureAwait(false);
+        return new UpdateServiceResponse { Service = ServiceViews.ToWire(arns, State, updated, withTags: false) };
+    }
+
+    private async Task<DeleteServiceResponse> DeleteAsync(DeleteServiceRequest req, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(req.Service))
+        {
+            throw AwsException.InvalidParameter("service: must be specified.");
+        }
+        var cluster = tasks.ResolveCluster(req.Cluster);
+        var deleted = await services.DeleteAsync(cluster, req.Service, req.Force ?? false, ct).ConfigureAwait(false);
+        return new DeleteServiceResponse { Service = ServiceViews.ToWire(arns, State, deleted, withTags: false) };
+    }
+
+    private DescribeServicesResponse Describe(DescribeServicesRequest req)
+    {
+        if (req.Services is not { Count: > 0 and <= 10 })
+        {
+            throw AwsException.InvalidParameter("services: between 1 and 10 services must be given.");
+        }
+        if (req.Include is { } include && include.Any(i => i != "TAGS"))
+        {
+            throw AwsException.InvalidParameter("include: the only value is TAGS.");
+        }
+        var cluster = tasks.ResolveCluster(req.Cluster);
+        var withTags = req.Include?.Contains("TAGS") == true;
+        var resp = new DescribeServicesResponse { Services = [], Failures = [] };
+        foreach (var reference in req.Services)
+        {
+            if (services.Find(cluster, reference) is { } s)
+            {
+                resp.Services.Add(ServiceViews.ToWire(arns, State, s, withTags));
+            }
+            else
+            {
+                resp.Failures.Add(new Failure
+                {
+                    Arn = reference.StartsWith("arn:", StringComparison.Ordinal) ? reference : arns.Service(cluster, reference),
+                    Reason = "MISSING",
+                });
+            }
+        }
+        return resp;
+    }
+
+    private ListServicesResponse List(ListServicesRequest req)
+    {
+        if (req.LaunchType is not null and not ("EC2" or "FARGATE" or "EXTERNAL"))
+        {
+            throw AwsException.InvalidParameter("launchType: must be EC2, FARGATE or EXTERNAL.");
+        }
+        if (req.SchedulingStrategy is not null and not ("REPLICA" or "DAEMON"))
+        {
+            throw AwsException.InvalidParameter("schedulingStrategy: must be REPLICA or DAEMON.");
+        }
+        var cluster = tasks.ResolveCluster(req.Cluster);
+        bool Keep(string key) => State.Services.Find(key) is { } s && s.Status != ServiceStates.Inactive
+            && (req.LaunchType is null || s.LaunchType == req.LaunchType)
+            && (req.SchedulingStrategy is null || s.SchedulingStrategy == req.SchedulingStrategy);
+        var (page, next) = Pagination.PageSorted(State.ServiceIndex.InCluster(cluster), Keep, req.MaxResults, req.NextToken);
+        return new ListServicesResponse
+        {
+            ServiceArns = page.Select(key => arns.Service(cluster, key[(cluster.Length + 1)..])).ToList(),
+            NextToken = next,
+        };
+    }
+
+    private ListServiceDeploymentsResponse ListDeployments(ListServiceDeploymentsRequest req)
+    {
+        if (string.IsNullOrEmpty(req.Service))
+        {
+            throw AwsException.InvalidParameter("service: must be specified.");
+        }
+        var valid = new[] { "PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED" };
+        if (req.Status?.FirstOrDefault(s => !valid.Contains(s)) is { } bad)
+        {
+            throw AwsException.InvalidParameter($"status: {bad} is not a service deployment status.");
+        }
+        var cluster = tasks.ResolveCluster(req.Cluster);
+        var service = services.Find(cluster, req.Service) ?? throw new AwsException("ServiceNotFoundException", "Service not found.");
+        var all = ServiceViews.AllDeployments(service)
+            .Where(d => req.Status is not { Count: > 0 } || req.Status.Contains(d.DeploymentStatus))
+            .Where(d => req.CreatedAt?.After is not { } after || d.CreatedAt >= after)
+            .Where(d => req.CreatedAt?.Before is not { } before || d.CreatedAt <= before)
+            .ToList();
+        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults, req.NextToken, order: Comparer<string>.Create((a, b) => all.FindIndex(d => d.Id == a).CompareTo(all.FindIndex(d => d.Id == b))));
+        var byId = all.ToDictionary(d => d.Id, StringComparer.Ordinal);
+        return new ListServiceDeploymentsResponse
+        {
+            ServiceDeployments = page.Select(id => ServiceViews.Brief(arns, service, byId[id])).ToList(),
+            NextToken = next,
+        };
+    }
+
+    /// <summary>Finds the service and deployment of a service-deployment or service-revision ARN.</summary>
+    private (ServiceRecord Service, DeploymentRecord Deployment)? Resolve(string arn, string kind)
+    {
+        if (!Arns.TryParse(arn, out var parsed) || parsed.ResourceType != kind || parsed.Region != arns.Identity.Region || parsed.Account != arns.Identity.AccountId)
+        {
+            return null;
+        }
+        var parts = parsed.Path.Split('/');
+        if (parts.Length != 3 || State.Services.Find(EcsState.ScopedId(parts[0], parts[1])) is not { } service)
+        {
+            return null;
+        }
+        return ServiceViews.AllDeployments(service).FirstOrDefault(d => d.Digits == parts[2]) is { } d ? (service, d) : null;
+    }
+
+    private DescribeServiceDeploymentsResponse DescribeDeployments(DescribeServiceDeploymentsRequest req)
+    {
+        if (req.ServiceDeploymentArns is not { Count: > 0 and <= 20 })
+        {
+            throw AwsException.InvalidParameter("serviceDeploymentArns: between 1 and 20 ARNs must be given.");
+        }
+        var resp = new DescribeServiceDeploymentsResponse { ServiceDeployments = [], Failures = [] };
+        foreach (var arn in req.ServiceDeploymentArns)
+        {
+            if (Resolve(arn, "service-deployment") is var (service, d))
+            {
+                resp.ServiceDeployments.Add(ServiceViews.Full(arns, State, service, d));
+            }
+            else
+            {
+                resp.Failures.Add(new Failure { Arn = arn, Reason = "MISSING" });
+            }
+        }
+        return resp;
+    }
+
+    private DescribeServiceRevisionsResponse DescribeRevisions(DescribeServiceRevisionsRequest req)
+    {
+        if (req.ServiceRevisionArns is not { Count: > 0 and <= 20 })
+        {
+            throw AwsException.InvalidParameter("serviceRevisionArns: between 1 and 20 ARNs must be given.");
+        }
+        var resp = new DescribeServiceRevisionsResponse { ServiceRevisions = [], Failures = [] };
+        foreach (var arn in req.ServiceRevisionArns)
+        {
+            if (Resolve(arn, "service-revision") is var (service, d))
+            {
+                resp.ServiceRevisions.Add(new ServiceRevision
+                {
+                    ServiceRevisionArn = arn,
+                    ServiceArn = arns.Service(service.Cluster, service.Name),
+                    ClusterArn = arns.Cluster(service.Cluster),
+                    TaskDefinition = ServiceViews.DefinitionArn(arns, d.TaskDefinition),
+                    LaunchType = service.LaunchType,
+                    LoadBalancers = service.LoadBalancers.Select(l => new LoadBalancer { TargetGroupArn = l.TargetGroupArn, ContainerName = l.ContainerName, ContainerPort = l.ContainerPort }).ToList(),
+                    CreatedAt = d.CreatedAt,
+                });
+            }
+            else
+            {
+                resp.Failures.Add(new Failure { Arn = arn, Reason = "MISSING" });
+            }
+        }
+        return resp;
+    }
+}
