@@ -15,6 +15,10 @@ namespace Berth.Agent;
 internal sealed partial class AgentService(AgentOptions options, IDockerClient docker, TimeProvider time, ILoggerFactory loggers) : BackgroundService
 {
     internal static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
+
+    /// <summary>A half-open link to the server is noticed within KeepAlivePingDelay + KeepAlivePingTimeout (30 s).</summary>
+    internal static readonly TimeSpan KeepAlivePingDelay = TimeSpan.FromSeconds(20);
+    internal static readonly TimeSpan KeepAlivePingTimeout = TimeSpan.FromSeconds(10);
     private readonly ILogger _logger = loggers.CreateLogger<AgentService>();
 
     protected override async Task ExecuteAsync(CancellationToken ct)
@@ -58,7 +62,20 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
     private async Task<(GrpcChannel, bool)> OpenChannelAsync(CancellationToken ct)
     {
         var endpoint = options.AgentEndpoint ?? await DiscoverAsync(options.ServerUrl, ct).ConfigureAwait(false);
-        return (GrpcChannel.ForAddress(endpoint), true);
+        return (GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                // The server sends nothing on an idle stream, so only HTTP/2 pings tell this agent that the
+                // connection went half-open (server host gone, network cut): without them it would wait for TCP
+                // retransmissions to give up (many minutes) before reconnecting.
+                KeepAlivePingDelay = KeepAlivePingDelay,
+                KeepAlivePingTimeout = KeepAlivePingTimeout,
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            },
+            DisposeHttpClient = true,
+        }), true);
     }
 
     /// <summary>The agents' gRPC endpoint that <paramref name="serverUrl"/>'s /_berth/health names.</summary>

@@ -30,6 +30,7 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan EventReconnectDelay = TimeSpan.FromSeconds(1);
+    private static readonly HashSet<string> EmptySet = [];
 
     private readonly IContainerRuntime _runtime;
     private readonly string _agentId;
@@ -347,9 +348,11 @@ internal sealed partial class TaskEngine : ITaskEngine
             return;
         }
 
-        // Desired RUNNING.
-        var missing = spec.Containers.Any(c => !observed.TryGetValue(c.Name, out var o) || o.State == "created");
-        if (missing)
+        // Desired RUNNING. A container not started yet is one to launch, or one waiting for its dependsOn, or one
+        // whose dependency can never hold. The last kind is found from what Docker shows before anything else, so
+        // that after an agent restart (GaveUp is not persisted) such a container is not taken for a lost one.
+        GiveUpImpossible(t, spec, observed);
+        if (spec.Containers.Any(c => NotStarted(t, c, observed)))
         {
             var ranHere = t.StartedAt != 0;
             if (ranHere || !t.Launching && PastPending(desired.LastStatus))
@@ -375,7 +378,9 @@ internal sealed partial class TaskEngine : ITaskEngine
             observed = await ObserveAsync(t, ct).ConfigureAwait(false);
         }
 
-        var exitedEssential = spec.Containers.FirstOrDefault(c => c.Essential && observed.TryGetValue(c.Name, out var o) && o.Exited);
+        // An essential container that will never start (a dependency that cannot hold) counts as exited, as in ECS.
+        var exitedEssential = spec.Containers.FirstOrDefault(c => c.Essential
+            && (observed.TryGetValue(c.Name, out var o) && o.Exited || t.GaveUp?.ContainsKey(c.Name) == true));
         if (exitedEssential is not null)
         {
             if (observed.Values.Any(c => c.Running))
@@ -387,12 +392,44 @@ internal sealed partial class TaskEngine : ITaskEngine
             MarkStopped(t, spec, observed, "EssentialContainerExited", "Essential container in task exited");
             return;
         }
+        if (spec.Containers.Any(c => NotStarted(t, c, observed)))
+        {
+            // Some container waits for a dependency (a SUCCESS init container still running, a HEALTHY one not yet
+            // healthy): the task stays PENDING; the dependency's next event (die, health_status) brings another pass.
+            Report(t, spec, "PENDING", observed);
+            return;
+        }
         if (t.StartedAt == 0)
         {
             t.StartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
         Report(t, spec, "RUNNING", observed);
     }
+
+    /// <summary>Gives up every container not started whose dependencies can never hold (transitively).</summary>
+    private void GiveUpImpossible(TrackedTask t, TaskSpec spec, Dictionary<string, RuntimeContainer> observed)
+    {
+        bool changed;
+        do
+        {
+            changed = false;
+            foreach (var c in spec.Containers)
+            {
+                if (c.DependsOn.Count > 0 && NotStarted(t, c, observed)
+                    && Dependencies.Evaluate(spec, c, observed, EmptySet, t.GaveUp) is (Dependencies.Gate.Never, { } why))
+                {
+                    (t.GaveUp ??= new(StringComparer.Ordinal))[c.Name] = why;
+                    LogDependencyNever(_logger, t.Arn, c.Name, why);
+                    changed = true;
+                }
+            }
+        }
+        while (changed);
+    }
+
+    /// <summary>Neither started (absent, or created and never started) nor given up for a dependency that cannot hold.</summary>
+    private static bool NotStarted(TrackedTask t, Core.Agent.ContainerSpec c, Dictionary<string, RuntimeContainer> observed)
+        => (!observed.TryGetValue(c.Name, out var o) || o.State == "created") && t.GaveUp?.ContainsKey(c.Name) != true;
 
     /// <summary>ECS's order: a task the server saw at RUNNING or later has been started before.</summary>
     private static bool PastPending(string lastStatus)
@@ -412,41 +449,51 @@ internal sealed partial class TaskEngine : ITaskEngine
         return result;
     }
 
+    /// <summary>
+    /// Pulls the images (once per task), then creates and starts every container whose <c>dependsOn</c> conditions
+    /// hold, in definition order, repeating while a start lets another one go (START). Containers still waiting are
+    /// left for a later pass; one whose dependency can never hold is given up (<see cref="TrackedTask.GaveUp"/>).
+    /// False when the task failed to start (already reported STOPPED).
+    /// </summary>
     private async Task<bool> LaunchAsync(TrackedTask t, DesiredTask desired, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
     {
         var spec = desired.Spec;
         Report(t, spec, "PENDING", observed);
         var taskId = t.Arn[(t.Arn.LastIndexOf('/') + 1)..];
-        if (t.PullStartedAt == 0)
+        if (!t.ImagesReady)
         {
-            t.PullStartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        }
-        foreach (var image in spec.Containers.Select(c => c.Image).Distinct(StringComparer.Ordinal))
-        {
-            var pull = RegistryRouting.PullReference(image, _serverUrl);
-            try
+            if (t.PullStartedAt == 0)
             {
-                await _runtime.EnsureImageAsync(pull, RegistryRouting.FindAuth(desired.RegistryAuth, image), ct).ConfigureAwait(false);
+                t.PullStartedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
             }
-            catch (RuntimeException e)
+            foreach (var image in spec.Containers.Select(c => c.Image).Distinct(StringComparer.Ordinal))
+            {
+                var pull = RegistryRouting.PullReference(image, _serverUrl);
+                try
+                {
+                    await _runtime.EnsureImageAsync(pull, RegistryRouting.FindAuth(desired.RegistryAuth, image), ct).ConfigureAwait(false);
+                }
+                catch (RuntimeException e)
+                {
+                    t.PullStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
+                    var from = pull == image ? "" : $" (from {pull})";
+                    var error = e.Message;
+                    if (error.Contains("server gave HTTP response to HTTPS client", StringComparison.Ordinal) && ImageReference.RegistryHost(pull) is { } registry)
+                    {
+                        // Docker speaks plain HTTP only to loopback registries unless told otherwise.
+                        error += $" (list {registry} in insecure-registries of this host's Docker engine, /etc/docker/daemon.json)";
+                    }
+                    MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotPullContainerError: pull image {image}{from}: {error}");
+                    return false;
+                }
+            }
+            if (t.PullStoppedAt == 0)
             {
                 t.PullStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
-                var from = pull == image ? "" : $" (from {pull})";
-                var error = e.Message;
-                if (error.Contains("server gave HTTP response to HTTPS client", StringComparison.Ordinal) && ImageReference.RegistryHost(pull) is { } registry)
-                {
-                    // Docker speaks plain HTTP only to loopback registries unless told otherwise.
-                    error += $" (list {registry} in insecure-registries of this host's Docker engine, /etc/docker/daemon.json)";
-                }
-                MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotPullContainerError: pull image {image}{from}: {error}");
-                return false;
             }
+            t.ImagesReady = true;
+            Report(t, spec, "PENDING", observed);
         }
-        if (t.PullStoppedAt == 0)
-        {
-            t.PullStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        }
-        Report(t, spec, "PENDING", observed);
 
         var labels = new Dictionary<string, string>(_extraLabels, StringComparer.Ordinal)
         {
@@ -456,53 +503,93 @@ internal sealed partial class TaskEngine : ITaskEngine
             [ContainerLabels.Version] = spec.Revision.ToString(CultureInfo.InvariantCulture),
             [ContainerLabels.AgentId] = _agentId,
         };
-        // dependsOn: containers something depends on start first; otherwise definition order.
-        var dependedOn = spec.Containers.SelectMany(c => c.DependsOn).Select(x => x.ContainerName).ToHashSet(StringComparer.Ordinal);
-        foreach (var c in spec.Containers.OrderBy(c => dependedOn.Contains(c.Name) ? 0 : 1))
+        var startedNow = new HashSet<string>(StringComparer.Ordinal);
+        bool progress;
+        do
         {
-            string id;
-            if (observed.TryGetValue(c.Name, out var existing))
+            progress = false;
+            foreach (var c in spec.Containers)
             {
-                if (existing.State != "created")
+                if (!NotStarted(t, c, observed) || startedNow.Contains(c.Name))
                 {
                     continue;
                 }
-                id = existing.Id;
-            }
-            else
-            {
-                var create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
-                create.Image = RegistryRouting.PullReference(create.Image, _serverUrl);
+                var (gate, why) = Dependencies.Evaluate(spec, c, observed, startedNow, t.GaveUp);
+                if (gate == Dependencies.Gate.Never)
+                {
+                    (t.GaveUp ??= new(StringComparer.Ordinal))[c.Name] = why!;
+                    LogDependencyNever(_logger, t.Arn, c.Name, why!);
+                    progress = true; // what depends on it may now be given up too
+                    continue;
+                }
+                if (gate == Dependencies.Gate.Wait)
+                {
+                    continue;
+                }
+                string id;
+                if (observed.TryGetValue(c.Name, out var existing))
+                {
+                    id = existing.Id;
+                }
+                else
+                {
+                    var create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
+                    create.Image = RegistryRouting.PullReference(create.Image, _serverUrl);
+                    try
+                    {
+                        id = await _runtime.CreateAsync(create, ct).ConfigureAwait(false);
+                        t.HasContainers = true;
+                    }
+                    catch (RuntimeException e)
+                    {
+                        MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotCreateContainerError: {e.Message}");
+                        return false;
+                    }
+                }
                 try
                 {
-                    id = await _runtime.CreateAsync(create, ct).ConfigureAwait(false);
-                    t.HasContainers = true;
+                    await _runtime.StartAsync(id, ct).ConfigureAwait(false);
                 }
                 catch (RuntimeException e)
                 {
-                    MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotCreateContainerError: {e.Message}");
+                    MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotStartContainerError: {e.Message}");
                     return false;
                 }
-            }
-            try
-            {
-                await _runtime.StartAsync(id, ct).ConfigureAwait(false);
-            }
-            catch (RuntimeException e)
-            {
-                MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotStartContainerError: {e.Message}");
-                return false;
+                startedNow.Add(c.Name);
+                progress = true;
             }
         }
+        while (progress);
         return true;
     }
 
-    private Task StopAllAsync(TaskSpec? spec, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
-        => Task.WhenAll(observed.Where(kv => kv.Value.Running).Select(kv =>
+    /// <summary>
+    /// Stops the running containers in reverse dependency order, as ECS does: a container stops once nothing still
+    /// running depends on it; containers of one round stop together.
+    /// </summary>
+    private async Task StopAllAsync(TaskSpec? spec, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
+    {
+        var running = observed.Where(kv => kv.Value.Running).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        while (running.Count > 0)
         {
-            var timeout = spec?.Containers.FirstOrDefault(c => c.Name == kv.Key)?.StopTimeoutSeconds is { } s and > 0 ? s : 30;
-            return _runtime.StopAsync(kv.Value.Id, timeout, ct);
-        }));
+            var dependedOn = (spec?.Containers ?? []).Where(c => running.ContainsKey(c.Name))
+                .SelectMany(c => c.DependsOn).Select(d => d.ContainerName).ToHashSet(StringComparer.Ordinal);
+            var round = running.Keys.Where(n => !dependedOn.Contains(n)).ToList();
+            if (round.Count == 0)
+            {
+                round = [.. running.Keys]; // a cycle (the server refuses them): stop everything at once
+            }
+            await Task.WhenAll(round.Select(name =>
+            {
+                var timeout = spec?.Containers.FirstOrDefault(c => c.Name == name)?.StopTimeoutSeconds is { } s and > 0 ? s : 30;
+                return _runtime.StopAsync(running[name].Id, timeout, ct);
+            })).ConfigureAwait(false);
+            foreach (var name in round)
+            {
+                running.Remove(name);
+            }
+        }
+    }
 
     private void MarkStopped(TrackedTask t, TaskSpec spec, Dictionary<string, RuntimeContainer> observed, string? stopCode, string? reason)
     {
@@ -536,6 +623,15 @@ internal sealed partial class TaskEngine : ITaskEngine
         foreach (var c in spec.Containers)
         {
             var cs = new ContainerStatus { Name = c.Name, LastStatus = status == "STOPPED" ? "STOPPED" : "PENDING" };
+            if (t.GaveUp?.GetValueOrDefault(c.Name) is { } gaveUp && !observed.ContainsKey(c.Name))
+            {
+                // ECS stops a container whose dependency can never hold with exit code 143 (as if SIGTERMed) and the
+                // dependency error as its reason.
+                cs.LastStatus = "STOPPED";
+                cs.HasExitCode = true;
+                cs.ExitCode = Dependencies.NeverStartedExitCode;
+                cs.Reason = gaveUp;
+            }
             if (observed.TryGetValue(c.Name, out var o))
             {
                 cs.RuntimeId = o.Id;
@@ -602,6 +698,10 @@ internal sealed partial class TaskEngine : ITaskEngine
         public long ExecutionStoppedAt { get; set; }
         public string? StopCode { get; set; }
         public string? StoppedReason { get; set; }
+        /// <summary>The task's images are present (pulled once per task, not on every pass while containers wait).</summary>
+        public bool ImagesReady { get; set; }
+        /// <summary>Containers that will never start because a dependency cannot hold, with the reason; null when none.</summary>
+        public Dictionary<string, string>? GaveUp { get; set; }
         public int Dirty;
         public bool WorkerRunning;
     }
@@ -626,6 +726,9 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Stopped and forgot {TaskArn}: the server does not know it")]
     private static partial void LogForgotten(ILogger logger, string taskArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{TaskArn}: container {Container} will never start: {Reason}")]
+    private static partial void LogDependencyNever(ILogger logger, string taskArn, string container, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{TaskArn} was {LastStatus} on the server but has no containers here: reporting it STOPPED instead of launching it again")]
     private static partial void LogLost(ILogger logger, string taskArn, string lastStatus);

@@ -142,7 +142,12 @@ internal static class Commands
         Description = "Address every load balancer listener port binds to (env BERTH_LB_BIND).",
     }, "BERTH_LB_BIND", "127.0.0.1");
 
-    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds];
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds];
+
+    private static readonly Option<int?> AgentGraceSeconds = new("--agent-grace")
+    {
+        Description = "Seconds an instance's agent may stay disconnected before its tasks are marked STOPPED so services replace them (default 60; env BERTH_AGENT_GRACE).",
+    };
 
     private static readonly Option<int?> TaskRetentionSeconds = new("--task-retention")
     {
@@ -224,6 +229,13 @@ internal static class Commands
         builder.Logging.AddFilter("Yarp", level > Microsoft.Extensions.Logging.LogLevel.Information ? level : Microsoft.Extensions.Logging.LogLevel.Warning);
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
+        var agentGrace = withServer ? p.GetValue(AgentGraceSeconds) ?? EnvInt("BERTH_AGENT_GRACE") ?? 60 : 60;
+        if (agentGrace < 0)
+        {
+            await Console.Error.WriteLineAsync($"berth: --agent-grace takes a number of seconds >= 0, not {agentGrace}.").ConfigureAwait(false);
+            return 2;
+        }
+
         var endpoint = $"http://{(host is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : host)}:{port}";
         if (withServer)
         {
@@ -243,6 +255,7 @@ internal static class Commands
                 AgentPort = agentPort,
                 TaskRetention = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(TaskRetentionSeconds) ?? EnvInt("BERTH_TASK_RETENTION") ?? 3600)),
                 RetentionSweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(RetentionSweepSeconds) ?? 60)),
+                AgentGrace = TimeSpan.FromSeconds(agentGrace),
             });
             var registryHost = p.GetValue(RegistryHost);
             var localHosts = new[] { $"localhost:{port}", $"127.0.0.1:{port}" };

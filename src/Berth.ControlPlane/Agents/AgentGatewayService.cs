@@ -23,6 +23,8 @@ internal sealed partial class AgentGatewayService(
     // mark a freshly reconnected agent as disconnected.
     private readonly ConcurrentDictionary<string, Connection> _connections = new(StringComparer.Ordinal);
 
+    private static readonly TimeSpan StreamDrainTimeout = TimeSpan.FromSeconds(5);
+
     public override async Task Connect(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<ServerMessage> responseStream, ServerCallContext context)
     {
         var ct = context.CancellationToken;
@@ -41,28 +43,47 @@ internal sealed partial class AgentGatewayService(
         }
         var instanceArn = InstanceViews.Arn(arns, stored);
         var key = outcome.Key;
-        await responseStream.WriteAsync(new ServerMessage
-        {
-            Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster), AgentSecret = outcome.NewSecret ?? "" },
-        }, ct).ConfigureAwait(false);
-        LogRegistered(logger, instanceArn, reg.AgentId);
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connection = new Connection(time.GetUtcNow());
-        if (_connections.TryGetValue(key, out var previous))
-        {
-            previous.Close();
-        }
-        _connections[key] = connection;
         connection.OnClose = cts.Cancel;
+        // The registration recorded the instance connected: from here on the finally below must record its end,
+        // even if the agent is gone before it hears the answer. Install this stream before closing the one it
+        // replaces, so the old one's end finds itself replaced and leaves the record alone.
+        Connection? previous = null;
+        _connections.AddOrUpdate(key, connection, (_, old) =>
+        {
+            previous = old;
+            return connection;
+        });
+        previous?.Close();
         try
         {
+            await responseStream.WriteAsync(new ServerMessage
+            {
+                Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster), AgentSecret = outcome.NewSecret ?? "" },
+            }, ct).ConfigureAwait(false);
+            LogRegistered(logger, instanceArn, reg.AgentId);
+            // An old stream that ended on its own just before this one was installed may have recorded the instance
+            // as disconnected after the registration recorded it connected: record the current view again.
+            await instances.SetConnectedAsync(key, () => _connections.ContainsKey(key), ct).ConfigureAwait(false);
+
             var reader = ReadAsync(requestStream, key, connection, cts.Token);
             var sender = SendAsync(responseStream, key, reg.KnownTaskArns, connection, cts.Token);
             var watchdog = WatchAsync(connection, instanceArn, cts.Token);
             await Task.WhenAny(reader, sender, watchdog).ConfigureAwait(false);
             await cts.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(Quiet(reader), Quiet(sender), Quiet(watchdog)).ConfigureAwait(false);
+            // A write stuck on a half-open connection must not keep the instance marked connected: wait a
+            // bounded time for the loops to notice the cancellation, then record the disconnect regardless.
+            var ended = Task.WhenAll(Quiet(reader), Quiet(sender), Quiet(watchdog));
+            using (var drain = new CancellationTokenSource())
+            {
+                if (await Task.WhenAny(ended, Task.Delay(StreamDrainTimeout, drain.Token)).ConfigureAwait(false) != ended)
+                {
+                    LogDrainTimedOut(logger, instanceArn);
+                }
+                await drain.CancelAsync().ConfigureAwait(false);
+            }
             // Surface a real failure of the reader or sender (not the cancellation we just caused).
             foreach (var t in new[] { reader, sender })
             {
@@ -76,7 +97,8 @@ internal sealed partial class AgentGatewayService(
         {
             if (_connections.TryRemove(new KeyValuePair<string, Connection>(key, connection)))
             {
-                await instances.SetConnectedAsync(key, false, CancellationToken.None).ConfigureAwait(false);
+                // False unless a newer stream has been installed meanwhile (then that one's view stands).
+                await instances.SetConnectedAsync(key, () => _connections.ContainsKey(key), CancellationToken.None).ConfigureAwait(false);
                 LogDisconnected(logger, instanceArn);
             }
         }
@@ -285,6 +307,9 @@ internal sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Agent of {InstanceArn} silent for longer than the agent timeout; closing its stream")]
     private static partial void LogTimedOut(ILogger logger, string instanceArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Agent stream of {InstanceArn} did not end within 5 s of being closed; recording the disconnect anyway")]
+    private static partial void LogDrainTimedOut(ILogger logger, string instanceArn);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "No registry credentials for {Image}: the provider failed")]
     private static partial void LogCredentialsFailed(ILogger logger, Exception exception, string image);

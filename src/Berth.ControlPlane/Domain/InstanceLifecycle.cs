@@ -114,11 +114,19 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
     }
 
     /// <summary>Records whether the instance's agent holds a stream now.</summary>
-    public async Task SetConnectedAsync(string key, bool connected, CancellationToken ct)
+    public Task SetConnectedAsync(string key, bool connected, CancellationToken ct) => SetConnectedAsync(key, () => connected, ct);
+
+    /// <summary>
+    /// Records the gateway's current view of whether the instance's agent holds a stream, reading it under the
+    /// write lock: when an old stream's end and a new stream's start race, whichever writes last writes the latest
+    /// view, so a live agent is never left recorded as disconnected (and then taken for a lost host).
+    /// </summary>
+    public async Task SetConnectedAsync(string key, Func<bool> connectedNow, CancellationToken ct)
     {
         try
         {
             await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+            var connected = connectedNow();
             if (state.ContainerInstances.Find(key) is { } s && s.AgentConnected != connected)
             {
                 tx.Put(state.ContainerInstances, key, s with { AgentConnected = connected, Version = s.Version + 1 });

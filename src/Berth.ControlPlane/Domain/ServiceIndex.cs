@@ -16,6 +16,7 @@ public sealed class ServiceIndex
     private readonly ConcurrentDictionary<string, ImmutableSortedSet<string>> _daemons = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _active = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Counts> _deployments = new(StringComparer.Ordinal);
+    private readonly SortedSet<(DateTimeOffset DeletedAt, string Id)> _inactive = new();
 
     public void Clear()
     {
@@ -23,6 +24,19 @@ public sealed class ServiceIndex
         _daemons.Clear();
         _active.Clear();
         _deployments.Clear();
+        lock (_inactive)
+        {
+            _inactive.Clear();
+        }
+    }
+
+    /// <summary>INACTIVE services deleted before <paramref name="cutoff"/>, oldest first (the retention sweep removes them).</summary>
+    public List<string> InactiveBefore(DateTimeOffset cutoff, int max)
+    {
+        lock (_inactive)
+        {
+            return _inactive.TakeWhile(e => e.DeletedAt < cutoff).Take(max).Select(e => e.Id).ToList();
+        }
     }
 
     /// <summary>Service document ids ("{cluster}/{name}") of a cluster, in name order, whatever their status.</summary>
@@ -50,6 +64,17 @@ public sealed class ServiceIndex
         else if (now is null)
         {
             _byCluster.AddOrUpdate(cluster, _ => ImmutableSortedSet.Create<string>(StringComparer.Ordinal), (_, s) => s.Remove(id));
+        }
+        lock (_inactive)
+        {
+            if (old is { Status: ServiceStates.Inactive, DeletedAt: { } was })
+            {
+                _inactive.Remove((was, id));
+            }
+            if (now is { Status: ServiceStates.Inactive, DeletedAt: { } at })
+            {
+                _inactive.Add((at, id));
+            }
         }
         var wasActive = old?.Status == ServiceStates.Active;
         var isActive = now?.Status == ServiceStates.Active;

@@ -63,12 +63,30 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     public EcsState State => state;
 
     public ServiceRecord? Find(string cluster, string nameOrArn)
-        => state.Services.Find(EcsState.ScopedId(cluster, ServiceName(nameOrArn)));
+        => state.Services.Find(Key(cluster, nameOrArn));
 
-    /// <summary>The service name of a name or ARN (…:service/cluster/name or the old …:service/name).</summary>
-    public static string ServiceName(string nameOrArn) => Berth.Core.Arns.NameOf(nameOrArn);
+    /// <summary>
+    /// The document key of a service name or ARN within <paramref name="cluster"/> (…:service/cluster/name, or the
+    /// old …:service/name); an ARN of another cluster, account or region gets a key that names nothing.
+    /// </summary>
+    public string Key(string cluster, string nameOrArn)
+    {
+        if (!nameOrArn.StartsWith("arn:", StringComparison.Ordinal))
+        {
+            return EcsState.ScopedId(cluster, nameOrArn);
+        }
+        if (!Berth.Core.Arns.TryParse(nameOrArn, out var parsed) || parsed.ResourceType != "service"
+            || parsed.Region != state.Identity.Region || parsed.Account != state.Identity.AccountId)
+        {
+            return "\0foreign/";
+        }
+        var slash = parsed.Path.IndexOf('/', StringComparison.Ordinal);
+        return slash < 0 ? EcsState.ScopedId(cluster, parsed.Path)
+            : parsed.Path[..slash] == cluster ? EcsState.ScopedId(cluster, parsed.Path[(slash + 1)..]) : "\0foreign/";
+    }
 
-    public async Task<ServiceRecord> CreateAsync(CreateServiceCommand cmd, CancellationToken ct)
+    /// <summary>Records a new service; <c>Created</c> is false when a retry with the same client token got the existing one back.</summary>
+    public async Task<(ServiceRecord Service, bool Created)> CreateAsync(CreateServiceCommand cmd, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var key = EcsState.ScopedId(cmd.Cluster, cmd.Service.Name);
@@ -76,7 +94,7 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         {
             if (cmd.Service.ClientToken is not null && existing.ClientToken == cmd.Service.ClientToken && existing.Fingerprint == cmd.Service.Fingerprint)
             {
-                return existing;
+                return (existing, false);
             }
             if (existing.Status == ServiceStates.Draining)
             {
@@ -102,13 +120,13 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         };
         tx.Put(state.Services, key, service);
         await tx.CommitAsync(ct).ConfigureAwait(false);
-        return service;
+        return (service, true);
     }
 
     public async Task<ServiceRecord> UpdateAsync(UpdateServiceCommand cmd, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var key = EcsState.ScopedId(cmd.Cluster, ServiceName(cmd.Service));
+        var key = Key(cmd.Cluster, cmd.Service);
         if (state.Services.Find(key) is not { Status: ServiceStates.Active } current)
         {
             throw state.Services.Find(key) is { Status: ServiceStates.Draining or ServiceStates.Inactive }
@@ -188,23 +206,51 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     public async Task<ServiceRecord> DeleteAsync(string cluster, string reference, bool force, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
-        var key = EcsState.ScopedId(cluster, ServiceName(reference));
+        var key = Key(cluster, reference);
         var current = state.Services.Find(key) ?? throw new AwsException("ServiceNotFoundException", "Service not found.");
-        if (current.Status == ServiceStates.Inactive)
-        {
-            throw new AwsException("ServiceNotActiveException", "Service was not ACTIVE.");
-        }
-        if (current.Status == ServiceStates.Draining)
+        // Deleting a service that is already being deleted (DRAINING) or deleted (INACTIVE) answers it as it
+        // is, as ECS does: DeleteService's errors do not include ServiceNotActiveException.
+        if (current.Status is ServiceStates.Draining or ServiceStates.Inactive)
         {
             return current;
         }
         if (!force && current.DesiredCount > 0 && current.SchedulingStrategy == "REPLICA")
         {
-            throw AwsException.InvalidParameter("The service cannot be stopped while it is scaled above 0.");
+            // ECS's words, then which member to change.
+            throw AwsException.InvalidParameter("The service cannot be stopped while it is scaled above 0. Update its desiredCount to 0 first, or delete it with force.");
         }
-        var updated = current with { Status = ServiceStates.Draining, DesiredCount = 0, Version = current.Version + 1 };
+        var now = time.GetUtcNow();
+        // The primary deployment shows the count it is now driven to, as after an UpdateService to 0.
+        var deployments = current.Deployments.ToList();
+        if (deployments.Count > 0)
+        {
+            deployments[0] = deployments[0] with { DesiredCount = 0, UpdatedAt = now };
+        }
+        var updated = current with { Status = ServiceStates.Draining, DesiredCount = 0, Deployments = deployments, Version = current.Version + 1 };
         tx.Put(state.Services, key, updated);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return updated;
+    }
+
+    /// <summary>Removes services that became INACTIVE before <paramref name="cutoff"/> (ECS keeps them describable for a while).</summary>
+    public async Task<int> PurgeAsync(DateTimeOffset cutoff, int max, CancellationToken ct)
+    {
+        var ids = state.ServiceIndex.InactiveBefore(cutoff, max);
+        if (ids.Count == 0)
+        {
+            return 0;
+        }
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        var purged = 0;
+        foreach (var id in ids)
+        {
+            if (state.Services.Find(id) is { Status: ServiceStates.Inactive })
+            {
+                tx.Delete(state.Services, id);
+                purged++;
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return purged;
     }
 }

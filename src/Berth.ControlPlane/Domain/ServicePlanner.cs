@@ -53,26 +53,8 @@ public static class ServicePlanner
 {
     public const string SchedulerStopCode = "ServiceSchedulerInitiated";
 
-    /// <summary>A task's health as ECS derives it from its containers' health: UNHEALTHY if any container is, HEALTHY if all checked ones are, UNKNOWN otherwise; null when none has a check.</summary>
-    public static string? HealthOf(TaskRecord t)
-    {
-        string? result = null;
-        foreach (var c in t.Containers)
-        {
-            switch (c.HealthStatus)
-            {
-                case "UNHEALTHY":
-                    return "UNHEALTHY";
-                case "UNKNOWN":
-                    result = "UNKNOWN";
-                    break;
-                case "HEALTHY":
-                    result ??= "HEALTHY";
-                    break;
-            }
-        }
-        return result;
-    }
+    /// <summary>A task's health from its essential containers' health checks (<see cref="TaskHealth.Checked"/>); null when none has a check.</summary>
+    public static string? HealthOf(TaskRecord t) => TaskHealth.Checked(t);
 
     /// <summary>Stopped on its own: an essential container exited or the task never started (not stopped by a user or the scheduler).</summary>
     public static bool IsFailure(TaskRecord t)
@@ -437,6 +419,12 @@ public static class ServicePlanner
             if (liveBy.GetValueOrDefault(d.Id) == 0)
             {
                 plan.Finished.Add(d.Id);
+            }
+            // An older deployment's desired count follows its tasks down as they are replaced, as ECS shows it.
+            var remaining = tasks.Count(t => t.StartedBy == d.Id && !t.IsStopped && t.DesiredStatus == TaskStates.Running && !stopped.Contains(t.Id));
+            if (remaining < current(d.Id).DesiredCount)
+            {
+                plan.Patched[d.Id] = current(d.Id) with { DesiredCount = remaining };
             }
         }
         var settled = inputs.Leaving.Count == 0 && othersLive == 0 && primaryLive == desired && primaryHealthy == desired

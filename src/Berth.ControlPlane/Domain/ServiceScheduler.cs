@@ -609,7 +609,8 @@ public sealed partial class ServiceScheduler : BackgroundService
             if (plan.Patched.TryGetValue(d.Id, out var p))
             {
                 // Keep what UpdateService may have changed meanwhile; take the scheduler's bookkeeping.
-                d = p with { Status = d.Status, DesiredCount = d.DesiredCount, Config = d.Config };
+                // An older deployment's count is the scheduler's (it falls as its tasks are replaced).
+                d = p with { Status = d.Status, DesiredCount = i == 0 ? d.DesiredCount : p.DesiredCount, Config = d.Config };
             }
             if (i > 0 && plan.Finished.Contains(d.Id))
             {
@@ -658,6 +659,13 @@ public sealed partial class ServiceScheduler : BackgroundService
         if (plan.DaemonDesired is { } dd && deployments.Count > 0)
         {
             deployments[0] = deployments[0] with { DesiredCount = dd };
+        }
+        if (plan.BecomesInactive)
+        {
+            // Deleted before its deployment finished: the service deployment ends STOPPED.
+            deployments = deployments.Select(d => d.DeploymentStatus is "IN_PROGRESS" or "PENDING" or "ROLLBACK_IN_PROGRESS"
+                ? d with { DeploymentStatus = "STOPPED", DeploymentStatusReason = "The service was deleted.", FinishedAt = now, UpdatedAt = now }
+                : d).ToList();
         }
         return fresh with
         {

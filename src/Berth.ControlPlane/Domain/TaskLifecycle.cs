@@ -224,6 +224,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                     Name = c.Name!,
                     Image = c.Image,
                     LastStatus = TaskStates.Pending,
+                    Essential = c.Essential != false,
+                    HasHealthCheck = TaskHealth.HasCheck(c.HealthCheck),
                     Cpu = (o?.Cpu ?? c.Cpu ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture),
                     Memory = (o?.Memory ?? c.Memory)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
                     MemoryReservation = (o?.MemoryReservation ?? c.MemoryReservation)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -496,4 +498,53 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return purged;
     }
+
+    /// <summary>
+    /// A lost host: the instance's agent has been disconnected for the whole grace period, so nobody will report
+    /// its tasks stopped. Every live task on it becomes STOPPED now (desired and last status, stoppedAt), which
+    /// frees its reservation and lets a service scheduler replace it; a task already told to stop keeps its first
+    /// reason. Nothing happens when the agent is back (connected) or the instance is gone or INACTIVE: the check
+    /// and the writes are one transaction, so a reconnect racing this either wins or sees its tasks stopped.
+    /// Reads the by-instance index only. Returns how many tasks were stopped.
+    /// </summary>
+    public async Task<int> StopLostAsync(string instanceKey, string reason, CancellationToken ct)
+    {
+        var cluster = instanceKey[..instanceKey.IndexOf('/', StringComparison.Ordinal)];
+        var instanceId = instanceKey[(cluster.Length + 1)..];
+        await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
+        if (state.ContainerInstances.Find(instanceKey) is not { AgentConnected: false } instance || instance.Status == "INACTIVE")
+        {
+            return 0;
+        }
+        var now = time.GetUtcNow();
+        var stopped = 0;
+        foreach (var id in state.TaskIndex.Get(TaskIndex.ByInstance, cluster, instanceId))
+        {
+            if (state.Tasks.Find(id) is not { IsStopped: false } current)
+            {
+                continue;
+            }
+            var first = current.DesiredStatus == TaskStates.Stopped;
+            tx.Put(state.Tasks, id, current with
+            {
+                DesiredStatus = TaskStates.Stopped,
+                LastStatus = TaskStates.Stopped,
+                // ECS has no stop code for a lost agent; TerminationNotice is the one it gives when the
+                // capacity under a task goes away, which is what a host silent past the grace amounts to.
+                StopCode = first ? current.StopCode : LostHostStopCode,
+                StoppedReason = first && current.StoppedReason is not null ? current.StoppedReason : reason,
+                StoppingAt = current.StoppingAt ?? now,
+                ExecutionStoppedAt = current.ExecutionStoppedAt ?? now,
+                StoppedAt = now,
+                Containers = current.Containers.Select(c => c.LastStatus == TaskStates.Stopped ? c : c with { LastStatus = TaskStates.Stopped }).ToList(),
+                Version = current.Version + 1,
+            });
+            stopped++;
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return stopped;
+    }
+
+    /// <summary>The stop code of tasks stopped because their host was lost (see <see cref="StopLostAsync"/>).</summary>
+    public const string LostHostStopCode = "TerminationNotice";
 }

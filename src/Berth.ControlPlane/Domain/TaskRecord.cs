@@ -61,6 +61,13 @@ public sealed record ContainerRecord
     [JsonPropertyName("reason")] public string? Reason { get; init; }
     [JsonPropertyName("imageDigest")] public string? ImageDigest { get; init; }
     [JsonPropertyName("health")] public string? HealthStatus { get; init; }
+    /// <summary>From the definition at launch. Stored only when false, so a record without it (stored before this field existed) is essential.</summary>
+    [JsonIgnore] public bool Essential { get => StoredEssential != false; init => StoredEssential = value ? null : false; }
+    // The source generator gives an init-only property missing from the JSON its type's default, not the initializer's
+    // value, so "missing means true" needs a nullable behind it.
+    [JsonPropertyName("essential")] public bool? StoredEssential { get; init; }
+    /// <summary>The definition gives the container a health check (so its health counts towards the task's, see <see cref="TaskHealth"/>).</summary>
+    [JsonPropertyName("hasHealthCheck"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool HasHealthCheck { get; init; }
     [JsonPropertyName("cpu")] public string? Cpu { get; init; }
     [JsonPropertyName("memory")] public string? Memory { get; init; }
     [JsonPropertyName("memoryReservation")] public string? MemoryReservation { get; init; }

@@ -9,7 +9,7 @@ namespace Berth.ControlPlane.Domain;
 /// removes tasks whose stoppedAt is older than the retention window, oldest first, from the stopped-task
 /// index (never a scan of the table), so the store holds what is live plus one window of history.
 /// </summary>
-internal sealed partial class TaskRetention(TaskLifecycle tasks, ControlPlaneOptions options, TimeProvider time, ILogger<TaskRetention> logger) : BackgroundService
+internal sealed partial class TaskRetention(TaskLifecycle tasks, ServiceLifecycle services, ControlPlaneOptions options, TimeProvider time, ILogger<TaskRetention> logger) : BackgroundService
 {
     private const int BatchSize = 1000;
 
@@ -48,6 +48,8 @@ internal sealed partial class TaskRetention(TaskLifecycle tasks, ControlPlaneOpt
         while (n == BatchSize);
         // Deregistered (INACTIVE) container instances stay describable for the same window once no task names them.
         total += await tasks.PurgeInstancesAsync(cutoff, BatchSize, ct).ConfigureAwait(false);
+        // Deleted (INACTIVE) services too.
+        total += await services.PurgeAsync(cutoff, BatchSize, ct).ConfigureAwait(false);
         if (total > 0)
         {
             LogPurged(logger, total);
@@ -55,7 +57,7 @@ internal sealed partial class TaskRetention(TaskLifecycle tasks, ControlPlaneOpt
         return total;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Retention: removed {Count} stopped task(s) and deregistered instance(s) past the retention window")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Retention: removed {Count} stopped task(s), deregistered instance(s) and deleted service(s) past the retention window")]
     private static partial void LogPurged(ILogger logger, int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Retention sweep failed; retrying at the next interval")]

@@ -66,6 +66,7 @@ public static class TaskViews
             StoppedAt = t.StoppedAt,
             StopCode = t.StopCode,
             StoppedReason = t.StoppedReason,
+            HealthStatus = TaskHealth.Of(t),
             Connectivity = t.ConnectivityAt is null ? null : "CONNECTED",
             ConnectivityAt = t.ConnectivityAt,
             Containers = t.Containers.Select(c => new Container
@@ -79,7 +80,8 @@ public static class TaskViews
                 LastStatus = c.LastStatus,
                 ExitCode = c.ExitCode,
                 Reason = c.Reason,
-                HealthStatus = c.HealthStatus,
+                // ECS reports UNKNOWN for a container without a health check, and before the first verdict.
+                HealthStatus = c.HealthStatus ?? TaskHealth.Unknown,
                 NetworkInterfaces = [],
                 NetworkBindings = c.Bindings?.Select(b => new NetworkBinding { BindIP = b.BindIp, ContainerPort = b.ContainerPort, HostPort = b.HostPort, Protocol = b.Protocol }).ToList(),
                 Cpu = c.Cpu,

@@ -305,7 +305,7 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
 
         var token = req.ClientToken;
         req.ClientToken = null;
-        var service = await services.CreateAsync(new CreateServiceCommand
+        var (service, created) = await services.CreateAsync(new CreateServiceCommand
         {
             Cluster = cluster,
             Service = new ServiceRecord
@@ -331,7 +331,21 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
                 Fingerprint = token is null ? null : Convert.ToHexString(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(req, Json.CreateServiceRequest))),
             },
         }, ct).ConfigureAwait(false);
-        return new CreateServiceResponse { Service = ServiceViews.ToWire(arns, State, service, withTags: true) };
+        // ECS returns the tags a service was created with, and leaves the member out when there are none.
+        var wire = ServiceViews.ToWire(arns, State, service, withTags: service.Tags is { Count: > 0 });
+        if (created)
+        {
+            // The service as created: ECS starts its tasks after answering, so the counts are 0 even when
+            // the scheduler, woken by the commit, has already placed some.
+            wire.RunningCount = 0;
+            wire.PendingCount = 0;
+            foreach (var d in wire.Deployments ?? [])
+            {
+                d.RunningCount = 0;
+                d.PendingCount = 0;
+            }
+        }
+        return new CreateServiceResponse { Service = wire };
     }
 
     private async Task<UpdateServiceResponse> UpdateAsync(UpdateServiceRequest req, CancellationToken ct)
@@ -435,10 +449,13 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             throw AwsException.InvalidParameter("schedulingStrategy: must be REPLICA or DAEMON.");
         }
         var cluster = tasks.ResolveCluster(req.Cluster);
-        bool Keep(string key) => State.Services.Find(key) is { } s && s.Status != ServiceStates.Inactive
+        // ACTIVE services only: a deleted service (DRAINING, then INACTIVE) stays describable but leaves the
+        // list at once, as in ECS (tools wait for a deleted service to drop out of ListServices).
+        bool Keep(string key) => State.Services.Find(key) is { } s && s.Status == ServiceStates.Active
             && (req.LaunchType is null || s.LaunchType == req.LaunchType)
             && (req.SchedulingStrategy is null || s.SchedulingStrategy == req.SchedulingStrategy);
-        var (page, next) = Pagination.PageSorted(State.ServiceIndex.InCluster(cluster), Keep, req.MaxResults, req.NextToken);
+        // Without maxResults ECS answers 10 services a page (most List calls answer 100).
+        var (page, next) = Pagination.PageSorted(State.ServiceIndex.InCluster(cluster), Keep, req.MaxResults ?? 10, req.NextToken);
         return new ListServicesResponse
         {
             ServiceArns = page.Select(key => arns.Service(cluster, key[(cluster.Length + 1)..])).ToList(),
@@ -464,7 +481,8 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             .Where(d => req.CreatedAt?.After is not { } after || d.CreatedAt >= after)
             .Where(d => req.CreatedAt?.Before is not { } before || d.CreatedAt <= before)
             .ToList();
-        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults, req.NextToken, order: Comparer<string>.Create((a, b) => all.FindIndex(d => d.Id == a).CompareTo(all.FindIndex(d => d.Id == b))));
+        // Without maxResults ECS answers 20 service deployments a page.
+        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults ?? 20, req.NextToken, order: Comparer<string>.Create((a, b) => all.FindIndex(d => d.Id == a).CompareTo(all.FindIndex(d => d.Id == b))));
         var byId = all.ToDictionary(d => d.Id, StringComparer.Ordinal);
         return new ListServiceDeploymentsResponse
         {

@@ -39,6 +39,13 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
             c.MountPoints ??= [];
             c.VolumesFrom ??= [];
             c.Cpu ??= 0;
+            if (c.HealthCheck is { } hc)
+            {
+                // ECS echoes its defaults back in DescribeTaskDefinition.
+                hc.Interval ??= 30;
+                hc.Timeout ??= 5;
+                hc.Retries ??= 3;
+            }
             foreach (var pm in c.PortMappings)
             {
                 pm.Protocol ??= "tcp";
@@ -152,6 +159,94 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         if (!containers.Any(c => c.Essential != false))
         {
             throw AwsException.Client("containerDefinitions: a task definition must have at least one essential container.");
+        }
+        ValidateHealthAndDependencies(containers);
+    }
+
+    /// <summary>
+    /// healthCheck within ECS's ranges; dependsOn naming containers of this definition, HEALTHY only on one with a
+    /// health check, SUCCESS and COMPLETE only on a non-essential one (ECS: "A dependency container with SUCCESS or
+    /// COMPLETE condition cannot be an essential container"), and no cycle (its containers could never start).
+    /// The model has already checked that each condition is one of START, COMPLETE, SUCCESS, HEALTHY.
+    /// </summary>
+    private static void ValidateHealthAndDependencies(List<ContainerDefinition> containers)
+    {
+        var byName = containers.ToDictionary(c => c.Name!, StringComparer.Ordinal);
+        for (var i = 0; i < containers.Count; i++)
+        {
+            var c = containers[i];
+            var at = $"containerDefinitions[{i}]";
+            if (c.HealthCheck is { } hc)
+            {
+                if (hc.Command is not { Count: > 0 } || hc.Command[0] is not ("CMD" or "CMD-SHELL" or "NONE"))
+                {
+                    throw AwsException.Client($"{at}.healthCheck.command: must start with CMD, CMD-SHELL or NONE (container '{c.Name}').");
+                }
+                CheckRange(hc.Interval, 5, 300, $"{at}.healthCheck.interval", " seconds", c.Name!);
+                CheckRange(hc.Timeout, 2, 60, $"{at}.healthCheck.timeout", " seconds", c.Name!);
+                CheckRange(hc.Retries, 1, 10, $"{at}.healthCheck.retries", "", c.Name!);
+                CheckRange(hc.StartPeriod, 0, 300, $"{at}.healthCheck.startPeriod", " seconds", c.Name!);
+            }
+            var deps = c.DependsOn ?? [];
+            for (var j = 0; j < deps.Count; j++)
+            {
+                var d = deps[j];
+                var dat = $"{at}.dependsOn[{j}]";
+                if (d.ContainerName is null || !byName.TryGetValue(d.ContainerName, out var target))
+                {
+                    throw AwsException.Client($"{dat}.containerName: container '{d.ContainerName}' that '{c.Name}' depends on is not defined in this task definition.");
+                }
+                if (d.ContainerName == c.Name)
+                {
+                    throw AwsException.Client($"{dat}.containerName: container '{c.Name}' cannot depend on itself.");
+                }
+                if (d.Condition == "HEALTHY" && !TaskHealth.HasCheck(target.HealthCheck))
+                {
+                    throw AwsException.Client($"{dat}.condition: HEALTHY requires container '{d.ContainerName}' to have a healthCheck.");
+                }
+                if (d.Condition is "SUCCESS" or "COMPLETE" && target.Essential != false)
+                {
+                    throw AwsException.Client($"{dat}.condition: a dependency container with SUCCESS or COMPLETE condition cannot be an essential container ('{d.ContainerName}').");
+                }
+            }
+        }
+        // Cycles: depth-first search, colouring containers on the current path.
+        var state = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var c in containers)
+        {
+            if (FindCycle(c.Name!) is { } cycle)
+            {
+                throw AwsException.Client($"containerDefinitions: dependsOn forms a cycle ({cycle}); none of these containers could start.");
+            }
+        }
+
+        string? FindCycle(string name)
+        {
+            switch (state.GetValueOrDefault(name))
+            {
+                case 1:
+                    return name;
+                case 2:
+                    return null;
+            }
+            state[name] = 1;
+            foreach (var d in byName[name].DependsOn ?? [])
+            {
+                if (FindCycle(d.ContainerName!) is { } path)
+                {
+                    return name + " -> " + path;
+                }
+            }
+            state[name] = 2;
+            return null;
+        }
+    }
+
+    private static void CheckRange(int? value, int min, int max, string field, string unit, string container)
+    {
+        if (value is { } v && (v < min || v > max))
+        {
+            throw AwsException.Client($"{field}: must be between {min} and {max}{unit}, got {v} (container '{container}').");
         }
     }
 

@@ -242,6 +242,11 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             sets.Add(index.Get(TaskIndex.ByStartedBy, clusterName, req.StartedBy));
         }
         var group = req.ServiceName is null ? null : "service:" + Arns.NameOf(req.ServiceName);
+        // A service that never existed in the cluster is an error in ECS, not an empty list.
+        if (req.ServiceName is not null && State.Services.Find(EcsState.ScopedId(clusterName, Arns.NameOf(req.ServiceName))) is null)
+        {
+            throw new AwsException("ServiceNotFoundException", "Service not found.");
+        }
         if (group is not null)
         {
             sets.Add(index.Get(TaskIndex.ByGroup, clusterName, group));

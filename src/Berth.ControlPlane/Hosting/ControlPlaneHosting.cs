@@ -35,6 +35,8 @@ public static class ControlPlaneHosting
         services.TryAddSingleton<IServiceTargets, NoServiceTargets>();
         services.AddSingleton<ServiceScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<ServiceScheduler>());
+        services.AddSingleton<LostHostSweeper>();
+        services.AddHostedService(sp => sp.GetRequiredService<LostHostSweeper>());
         services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
         services.AddGrpc();
         // The registry registers the real provider; this one only fills in when there is none.

@@ -13,6 +13,12 @@ public sealed record ControlPlaneOptions
     /// <summary>How long an agent may stay silent before its instance is marked agentConnected=false.</summary>
     public TimeSpan AgentTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long an instance's agent may stay disconnected before the instance's live tasks are marked STOPPED
+    /// (its host is taken as lost, so services can replace them elsewhere); a reconnect within it cancels that.
+    /// </summary>
+    public TimeSpan AgentGrace { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>The public endpoint clients use ("http://127.0.0.1:4566"); used in repositoryUri and proxyEndpoint.</summary>
     public string PublicEndpoint { get; init; } = "http://127.0.0.1:4566";
 

@@ -68,7 +68,7 @@ public sealed class ControlPlaneTests
     public async Task StoppedTask_SurvivesARestart_ThenGoesAfterTheRetentionWindow()
     {
         await DockerCli.RequireAsync();
-        await using var server = await BerthServer.StartAsync("up", "--task-retention", "6", "--retention-sweep-interval", "1");
+        await using var server = await BerthServer.StartAsync("up", "--task-retention", "20", "--retention-sweep-interval", "1");
         var aws = new AwsCli(server.Endpoint);
         await aws.RunAsync("ecs", "create-cluster");
         await aws.WaitForContainerInstanceAsync("default", TimeSpan.FromSeconds(60));
@@ -77,7 +77,7 @@ public sealed class ControlPlaneTests
         await EcsScenario.WaitForStatusAsync(aws, "default", arn, "STOPPED");
 
         await server.KillAsync();
-        await server.RestartAsync("--task-retention", "6", "--retention-sweep-interval", "1");
+        await server.RestartAsync("--task-retention", "20", "--retention-sweep-interval", "1");
         var after = await aws.RunAsync("ecs", "describe-tasks", "--tasks", arn);
         Assert.Equal("STOPPED", after["tasks"]![0]!["lastStatus"]!.GetValue<string>());
 

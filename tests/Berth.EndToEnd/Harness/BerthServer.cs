@@ -13,8 +13,8 @@ namespace Berth.EndToEnd.Harness;
 public sealed class BerthServer : IAsyncDisposable
 {
     private readonly StringBuilder _log = new();
+    private readonly Dictionary<string, Process> _agents = new(StringComparer.Ordinal);
     private Process? _process;
-    private Process? _agent;
 
     private BerthServer(string mode, int port, int agentPort, string dataDir, string runId)
     {
@@ -73,27 +73,75 @@ public sealed class BerthServer : IAsyncDisposable
         await WaitHealthyAsync(TimeSpan.FromSeconds(60));
     }
 
-    /// <summary>Starts a separate <c>berth agent</c> process dialling this server.</summary>
-    public void StartAgent(string cluster = "default")
+    /// <summary>
+    /// Starts a separate <c>berth agent</c> process dialling this server. Each <paramref name="name"/> is its own
+    /// container instance (its identity lives in DATA/NAME/agent/agent.json); starting a name again after
+    /// <see cref="KillAgentAsync"/> brings the same instance back.
+    /// </summary>
+    public void StartAgent(string cluster = "default", string name = DefaultAgent, params string[] extraArgs)
     {
-        _agent = Spawn(["agent", "--server", Endpoint, "--data", Path.Combine(DataDirectory, "agent-proc"), "--cluster", cluster,
-            "--container-label", Label, "--memory", "2048", "--cpu", "2048", "--log-level", "Warning"], "agent");
+        // 2048 MiB and 2048 CPU units unless extraArgs give the agent its own budget.
+        string[] budget = [.. extraArgs.Contains("--memory") ? [] : new[] { "--memory", "2048" }, .. extraArgs.Contains("--cpu") ? [] : new[] { "--cpu", "2048" }];
+        var p = Spawn(["agent", "--server", Endpoint, "--data", Path.Combine(DataDirectory, name), "--cluster", cluster,
+            "--container-label", Label, .. budget, "--log-level", "Warning", .. extraArgs], name == DefaultAgent ? "agent" : name);
+        lock (_agents)
+        {
+            _agents[name] = p;
+        }
     }
 
-    /// <summary>kill -9 of the separate agent process only; the server keeps running.</summary>
-    public async Task KillAgentAsync()
+    public const string DefaultAgent = "agent-proc";
+
+    /// <summary>The agent id and container instance ARN (null before it registered) the named agent keeps in its identity file.</summary>
+    public (string AgentId, string? ContainerInstanceArn) AgentIdentity(string name = DefaultAgent)
     {
-        if (_agent is { HasExited: false } a)
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(DataDirectory, name, "agent", "agent.json")))!;
+        return (json["agentId"]!.GetValue<string>(), json["containerInstanceArn"]?.GetValue<string>());
+    }
+
+    /// <summary>kill -9 of one separate agent process only; the server and other agents keep running.</summary>
+    public async Task KillAgentAsync(string name = DefaultAgent)
+    {
+        Process? a;
+        lock (_agents)
+        {
+            _agents.TryGetValue(name, out a);
+        }
+        if (a is { HasExited: false })
         {
             a.Kill(entireProcessTree: true);
             await a.WaitForExitAsync();
         }
     }
 
-    /// <summary>kill -9 of the server process (and of the separate agent when there is one).</summary>
+    /// <summary>Sends a signal (STOP to freeze it, CONT to thaw it) to one separate agent process.</summary>
+    public async Task SignalAgentAsync(string name, string signal)
+    {
+        Process? a;
+        lock (_agents)
+        {
+            _agents.TryGetValue(name, out a);
+        }
+        if (a is not { HasExited: false })
+        {
+            throw new InvalidOperationException($"agent {name} is not running");
+        }
+        var r = await Processes.RunAsync("kill", ["-" + signal, a.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        if (r.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} {a.Id}: {r.Stderr}");
+        }
+    }
+
+    /// <summary>kill -9 of the server process (and of the separate agents when there are some).</summary>
     public async Task KillAsync()
     {
-        foreach (var p in new[] { _process, _agent })
+        Process[] agents;
+        lock (_agents)
+        {
+            agents = [.. _agents.Values];
+        }
+        foreach (var p in new[] { _process }.Concat(agents))
         {
             if (p is { HasExited: false })
             {

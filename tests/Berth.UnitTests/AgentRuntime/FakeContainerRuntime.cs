@@ -57,12 +57,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
     }
 
     /// <summary>A container that was there before the agent started (adopted by its labels).</summary>
-    public string Add(string taskArn, string name, string state = "running")
+    public string Add(string taskArn, string name, string state = "running", int exitCode = 0)
     {
         lock (_containers)
         {
             var id = $"c{++_nextId}";
-            _containers[id] = new Container(id, taskArn, name) { State = state };
+            _containers[id] = new Container(id, taskArn, name) { State = state, ExitCode = exitCode };
             return id;
         }
     }
@@ -86,6 +86,18 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             c.ExitCode = exitCode;
         }
         Emit(c, "die");
+    }
+
+    /// <summary>The container's health check gives a verdict (starting, healthy, unhealthy), and Docker says "health_status".</summary>
+    public void SetHealth(string taskArn, string name, string health)
+    {
+        Container c;
+        lock (_containers)
+        {
+            c = _containers.Values.Single(x => x.TaskArn == taskArn && x.Name == name);
+            c.Health = health;
+        }
+        Emit(c, "health_status");
     }
 
     /// <summary>The event stream breaks, as when dockerd restarts.</summary>
@@ -229,9 +241,11 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         public string Name { get; } = name;
         public string State { get; set; } = "created";
         public long ExitCode { get; set; }
+        public string? Health { get; set; }
 
         public RuntimeContainer Snapshot() => new()
         {
+            Health = Health,
             Id = Id,
             TaskArn = TaskArn,
             ContainerName = Name,

@@ -189,6 +189,22 @@ public sealed class TaskEngineTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Apply_SnapshotAfterLostHost_StopsTheStillRunningContainersOfATaskTheServerStopped()
+    {
+        // The agent was away past the grace: the server marked the task STOPPED while its container kept running.
+        _runtime.Add(Arn("lost"), "app");
+        await _engine.StartAsync(CancellationToken.None);
+        Assert.Equal([Arn("lost")], _engine.KnownTaskArns());
+
+        _engine.Apply(Snapshot(1, Desired("lost", desired: "STOPPED", last: "STOPPED", lastSequence: 4)));
+        await _engine.WhenIdleAsync();
+
+        Assert.Contains(_runtime.Calls, c => c.StartsWith("stop:", StringComparison.Ordinal));
+        Assert.DoesNotContain(_runtime.Containers(), c => c.State == "running");
+        Assert.Empty(_runtime.Created);
+    }
+
+    [Fact]
     public async Task Apply_DeltaDesiredStopped_StopsTheRunningTask()
     {
         await _engine.StartAsync(CancellationToken.None);

@@ -132,6 +132,81 @@ public sealed class AgentStreamTests
         Assert.False(f.State.ContainerInstances.All.Single().Value.AgentConnected);
     }
 
+    [Fact]
+    public async Task Connect_AgentBackAfterItsHostWasLost_SnapshotListsItsTasksAsStopped()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2026, 11, 27, 12, 0, 0, TimeSpan.Zero));
+        await using var f = new EcsFixture(time: time);
+        using var sweeper = new Berth.ControlPlane.Domain.LostHostSweeper(f.Tasks, new ControlPlaneOptions { DataDirectory = "/nonexistent", AgentGrace = TimeSpan.FromSeconds(60) },
+            time, Microsoft.Extensions.Logging.Abstractions.NullLogger<Berth.ControlPlane.Domain.LostHostSweeper>.Instance);
+        await f.AddTaskDefinitionAsync("web", 1, EcsFixture.Web());
+        var first = new FakeStreams();
+        first.Send(new AgentMessage { Register = EcsFixture.Registration() });
+        var call = f.Gateway.Connect(first.Reader, first.Writer, new FakeContext(CancellationToken.None));
+        var registered = (await first.NextAsync()).Registered;
+        Assert.NotEmpty(registered.AgentSecret);
+        await first.NextAsync(); // the empty snapshot
+        var run = await f.CallAsync("RunTask", """{"taskDefinition":"web"}""");
+        var taskArn = run.GetProperty("tasks")[0].GetProperty("taskArn").GetString()!;
+        await first.NextAsync();
+        first.Send(new AgentMessage { TaskStatus = new TaskStatusReport { TaskArn = taskArn, LastStatus = "RUNNING", Sequence = 1 } });
+        var key = EcsState.ScopedId("default", taskArn[(taskArn.LastIndexOf('/') + 1)..]);
+        await WaitForAsync(() => f.State.Tasks.Find(key)?.LastStatus == "RUNNING");
+
+        // The agent's process dies; its host stays silent past the grace.
+        first.Complete();
+        await call.WaitAsync(Timeout);
+        time.Advance(TimeSpan.FromSeconds(60));
+        Assert.Equal(1, await sweeper.ExpireDueAsync(CancellationToken.None));
+
+        // It comes back still holding the task's containers: the snapshot tells it the task is STOPPED.
+        var again = new FakeStreams();
+        var register = EcsFixture.Registration();
+        register.AgentSecret = registered.AgentSecret;
+        register.ContainerInstanceArn = registered.ContainerInstanceArn;
+        register.KnownTaskArns.Add(taskArn);
+        again.Send(new AgentMessage { Register = register });
+        var second = f.Gateway.Connect(again.Reader, again.Writer, new FakeContext(CancellationToken.None));
+        var reply = await again.NextAsync();
+        Assert.Equal(ServerMessage.BodyOneofCase.Registered, reply.BodyCase);
+        var snapshot = (await again.NextAsync()).Desired;
+        Assert.True(snapshot.Full);
+        var listed = Assert.Single(snapshot.Tasks);
+        Assert.Equal(taskArn, listed.TaskArn);
+        Assert.Equal("STOPPED", listed.DesiredStatus);
+        Assert.Equal("STOPPED", listed.LastStatus);
+        again.Complete();
+        await second.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task Connect_OldStreamEndsAfterTheAgentReconnected_InstanceStaysConnected()
+    {
+        await using var f = new EcsFixture();
+        var first = new FakeStreams();
+        first.Send(new AgentMessage { Register = EcsFixture.Registration() });
+        var firstCall = f.Gateway.Connect(first.Reader, first.Writer, new FakeContext(CancellationToken.None));
+        var registered = (await first.NextAsync()).Registered;
+
+        // The agent reconnects on a new stream while the server still holds the old one.
+        var second = new FakeStreams();
+        var again = EcsFixture.Registration();
+        again.AgentSecret = registered.AgentSecret;
+        again.ContainerInstanceArn = registered.ContainerInstanceArn;
+        second.Send(new AgentMessage { Register = again });
+        var secondCall = f.Gateway.Connect(second.Reader, second.Writer, new FakeContext(CancellationToken.None));
+        Assert.Equal(ServerMessage.BodyOneofCase.Registered, (await second.NextAsync()).BodyCase);
+
+        // The old stream ends late (it was replaced): the instance stays connected, so its grace never starts.
+        first.Complete();
+        await firstCall.WaitAsync(Timeout);
+        Assert.True(f.State.ContainerInstances.All.Single().Value.AgentConnected);
+
+        second.Complete();
+        await secondCall.WaitAsync(Timeout);
+        Assert.False(f.State.ContainerInstances.All.Single().Value.AgentConnected);
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow + Timeout;
