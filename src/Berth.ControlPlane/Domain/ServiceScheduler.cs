@@ -496,13 +496,17 @@ public sealed partial class ServiceScheduler : BackgroundService
             }
             if (constraints.Count > 0)
             {
-                var candidate = new InstanceCandidate
-                {
-                    Arn = _tasks.Arns.ContainerInstance(svc.Cluster, instance.Id),
-                    CpuAvailable = int.MaxValue,
-                    MemoryAvailable = long.MaxValue,
-                    Attributes = InstanceLedger.AttributeMap(instance),
-                };
+                // The ledger's candidate: attributes, ec2InstanceId, running tasks and task groups, as RunTask's memberOf sees them.
+                var known = _state.Ledger.Candidate(key);
+                var candidate = known is null
+                    ? new InstanceCandidate
+                    {
+                        Arn = _tasks.Arns.ContainerInstance(svc.Cluster, instance.Id),
+                        CpuAvailable = int.MaxValue,
+                        MemoryAvailable = long.MaxValue,
+                        Attributes = InstanceLedger.AttributeMap(instance),
+                    }
+                    : known with { CpuAvailable = int.MaxValue, MemoryAvailable = long.MaxValue, Status = "ACTIVE", AgentConnected = true };
                 var probe = Scheduler.Place(new PlacementRequest
                 {
                     Candidates = [candidate],
@@ -577,6 +581,7 @@ public sealed partial class ServiceScheduler : BackgroundService
             Scheduler.ReasonMemory => $"The closest matching {instance} has insufficient memory available.",
             Scheduler.ReasonPorts => $"The closest matching {instance} is already using a port required by your task.",
             Scheduler.ReasonAttribute => $"The closest matching {instance} is missing an attribute required by your task.",
+            Scheduler.ReasonMemberOf or Scheduler.ReasonDistinctInstance => $"The closest matching {instance} encountered error \"{f.Reason}.\"",
             _ => "Reason: " + f.Reason + ".",
         };
     }

@@ -91,84 +91,12 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         };
     }
 
+    /// <summary>RunTask's placement checks (<see cref="PlacementRules"/>), kept as the service stores them; null when not given.</summary>
     private static List<PlacementRecord>? Constraints(List<PlacementConstraint>? list)
-    {
-        if (list is null)
-        {
-            return null;
-        }
-        if (list.Count > 10)
-        {
-            throw AwsException.InvalidParameter("placementConstraints: at most 10 constraints.");
-        }
-        var result = new List<PlacementRecord>();
-        for (var i = 0; i < list.Count; i++)
-        {
-            var c = list[i];
-            switch (c.Type)
-            {
-                case "distinctInstance":
-                    if (c.Expression is not null)
-                    {
-                        throw AwsException.InvalidParameter($"placementConstraints[{i}].expression: distinctInstance takes no expression.");
-                    }
-                    break;
-                case "memberOf":
-                    string? error = "required for memberOf.";
-                    if (c.Expression is null || !QueryExpression.TryParse(c.Expression, out _, out error))
-                    {
-                        throw AwsException.InvalidParameter($"placementConstraints[{i}].expression: {error}");
-                    }
-                    break;
-                default:
-                    throw AwsException.InvalidParameter($"placementConstraints[{i}].type: must be distinctInstance or memberOf.");
-            }
-            result.Add(new PlacementRecord(c.Type, c.Expression));
-        }
-        return result;
-    }
+        => list is null ? null : PlacementRules.ValidateConstraints(list).Select(c => new PlacementRecord(c.Type, c.Expression)).ToList();
 
     private static List<PlacementRecord>? Strategies(List<PlacementStrategy>? list)
-    {
-        if (list is null)
-        {
-            return null;
-        }
-        if (list.Count > 5)
-        {
-            throw AwsException.InvalidParameter("placementStrategy: at most 5 strategies.");
-        }
-        var result = new List<PlacementRecord>();
-        for (var i = 0; i < list.Count; i++)
-        {
-            var s = list[i];
-            switch (s.Type)
-            {
-                case "random":
-                    if (s.Field is not null)
-                    {
-                        throw AwsException.InvalidParameter($"placementStrategy[{i}].field: random takes no field.");
-                    }
-                    break;
-                case "binpack":
-                    if (s.Field is not ("cpu" or "memory"))
-                    {
-                        throw AwsException.InvalidParameter($"placementStrategy[{i}].field: binpack needs cpu or memory.");
-                    }
-                    break;
-                case "spread":
-                    if (string.IsNullOrEmpty(s.Field) || (s.Field is not ("instanceId" or "host") && !s.Field.StartsWith("attribute:", StringComparison.Ordinal)))
-                    {
-                        throw AwsException.InvalidParameter($"placementStrategy[{i}].field: spread needs instanceId, host or attribute:NAME.");
-                    }
-                    break;
-                default:
-                    throw AwsException.InvalidParameter($"placementStrategy[{i}].type: must be random, spread or binpack.");
-            }
-            result.Add(new PlacementRecord(s.Type, s.Field));
-        }
-        return result;
-    }
+        => list is null ? null : PlacementRules.ValidateStrategies(list).Select(c => new PlacementRecord(c.Type, c.Field)).ToList();
 
     /// <summary>Each entry: a target group that exists, and a container and port of the definition that the task publishes.</summary>
     private List<ServiceLoadBalancerRecord>? LoadBalancers(List<LoadBalancer>? list, string definition)

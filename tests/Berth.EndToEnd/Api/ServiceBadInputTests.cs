@@ -120,7 +120,6 @@ public sealed class ServiceBadInputTests(ServiceBadInputServer fixture) : IClass
         { "UpdateService", """{"cluster":"svc-bad","service":"web","deploymentConfiguration":{"deploymentCircuitBreaker":{}}}""", 400, Ipe, "deploymentConfiguration.deploymentCircuitBreaker.enable" },
         { "UpdateService", """{"cluster":"svc-bad","service":"daemon","desiredCount":2}""", 400, Ipe, "desiredCount" },
         { "UpdateService", """{"cluster":"svc-bad","service":"daemon","placementStrategy":[{"type":"random"}]}""", 400, Ipe, "placementStrategy" },
-        { "UpdateService", """{"cluster":"svc-bad","service":"web","placementStrategy":[{"type":"random","field":"cpu"}]}""", 400, Ipe, "placementStrategy[0].field" },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","placementConstraints":[{"type":"distinctInstance","expression":"attribute:a == b"}]}""", 400, Ipe, "placementConstraints[0].expression" },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","deploymentController":{"type":"ECS"}}""", 400, Ipe, "deploymentController" },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","networkConfiguration":{"awsvpcConfiguration":{"subnets":["subnet-1"]}}}""", 400, Ipe, "networkConfiguration" },
