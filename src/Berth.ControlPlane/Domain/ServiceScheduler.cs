@@ -553,7 +553,8 @@ public sealed partial class ServiceScheduler : BackgroundService
             StartedBy = deployment.Id,
             Group = svc.Group,
             Tags = tags.Count > 0 ? tags : null,
-            Constraints = svc.PlacementConstraints.Select(c => new PlacementConstraintSpec(c.Type, c.Value)).ToList(),
+            // The service's constraints and the task definition's memberOf constraints, as for RunTask.
+            Constraints = svc.PlacementConstraints.Select(c => new PlacementConstraintSpec(c.Type, c.Value)).Concat(PlacementRules.OfDefinition(definition)).ToList(),
             // ECS spreads a service's tasks across availability zones, then instances, unless told otherwise.
             Strategies = svc.PlacementStrategy.Count > 0
                 ? svc.PlacementStrategy.Select(s => new PlacementStrategySpec(s.Type, s.Value)).ToList()
