@@ -487,6 +487,10 @@ public sealed partial class ServiceScheduler : BackgroundService
     private List<string> DaemonInstances(ServiceRecord svc)
     {
         var constraints = svc.PlacementConstraints.Select(c => new PlacementConstraintSpec(c.Type, c.Value)).ToList();
+        if (svc.Primary is { } primary && _tasks.FindDefinition(primary.TaskDefinition, activeOnlyForFamily: false)?.Definition is { } definition)
+        {
+            constraints.AddRange(PlacementRules.OfDefinition(definition));
+        }
         var result = new List<string>();
         foreach (var key in _state.Ledger.InCluster(svc.Cluster))
         {
