@@ -71,6 +71,47 @@ public sealed class LostHostTests
     }
 
     [Fact]
+    public async Task AgentKilled_ServiceTasksThere_AreReplacedOnTheOtherInstanceAfterTheGrace()
+    {
+        await DockerCli.RequireAsync();
+        await using var server = await BerthServer.StartAsync("server", "--agent-grace", "3");
+        var aws = new AwsCli(server.Endpoint);
+        await aws.RunAsync("ecs", "create-cluster", "--cluster-name", "lostsvc");
+        server.StartAgent("lostsvc", "agent-a");
+        server.StartAgent("lostsvc", "agent-b");
+        var (a, b) = await TwoInstancesAsync(server, aws, "lostsvc");
+        await EcsScenario.RegisterAsync(aws, "lostsvc", Def);
+        // spread over instances: two tasks on each agent.
+        await aws.RunAsync("ecs", "create-service", "--cluster", "lostsvc", "--service-name", "keep", "--task-definition", "lostsvc", "--desired-count", "4",
+            "--placement-strategy", "type=spread,field=instanceId");
+        await aws.RunAsync("ecs", "wait", "services-stable", "--cluster", "lostsvc", "--services", "keep");
+        async Task<JsonNode[]> LiveTasksAsync()
+        {
+            var arns = (await aws.RunAsync("ecs", "list-tasks", "--cluster", "lostsvc", "--service-name", "keep"))["taskArns"]!.AsArray().Select(x => x!.GetValue<string>()).ToArray();
+            return arns.Length == 0 ? [] : (await aws.RunAsync(["ecs", "describe-tasks", "--cluster", "lostsvc", "--tasks", .. arns]))["tasks"]!.AsArray().Select(t => t!).ToArray();
+        }
+        var before = await LiveTasksAsync();
+        var onA = before.Where(t => t["containerInstanceArn"]!.GetValue<string>() == a.Arn).Select(t => t["taskArn"]!.GetValue<string>()).ToArray();
+        Assert.Equal(2, onA.Length);
+
+        await server.KillAgentAsync("agent-a");
+
+        // After the grace A's tasks stop; the service starts replacements on B and is back at 4 RUNNING there.
+        await Wait.ForAsync(async () =>
+        {
+            var live = await LiveTasksAsync();
+            return live.Length == 4 && live.All(t => t["lastStatus"]!.GetValue<string>() == "RUNNING" && t["containerInstanceArn"]!.GetValue<string>() == b.Arn) ? "" : null;
+        }, TimeSpan.FromSeconds(90), "the service to run its 4 tasks on agent B");
+        foreach (var t in onA)
+        {
+            Assert.Equal("TerminationNotice", (await EcsScenario.DescribeAsync(aws, "lostsvc", t))["stopCode"]!.GetValue<string>());
+        }
+        var service = (await aws.RunAsync("ecs", "describe-services", "--cluster", "lostsvc", "--services", "keep"))["services"]![0]!;
+        Assert.Equal(4, service["runningCount"]!.GetValue<int>());
+        await aws.RunAsync("ecs", "delete-service", "--cluster", "lostsvc", "--service", "keep", "--force");
+    }
+
+    [Fact]
     public async Task AgentFrozen_SilentPastTheTimeout_ShowsDisconnected_TasksStop_AndThawedItStopsTheirContainers()
     {
         await DockerCli.RequireAsync();
