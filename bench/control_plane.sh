@@ -4,6 +4,9 @@
 #   bench/control_plane.sh scale [INSTANCES] [TASKS] [CLIENTS]   placement throughput (default 5000 100000 32)
 #   bench/control_plane.sh flat [SIZES...]                       flat cost with 1,000 / 10,000 / 100,000 tasks in the store
 #   bench/control_plane.sh fanout [INSTANCES] [STOPS]            StopTask -> owning agent, p50/p99 (default 5000 500)
+#   bench/control_plane.sh services [INSTANCES] [SERVICES] [PER_SERVICE] [CLIENTS]
+#                                                                 issue 10: CreateService x SERVICES (each desiredCount PER_SERVICE)
+#                                                                 -> sum of runningCount reached (default 5000 1000 100 32)
 # Every server binds 127.0.0.1; each run uses a fresh data directory under /tmp and removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +69,17 @@ flat)
         stop_all; rm -rf "$data" "$data".*.log
     done
     ;;
+services)
+    instances=${1:-5000}; services=${2:-1000}; per=${3:-100}; clients=${4:-32}
+    data=$(mktemp -d /tmp/berth-bench-services.XXXXXX)
+    start_server "$data"
+    ecs CreateCluster '{"clusterName":"bench"}'
+    ecs RegisterTaskDefinition '{"family":"bench-svc","containerDefinitions":[{"name":"main","image":"berth-test/busybox:latest","memory":16,"essential":true}]}'
+    start_sim "$instances" bench "$data"
+    "${bench[@]}" services --endpoint "$endpoint" --pid "$server_pid" --instances "$instances" --services "$services" --per-service "$per" --clients "$clients"
+    echo "| store size (state.db + wal) | $(du -csm "$data"/state.db* | tail -1 | cut -f1) MiB |"
+    stop_all; rm -rf "$data" "$data".*.log
+    ;;
 fanout)
     instances=${1:-5000}; stops=${2:-500}
     data=$(mktemp -d /tmp/berth-bench-fanout.XXXXXX)
@@ -76,5 +90,5 @@ fanout)
     stop_all; rm -rf "$data" "$data".*.log
     ;;
 *)
-    sed -n '2,7p' "$0" >&2; exit 2 ;;
+    sed -n '2,10p' "$0" >&2; exit 2 ;;
 esac
