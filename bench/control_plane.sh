@@ -36,7 +36,11 @@ start_server() { # start_server DATA [extra berth args]
 start_sim() { # start_sim N CLUSTER DATA [MEMORY_MIB]
     "${berth[@]}" agent --server "$endpoint" --simulate "$1" --cluster "$2" --data "$3/sim" --log-level Warning \
         --cpu 4096 --memory "${4:-8192}" >"$3.sim.log" 2>&1 &
-    pids+=("$!")
+    sim_pid=$!; pids+=("$sim_pid")
+}
+
+cpu_seconds() { # cpu_seconds PID: user + system CPU seconds so far
+    awk '{ sub(/.*\) /, ""); printf "%.1f", ($12 + $13) / 100 }' "/proc/$1/stat"
 }
 
 stop_all() { cleanup; pids=(); }
@@ -53,6 +57,7 @@ scale)
     ecs RegisterTaskDefinition '{"family":"bench-sim","containerDefinitions":[{"name":"main","image":"berth-test/busybox:latest","memory":16,"essential":true}]}'
     start_sim "$instances" bench "$data"
     "${bench[@]}" scale --endpoint "$endpoint" --pid "$server_pid" --instances "$instances" --tasks "$tasks" --clients "$clients"
+    echo "| simulated fleet's CPU time (whole process life, registration included) | $(cpu_seconds "$sim_pid") s |"
     echo "| store size (state.db + wal) | $(du -csm "$data"/state.db* | tail -1 | cut -f1) MiB |"
     stop_all; rm -rf "$data" "$data".*.log
     ;;
@@ -77,6 +82,7 @@ services)
     ecs RegisterTaskDefinition '{"family":"bench-svc","containerDefinitions":[{"name":"main","image":"berth-test/busybox:latest","memory":16,"essential":true}]}'
     start_sim "$instances" bench "$data"
     "${bench[@]}" services --endpoint "$endpoint" --pid "$server_pid" --instances "$instances" --services "$services" --per-service "$per" --clients "$clients"
+    echo "| simulated fleet's CPU time (whole process life, registration included) | $(cpu_seconds "$sim_pid") s |"
     echo "| store size (state.db + wal) | $(du -csm "$data"/state.db* | tail -1 | cut -f1) MiB |"
     stop_all; rm -rf "$data" "$data".*.log
     ;;

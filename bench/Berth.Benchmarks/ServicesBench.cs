@@ -18,7 +18,7 @@ internal static class ServicesBench
         await ControlPlaneBench.WaitForInstancesAsync(http, cluster, instances, TimeSpan.FromMinutes(10));
         var names = Enumerable.Range(0, services).Select(i => "svc-" + i.ToString("D4", CultureInfo.InvariantCulture)).ToArray();
         var target = (long)services * perService;
-        var cpuBefore = CpuSeconds(pid);
+        var cpuBefore = ControlPlaneBench.CpuSeconds(pid);
 
         using var sampler = new CancellationTokenSource();
         var peakDuring = 0.0;
@@ -82,7 +82,7 @@ internal static class ServicesBench
             await Task.Delay(250);
         }
         var allRunning = sw.Elapsed;
-        var cpuAfter = CpuSeconds(pid);
+        var cpuAfter = ControlPlaneBench.CpuSeconds(pid);
         await sampler.CancelAsync();
         await sampling;
         var mem = ControlPlaneBench.Memory(pid);
@@ -92,18 +92,9 @@ internal static class ServicesBench
         Console.WriteLine($"| wall time, all CreateService answered | {created.TotalSeconds:F1} s (p50 {ControlPlaneBench.Pct(lat, 0.5):F1} ms, p99 {ControlPlaneBench.Pct(lat, 0.99):F1} ms) |");
         Console.WriteLine($"| wall time, CreateService → sum of runningCount = {target:N0} | {allRunning.TotalSeconds:F1} s{(running < target ? $" (NOT REACHED: {running:N0} running after {limit.TotalMinutes} min)" : "")} |");
         Console.WriteLine($"| placements/s (to RUNNING) | {running / allRunning.TotalSeconds:F0} |");
-        Console.WriteLine($"| server CPU time during the run | {cpuAfter - cpuBefore:F1} s ({(cpuAfter - cpuBefore) / allRunning.TotalSeconds:F2} cores) |");
+        Console.WriteLine($"| server CPU time during the run | {cpuAfter - cpuBefore:F1} s ({(cpuAfter - cpuBefore) / allRunning.TotalSeconds:F2} cores, {(cpuAfter - cpuBefore) * 1000 / Math.Max(1, running):F2} ms per task) |");
         Console.WriteLine($"| server RSS now / peak (VmHWM) | {mem.Rss:F0} MiB / {mem.Peak:F0} MiB |");
         Console.WriteLine($"| DescribeServices polls (100 calls each) | {polls} |");
         return running >= target ? 0 : 1;
-    }
-
-    /// <summary>User + system CPU seconds a process has used (/proc/PID/stat, clock ticks of 1/100 s).</summary>
-    private static double CpuSeconds(int pid)
-    {
-        var stat = File.ReadAllText($"/proc/{pid}/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the command name and state.
-        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
     }
 }
