@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--image", default="berth-test/busybox:latest")
     ap.add_argument("--memory", type=int, default=16, help="MiB per container (hard limit)")
+    ap.add_argument("--phases", action="store_true", help="print where Berth's time went in each round (stderr)")
     ap.add_argument("--timeout", type=float, default=180, help="seconds one scale-out may take")
     args = ap.parse_args()
 
@@ -129,8 +130,23 @@ services:
         def running():
             return ecs.describe_services(cluster=cluster, services=[service])["services"][0]["runningCount"]
 
+        def phases(wall0):
+            # Where the time went, from the tasks' own timestamps: the last task placed (createdAt), the last
+            # one the agent began (pullStartedAt), the last one RUNNING (startedAt), in s after UpdateService.
+            arns = []
+            for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, serviceName=service, desiredStatus="RUNNING"):
+                arns += page["taskArns"]
+            tasks = []
+            for i in range(0, len(arns), 100):
+                tasks += ecs.describe_tasks(cluster=cluster, tasks=arns[i:i + 100])["tasks"]
+            last = lambda k: max(t[k].timestamp() for t in tasks if k in t) - wall0
+            first = lambda k: min(t[k].timestamp() for t in tasks if k in t) - wall0
+            return "placed %.2f-%.2f s, agent began %.2f-%.2f s, RUNNING %.2f-%.2f s" % (
+                first("createdAt"), last("createdAt"), first("pullStartedAt"), last("pullStartedAt"), first("startedAt"), last("startedAt"))
+
         def berth_round():
             t0 = time.perf_counter()
+            wall0 = time.time()
             ecs.update_service(cluster=cluster, service=service, desiredCount=args.count)
             while running() < args.count:
                 if time.perf_counter() - t0 > args.timeout:
@@ -140,6 +156,8 @@ services:
             n = len(containers(berth_label, "running"))
             if n != args.count:
                 sys.exit("berth reported %d running but docker shows %d of its containers running" % (args.count, n))
+            if args.phases:
+                print("berth: " + phases(wall0), file=sys.stderr, flush=True)
             # Back to an empty host: scale in, wait for every task to stop, remove the exited containers.
             ecs.update_service(cluster=cluster, service=service, desiredCount=0)
             t1 = time.perf_counter()
