@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The control-plane benchmarks of issue 8: `berth server` in one process, simulated container instances
+# The control-plane benchmarks of issues 8 and 10: `berth server` in one process, simulated container instances
 # (`berth agent --simulate N`) in a second one, and the load generator (bench/Berth.Benchmarks) in a third.
 #   bench/control_plane.sh scale [INSTANCES] [TASKS] [CLIENTS]   placement throughput (default 5000 100000 32)
 #   bench/control_plane.sh flat [SIZES...]                       flat cost with 1,000 / 10,000 / 100,000 tasks in the store
