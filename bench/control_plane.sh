@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The control-plane benchmarks of issue 8: `berth server` in one process, simulated container instances
+# The control-plane benchmarks of issues 8 and 10: `berth server` in one process, simulated container instances
 # (`berth agent --simulate N`) in a second one, and the load generator (bench/Berth.Benchmarks) in a third.
 #   bench/control_plane.sh scale [INSTANCES] [TASKS] [CLIENTS]   placement throughput (default 5000 100000 32)
 #   bench/control_plane.sh flat [SIZES...]                       flat cost with 1,000 / 10,000 / 100,000 tasks in the store
 #   bench/control_plane.sh fanout [INSTANCES] [STOPS]            StopTask -> owning agent, p50/p99 (default 5000 500)
+#   bench/control_plane.sh services [INSTANCES] [SERVICES] [PER_SERVICE] [CLIENTS]
+#                                                                 issue 10: CreateService x SERVICES (each desiredCount PER_SERVICE)
+#                                                                 -> sum of runningCount reached (default 5000 1000 100 32)
 # Every server binds 127.0.0.1; each run uses a fresh data directory under /tmp and removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +36,11 @@ start_server() { # start_server DATA [extra berth args]
 start_sim() { # start_sim N CLUSTER DATA [MEMORY_MIB]
     "${berth[@]}" agent --server "$endpoint" --simulate "$1" --cluster "$2" --data "$3/sim" --log-level Warning \
         --cpu 4096 --memory "${4:-8192}" >"$3.sim.log" 2>&1 &
-    pids+=("$!")
+    sim_pid=$!; pids+=("$sim_pid")
+}
+
+cpu_seconds() { # cpu_seconds PID: user + system CPU seconds so far
+    awk '{ sub(/.*\) /, ""); printf "%.1f", ($12 + $13) / 100 }' "/proc/$1/stat"
 }
 
 stop_all() { cleanup; pids=(); }
@@ -50,6 +57,7 @@ scale)
     ecs RegisterTaskDefinition '{"family":"bench-sim","containerDefinitions":[{"name":"main","image":"berth-test/busybox:latest","memory":16,"essential":true}]}'
     start_sim "$instances" bench "$data"
     "${bench[@]}" scale --endpoint "$endpoint" --pid "$server_pid" --instances "$instances" --tasks "$tasks" --clients "$clients"
+    echo "| simulated fleet's CPU time (whole process life, registration included) | $(cpu_seconds "$sim_pid") s |"
     echo "| store size (state.db + wal) | $(du -csm "$data"/state.db* | tail -1 | cut -f1) MiB |"
     stop_all; rm -rf "$data" "$data".*.log
     ;;
@@ -66,6 +74,18 @@ flat)
         stop_all; rm -rf "$data" "$data".*.log
     done
     ;;
+services)
+    instances=${1:-5000}; services=${2:-1000}; per=${3:-100}; clients=${4:-32}
+    data=$(mktemp -d /tmp/berth-bench-services.XXXXXX)
+    start_server "$data"
+    ecs CreateCluster '{"clusterName":"bench"}'
+    ecs RegisterTaskDefinition '{"family":"bench-svc","containerDefinitions":[{"name":"main","image":"berth-test/busybox:latest","memory":16,"essential":true}]}'
+    start_sim "$instances" bench "$data"
+    "${bench[@]}" services --endpoint "$endpoint" --pid "$server_pid" --instances "$instances" --services "$services" --per-service "$per" --clients "$clients"
+    echo "| simulated fleet's CPU time (whole process life, registration included) | $(cpu_seconds "$sim_pid") s |"
+    echo "| store size (state.db + wal) | $(du -csm "$data"/state.db* | tail -1 | cut -f1) MiB |"
+    stop_all; rm -rf "$data" "$data".*.log
+    ;;
 fanout)
     instances=${1:-5000}; stops=${2:-500}
     data=$(mktemp -d /tmp/berth-bench-fanout.XXXXXX)
@@ -76,5 +96,5 @@ fanout)
     stop_all; rm -rf "$data" "$data".*.log
     ;;
 *)
-    sed -n '2,7p' "$0" >&2; exit 2 ;;
+    sed -n '2,10p' "$0" >&2; exit 2 ;;
 esac

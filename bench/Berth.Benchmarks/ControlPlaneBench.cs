@@ -52,6 +52,15 @@ internal static class ControlPlaneBench
         return (rss, peak);
     }
 
+    /// <summary>User + system CPU seconds a process has used (/proc/PID/stat, clock ticks of 1/100 s).</summary>
+    public static double CpuSeconds(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // utime and stime are fields 14 and 15 of the line: 11 and 12 counted from the state field.
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+    }
+
     public static async Task WaitForInstancesAsync(HttpClient http, string cluster, int count, TimeSpan timeout)
     {
         var sw = Stopwatch.StartNew();
@@ -95,6 +104,7 @@ internal static class ControlPlaneBench
                 await Task.Delay(250);
             }
         });
+        var cpuBefore = CpuSeconds(pid);
         var sw = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async i =>
         {
@@ -122,6 +132,7 @@ internal static class ControlPlaneBench
             await Task.Delay(200);
         }
         var allRunning = sw.Elapsed;
+        var cpu = CpuSeconds(pid) - cpuBefore;
         await sampler.CancelAsync();
         await sampling;
         var mem = Memory(pid);
@@ -133,6 +144,7 @@ internal static class ControlPlaneBench
         Console.WriteLine($"| placements/s (API) | {placed / apiDone.TotalSeconds:F0} |");
         Console.WriteLine($"| placements/s (to RUNNING) | {placed / allRunning.TotalSeconds:F0} |");
         Console.WriteLine($"| RunTask latency p50 / p99 | {Pct(all, 0.5):F1} ms / {Pct(all, 0.99):F1} ms |");
+        Console.WriteLine($"| server CPU time until all RUNNING | {cpu:F1} s ({cpu / allRunning.TotalSeconds:F2} cores, {cpu * 1000 / Math.Max(1, placed):F2} ms per task) |");
         Console.WriteLine($"| server RSS now / peak (VmHWM) | {mem.Rss:F0} MiB / {mem.Peak:F0} MiB |");
         return 0;
     }

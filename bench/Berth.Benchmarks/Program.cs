@@ -31,6 +31,8 @@ return args.FirstOrDefault() switch
         int.Parse(Arg("--seconds", "5"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--readers", "0"), System.Globalization.CultureInfo.InvariantCulture),
         int.Parse(Arg("--doc-bytes", "1024"), System.Globalization.CultureInfo.InvariantCulture)),
+    "services" => await ServicesBench.RunAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), Arg("--cluster", "bench"), Arg("--family", "bench-svc"),
+        Int("--services", 1000), Int("--per-service", 100), Int("--clients", 32), Int("--instances", 5000), Int("--pid", 0)),
     "fanout" => await FanoutBench.RunAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), new Uri(Arg("--agent-endpoint", "http://127.0.0.1:4567")),
         Arg("--cluster", "fanout"), Arg("--family", "bench-fan"), Int("--instances", 5000), Int("--stops", 500), Int("--pid", 0)),
     _ => Usage(),
@@ -49,6 +51,7 @@ static int Usage()
     Console.Error.WriteLine("usage: seed --data DIR [--tasks N] | load --endpoint URL [--seconds S] [--concurrency C] [--pid PID]");
     Console.Error.WriteLine("       scale --endpoint URL --pid PID [--cluster bench] [--family bench-sim] [--tasks 100000] [--clients 32] [--instances 5000]");
     Console.Error.WriteLine("       flat --endpoint URL --pid PID [--cluster bench-api] [--family bench-api] [--seconds 10] [--concurrency 8]");
+    Console.Error.WriteLine("       services --endpoint URL --pid PID [--cluster bench] [--family bench-svc] [--services 1000] [--per-service 100] [--clients 32] [--instances 5000]");
     Console.Error.WriteLine("       fanout --endpoint URL --agent-endpoint URL --pid PID [--instances 5000] [--stops 500] [--cluster fanout] [--family bench-fan]");
     Console.Error.WriteLine("       store [--writers 1,8,64] [--seconds S] [--readers R] [--doc-bytes B] [--data DIR]");
     return 2;
