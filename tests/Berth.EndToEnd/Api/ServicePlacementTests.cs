@@ -124,7 +124,8 @@ public sealed class ServicePlacementTests(ThreeZoneCluster cluster) : IClassFixt
             Assert.Equal(4, service["desiredCount"]!.GetValue<int>());
             Assert.Equal("IN_PROGRESS", service["deployments"]![0]!.Str("rolloutState"));
             var live = (await TasksAsync(Http, C, "distinct")).Where(IsLive).ToList();
-            Assert.Equal(3, live.Count);
+            Assert.True(live.Count == 3, "live tasks: " + string.Join(" | ", live.Select(t => $"{t.Str("containerInstanceArn")} {t.Str("lastStatus")} {t["createdAt"]}"))
+                + "\nevents: " + string.Join(" | ", Events(service)));
             Assert.Equal(3, live.Select(t => t.Str("containerInstanceArn")).Distinct().Count());
             Assert.DoesNotContain("(service distinct) has reached a steady state.", Events(service));
         }
