@@ -45,7 +45,7 @@ public sealed class ServiceDaemonTests
         Assert.Equal("ServiceSchedulerInitiated", stopped.Str("stopCode"));
         Assert.Equal("Container instance is draining", stopped.Str("stoppedReason"));
 
-        var service = (await aws.RunAsync("ecs", "describe-services", "--cluster", C, "--services", "everywhere"))["services"]![0]!;
+        var service = await ServiceAsync(http, C, "everywhere");
         Assert.Equal(2, service["desiredCount"]!.GetValue<int>());
         Assert.Equal(2, service["runningCount"]!.GetValue<int>());
         var events = Events(service).ToList();

@@ -137,16 +137,13 @@ public sealed class ServiceSchedulerTests : IAsyncLifetime
         Assert.Equal(arns.Single(a => a.EndsWith(primary.Str("id")["ecs-svc/".Length..], StringComparison.Ordinal)).Replace(":service-deployment/", ":service-revision/", StringComparison.Ordinal),
             failed["rollback"]!.Str("serviceRevisionArn"));
 
-        // Every task of the crashing revision stopped on its own (counted as a failure), at least threshold many.
-        var crashed = (await _aws.RunAsync("ecs", "list-tasks", "--cluster", Cluster, "--started-by", failing, "--desired-status", "STOPPED"))["taskArns"]!.AsArray();
-        Assert.True(crashed.Count >= 3, $"{crashed.Count} stopped tasks of {failing}");
-        var crashedTasks = (await _aws.RunAsync(["ecs", "describe-tasks", "--cluster", Cluster, "--tasks", .. crashed.Select(a => a!.GetValue<string>())]))["tasks"]!.AsArray();
-        // Those that exited count as failures; one still starting when the breaker tripped is stopped by the scheduler.
-        Assert.True(crashedTasks.Count(t => t!.Str("stopCode") == "EssentialContainerExited") >= 3, crashedTasks.ToJsonString());
-        Assert.All(crashedTasks, t => Assert.Contains(t!.Str("stopCode"), new[] { "EssentialContainerExited", "ServiceSchedulerInitiated" }));
-        Assert.Empty((await _aws.RunAsync("ecs", "list-tasks", "--cluster", Cluster, "--started-by", failing))["taskArns"]!.AsArray());
+        // The crashing revision has no task left: at least threshold many exited on their own (failures).
+        var crashedTasks = (await TasksAsync(_http, Cluster, "cb")).Where(t => t.Str("startedBy") == failing).ToList();
+        Assert.All(crashedTasks, t => Assert.Equal("STOPPED", t.Str("lastStatus")));
+        Assert.True(crashedTasks.Count(t => t.Str("stopCode") == "EssentialContainerExited") >= 3, new System.Text.Json.Nodes.JsonArray([.. crashedTasks.Select(t => t.DeepClone())]).ToJsonString());
+        Assert.All(crashedTasks, t => Assert.Contains(t.Str("stopCode"), new[] { "EssentialContainerExited", "ServiceSchedulerInitiated" }));
 
-        var events = Events((await _aws.RunAsync("ecs", "describe-services", "--cluster", Cluster, "--services", "cb"))["services"]![0]!).ToList();
+        var events = Events(await ServiceAsync(_http, Cluster, "cb")).ToList();
         Assert.Contains($"(service cb) (deployment {failing}) deployment failed: tasks failed to start.", events);
         Assert.Contains($"(service cb) rolling back to deployment {first}.", events);
         Assert.Equal("(service cb) has reached a steady state.", events[0]);
@@ -182,7 +179,7 @@ public sealed class ServiceSchedulerTests : IAsyncLifetime
         Assert.Equal("ServiceSchedulerInitiated", sick.Str("stopCode"));
         Assert.Equal(1, tasks.Count(IsLive));
 
-        var events = Events((await _aws.RunAsync("ecs", "describe-services", "--cluster", Cluster, "--services", "sick"))["services"]![0]!).ToList();
+        var events = Events(await ServiceAsync(_http, Cluster, "sick")).ToList();
         Assert.True(Sum(events, Started()) >= 2, string.Join("\n", events));
         Assert.True(Sum(events, Stopped()) >= 1, string.Join("\n", events));
         Assert.DoesNotContain("(service sick) has reached a steady state.", events);
