@@ -18,9 +18,25 @@ public sealed class ThreeZoneCluster : IAsyncLifetime
     /// <summary>Container instance ARN → availability zone.</summary>
     public Dictionary<string, string> Zones { get; private set; } = [];
 
-    public async ValueTask InitializeAsync()
+    private readonly object _gate = new();
+    private Task? _start;
+
+    /// <summary>
+    /// Starts the server and the agents on the first test's call, not in InitializeAsync: a test can skip when
+    /// no Docker engine answers, which a class fixture cannot. A failed start fails every test that asks.
+    /// </summary>
+    public async Task EnsureStartedAsync()
     {
         await DockerCli.RequireAsync();
+        lock (_gate)
+        {
+            _start ??= StartAsync();
+        }
+        await _start;
+    }
+
+    private async Task StartAsync()
+    {
         Server = await BerthServer.StartAsync("server");
         Aws = new AwsCli(Server.Endpoint);
         Http = new EcsHttp(Server.Endpoint);
@@ -34,6 +50,8 @@ public sealed class ThreeZoneCluster : IAsyncLifetime
         Zones = instances.ToDictionary(i => i.Key, i => Zone(i.Value), StringComparer.Ordinal);
         Assert.Equal(ZoneNames, Zones.Values.Order());
     }
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
     /// <summary>Deletes the service (force) and waits until every instance is empty again, so the next test starts from full budgets.</summary>
     public async Task RemoveAsync(string service)
@@ -62,6 +80,8 @@ public sealed class ServicePlacementTests(ThreeZoneCluster cluster) : IClassFixt
     private AwsCli Aws => cluster.Aws;
     private EcsHttp Http => cluster.Http;
 
+    private Task StartAsync() => cluster.EnsureStartedAsync();
+
     private async Task<List<JsonNode>> StableTasksAsync(string service, int count)
     {
         await UntilStableAsync(Http, C, service);
@@ -74,6 +94,7 @@ public sealed class ServicePlacementTests(ThreeZoneCluster cluster) : IClassFixt
     [Fact]
     public async Task DefaultStrategy_SixTasks_TwoPerAvailabilityZone()
     {
+        await StartAsync();
         try
         {
             await EcsScenario.RegisterAsync(Aws, "spread", Containers(memory: 32));
@@ -92,6 +113,7 @@ public sealed class ServicePlacementTests(ThreeZoneCluster cluster) : IClassFixt
     [Fact]
     public async Task BinpackOnMemory_FillsOneInstanceBeforeTheNext()
     {
+        await StartAsync();
         try
         {
             // 100 MiB each on 512 MiB instances: five fit on one; spread would give 2/2/2.
@@ -113,6 +135,7 @@ public sealed class ServicePlacementTests(ThreeZoneCluster cluster) : IClassFixt
     [Fact]
     public async Task DistinctInstance_FourWantedOnThreeInstances_PlacesThreeAndSaysWhy()
     {
+        await StartAsync();
         try
         {
             await EcsScenario.RegisterAsync(Aws, "distinct", Containers(memory: 32));
@@ -150,6 +173,7 @@ public sealed class ServicePlacementTests(ThreeZoneCluster cluster) : IClassFixt
     [Fact]
     public async Task DrainingAnInstance_MovesServiceTasks_LeavesRunTaskTasksAndKeepsTheCount()
     {
+        await StartAsync();
         string? drained = null;
         string? solo = null;
         try
