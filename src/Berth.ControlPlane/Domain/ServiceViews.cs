@@ -146,7 +146,9 @@ public static class ServiceViews
         {
             deployment.Rollback = new Rollback
             {
-                Reason = rollback.RolloutStateReason,
+                // Why the rollback happened: the failed deployment's reason stays put, while the rollback
+                // deployment's rolloutStateReason becomes "ECS deployment ... completed." once it completes.
+                Reason = d.DeploymentStatusReason ?? rollback.RolloutStateReason,
                 StartedAt = rollback.CreatedAt,
                 ServiceRevisionArn = arns.ServiceRevision(s.Cluster, s.Name, rollback.Digits),
             };
