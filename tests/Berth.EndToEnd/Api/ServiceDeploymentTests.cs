@@ -14,32 +14,8 @@ namespace Berth.EndToEnd.Api;
 /// and pendingCount leaves out tasks in DEACTIVATING or STOPPING, so runningCount + pendingCount is neither
 /// the healthy count nor the number of tasks that exist.
 /// </remarks>
-public sealed class ServiceDeploymentTests : IAsyncLifetime
+public sealed class ServiceDeploymentTests : LocalServerTest
 {
-    private const string Cluster = "default";
-    private BerthServer? _server;
-    private AwsCli _aws = null!;
-    private EcsHttp _http = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        await DockerCli.RequireAsync();
-        _server = await BerthServer.StartAsync();
-        _aws = new AwsCli(_server.Endpoint);
-        _http = new EcsHttp(_server.Endpoint);
-        await _aws.RunAsync("ecs", "create-cluster");
-        await _aws.WaitForContainerInstanceAsync(Cluster, TimeSpan.FromSeconds(60));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        _http?.Dispose();
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
-
     /// <summary>Defaults (100/200): four new tasks start beside the old ones, old ones stop as new ones turn healthy; 2 → 3 one after the other.</summary>
     [Fact]
     public Task RollingUpdate_Defaults100And200_NeverBelowFourHealthyOrAboveEight()
@@ -55,10 +31,10 @@ public sealed class ServiceDeploymentTests : IAsyncLifetime
         const int desired = 4;
         for (var rev = 1; rev <= 3; rev++)
         {
-            await EcsScenario.RegisterAsync(_aws, name, Containers(rev: rev.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            await EcsScenario.RegisterAsync(Aws, name, Containers(rev: rev.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         }
         string[] config = minPercent is null ? [] : ["--deployment-configuration", $"minimumHealthyPercent={minPercent},maximumPercent={maxPercent}"];
-        var created = await _aws.RunAsync(["ecs", "create-service", "--cluster", Cluster, "--service-name", name, "--task-definition", name + ":1", "--desired-count", "4", .. config]);
+        var created = await Aws.RunAsync(["ecs", "create-service", "--cluster", Cluster, "--service-name", name, "--task-definition", name + ":1", "--desired-count", "4", .. config]);
         var dc = created["service"]!["deploymentConfiguration"]!;
         var min = dc["minimumHealthyPercent"]!.GetValue<int>();
         var max = dc["maximumPercent"]!.GetValue<int>();
@@ -66,25 +42,25 @@ public sealed class ServiceDeploymentTests : IAsyncLifetime
         Assert.Equal(maxPercent ?? 200, max);
         var floor = (int)Math.Ceiling(desired * min / 100.0);
         var ceiling = (int)Math.Floor(desired * max / 100.0);
-        await UntilStableAsync(_http, Cluster, name);
+        await UntilStableAsync(Http, Cluster, name);
 
-        var sampler = new TaskSampler(_http, Cluster, name, TimeSpan.FromMilliseconds(200));
+        var sampler = new TaskSampler(Http, Cluster, name, TimeSpan.FromMilliseconds(200));
         IReadOnlyList<TaskSample> samples;
         try
         {
-            var second = (await _aws.RunAsync("ecs", "update-service", "--cluster", Cluster, "--service", name, "--task-definition", name + ":2"))["service"]!["deployments"]![0]!.Str("id");
+            var second = (await Aws.RunAsync("ecs", "update-service", "--cluster", Cluster, "--service", name, "--task-definition", name + ":2"))["service"]!["deployments"]![0]!.Str("id");
             if (overlap)
             {
                 // Revision 3 once revision 2 has a task running: three deployments at once for a while.
-                await UntilAsync(() => TasksAsync(_http, Cluster, name),
+                await UntilAsync(() => TasksAsync(Http, Cluster, name),
                     ts => ts.Any(t => t.Str("startedBy") == second && t.Str("lastStatus") == "RUNNING"), $"a running task of {name}:2", 60);
             }
             else
             {
-                await UntilServiceAsync(_http, Cluster, name, s => IsStable(s) && s["deployments"]![0]!.Str("id") == second, $"{name}:2 to be stable");
+                await UntilServiceAsync(Http, Cluster, name, s => IsStable(s) && s["deployments"]![0]!.Str("id") == second, $"{name}:2 to be stable");
             }
-            var third = (await _aws.RunAsync("ecs", "update-service", "--cluster", Cluster, "--service", name, "--task-definition", name + ":3"))["service"]!["deployments"]![0]!.Str("id");
-            var done = await UntilServiceAsync(_http, Cluster, name, s => IsStable(s) && s["deployments"]![0]!.Str("id") == third, $"{name}:3 to be stable", 120);
+            var third = (await Aws.RunAsync("ecs", "update-service", "--cluster", Cluster, "--service", name, "--task-definition", name + ":3"))["service"]!["deployments"]![0]!.Str("id");
+            var done = await UntilServiceAsync(Http, Cluster, name, s => IsStable(s) && s["deployments"]![0]!.Str("id") == third, $"{name}:3 to be stable", 120);
             Assert.Equal($"ECS deployment {third} completed.", done["deployments"]![0]!.Str("rolloutStateReason"));
         }
         finally
@@ -100,12 +76,12 @@ public sealed class ServiceDeploymentTests : IAsyncLifetime
         // The sampler watched the change itself: some samples held tasks of two revisions at once.
         Assert.Contains(samples, s => s.LiveByRevision.Count >= 2);
 
-        var service = await ServiceAsync(_http, Cluster, name);
+        var service = await ServiceAsync(Http, Cluster, name);
         Assert.EndsWith($"task-definition/{name}:3", service.Str("taskDefinition"), StringComparison.Ordinal);
         var deployment = Assert.Single(service["deployments"]!.AsArray())!;
         Assert.Equal("PRIMARY", deployment.Str("status"));
         Assert.Equal("COMPLETED", deployment.Str("rolloutState"));
-        var all = await TasksAsync(_http, Cluster, name);
+        var all = await TasksAsync(Http, Cluster, name);
         var live = all.Where(IsLive).ToList();
         Assert.Equal(desired, live.Count);
         Assert.All(live, t =>

@@ -215,3 +215,34 @@ public sealed class TaskSampler
         }
     }
 }
+
+/// <summary>One <c>berth up</c> (server and local agent on real Docker) per test class, with the default cluster and its instance ready.</summary>
+public abstract class LocalServerTest : IAsyncLifetime
+{
+    protected const string Cluster = "default";
+    private BerthServer? _server;
+
+    protected BerthServer Server => _server!;
+    protected AwsCli Aws { get; private set; } = null!;
+    protected EcsHttp Http { get; private set; } = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        await DockerCli.RequireAsync();
+        _server = await BerthServer.StartAsync();
+        Aws = new AwsCli(_server.Endpoint);
+        Http = new EcsHttp(_server.Endpoint);
+        await Aws.RunAsync("ecs", "create-cluster");
+        await Aws.WaitForContainerInstanceAsync(Cluster, TimeSpan.FromSeconds(60));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http?.Dispose();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+        GC.SuppressFinalize(this);
+    }
+}
