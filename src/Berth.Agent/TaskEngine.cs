@@ -288,9 +288,20 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     private async Task ReconcileAsync(TrackedTask t, CancellationToken ct)
     {
-        var observed = await ObserveAsync(t, ct).ConfigureAwait(false);
         DesiredTask? desired;
         bool orphan;
+        lock (t)
+        {
+            desired = t.Desired;
+            orphan = t.Orphan;
+        }
+        if (t.Ids.Count == 0 && !t.Launching && desired is not null && PastPending(desired.LastStatus))
+        {
+            // The server saw it started and this process knows no container of it: look by label before taking it
+            // for lost (only a task the server has as PENDING is known to have none without asking).
+            t.ListNeeded = true;
+        }
+        var observed = await ObserveAsync(t, ct).ConfigureAwait(false);
         lock (t)
         {
             desired = t.Desired;
