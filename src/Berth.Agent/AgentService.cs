@@ -24,7 +24,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
         var identity = AgentIdentity.LoadOrCreate(options.DataDirectory);
-        var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>());
+        var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>(), time);
         await using var engine = new TaskEngine(runtime, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait,
             options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>());
         await using var heartbeats = new HeartbeatWheel(options.HeartbeatInterval, 1, time);

@@ -73,7 +73,7 @@ internal sealed partial class TaskEngine : ITaskEngine
     {
         foreach (var c in await _runtime.ListAsync(null, ct).ConfigureAwait(false))
         {
-            _tasks.GetOrAdd(c.TaskArn, a => new TrackedTask(a) { HasContainers = true });
+            _tasks.GetOrAdd(c.TaskArn, a => new TrackedTask(a) { HasContainers = true, ListNeeded = true });
         }
         LogAdopted(_logger, _tasks.Count);
         _watchLoop = Task.Run(() => WatchLoopAsync(_stop.Token), CancellationToken.None);
@@ -138,7 +138,7 @@ internal sealed partial class TaskEngine : ITaskEngine
         else if (e.Action != "destroy" && _snapshotSeen)
         {
             // A container of ours the server does not know (left over, or made behind our back): reap it.
-            Enqueue(_tasks.GetOrAdd(e.TaskArn, a => new TrackedTask(a) { Orphan = true, HasContainers = true }));
+            Enqueue(_tasks.GetOrAdd(e.TaskArn, a => new TrackedTask(a) { Orphan = true, HasContainers = true, ListNeeded = true }));
         }
     }
 
@@ -204,7 +204,7 @@ internal sealed partial class TaskEngine : ITaskEngine
                 if (!_tasks.ContainsKey(c.TaskArn))
                 {
                     // Before the first snapshot it may still be the server's; after it, it is a leftover to reap.
-                    _tasks.GetOrAdd(c.TaskArn, a => new TrackedTask(a) { Orphan = _snapshotSeen, HasContainers = true });
+                    _tasks.GetOrAdd(c.TaskArn, a => new TrackedTask(a) { Orphan = _snapshotSeen, HasContainers = true, ListNeeded = true });
                 }
             }
         }
@@ -218,6 +218,7 @@ internal sealed partial class TaskEngine : ITaskEngine
         }
         foreach (var t in _tasks.Values)
         {
+            t.ListNeeded = true; // the safety net reads each task's containers by label, not by the ids it knows
             Enqueue(t);
         }
     }
@@ -258,6 +259,7 @@ internal sealed partial class TaskEngine : ITaskEngine
             }
             catch (Exception e)
             {
+                t.ListNeeded = true; // a call may have half succeeded (a create whose answer was lost): list next time
                 LogReconcileFailed(_logger, e, t.Arn);
                 _ = RetryLaterAsync(t, ct);
             }
@@ -286,9 +288,20 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     private async Task ReconcileAsync(TrackedTask t, CancellationToken ct)
     {
-        var observed = await ObserveAsync(t, ct).ConfigureAwait(false);
         DesiredTask? desired;
         bool orphan;
+        lock (t)
+        {
+            desired = t.Desired;
+            orphan = t.Orphan;
+        }
+        if (t.Ids.Count == 0 && !t.Launching && desired is not null && PastPending(desired.LastStatus))
+        {
+            // The server saw it started and this process knows no container of it: look by label before taking it
+            // for lost (only a task the server has as PENDING is known to have none without asking).
+            t.ListNeeded = true;
+        }
+        var observed = await ObserveAsync(t, ct).ConfigureAwait(false);
         lock (t)
         {
             desired = t.Desired;
@@ -435,12 +448,41 @@ internal sealed partial class TaskEngine : ITaskEngine
     private static bool PastPending(string lastStatus)
         => lastStatus is "ACTIVATING" or "RUNNING" or "DEACTIVATING" or "STOPPING" or "DEPROVISIONING" or "STOPPED";
 
+    /// <summary>
+    /// The task's containers as the runtime shows them now. Listed by label when the engine cannot vouch for its
+    /// ids (adopted, after a resync or a failed pass); otherwise each known container is inspected by id (a gone
+    /// one drops out), which saves dockerd a list per pass; a task this process never created containers for
+    /// (and did not adopt) has none, and costs no call at all.
+    /// </summary>
     private async Task<Dictionary<string, RuntimeContainer>> ObserveAsync(TrackedTask t, CancellationToken ct)
     {
         var result = new Dictionary<string, RuntimeContainer>(StringComparer.Ordinal);
-        foreach (var c in await _runtime.ListAsync(t.Arn, ct).ConfigureAwait(false))
+        if (t.ListNeeded)
         {
-            result[c.ContainerName] = c;
+            t.ListNeeded = false; // before the list: a resync asking again meanwhile keeps it set
+            var listed = await _runtime.ListAsync(t.Arn, ct).ConfigureAwait(false);
+            t.Ids.Clear();
+            foreach (var c in listed)
+            {
+                result[c.ContainerName] = c;
+                t.Ids[c.ContainerName] = c.Id;
+            }
+        }
+        else if (t.Ids.Count > 0)
+        {
+            var known = t.Ids.ToList();
+            var inspected = await Task.WhenAll(known.Select(kv => _runtime.InspectAsync(kv.Value, ct))).ConfigureAwait(false);
+            for (var i = 0; i < known.Count; i++)
+            {
+                if (inspected[i] is { } c)
+                {
+                    result[known[i].Key] = c;
+                }
+                else
+                {
+                    t.Ids.Remove(known[i].Key); // removed behind our back: the same as a list not showing it
+                }
+            }
         }
         if (result.Count > 0)
         {
@@ -537,11 +579,22 @@ internal sealed partial class TaskEngine : ITaskEngine
                     create.Image = RegistryRouting.PullReference(create.Image, _serverUrl);
                     try
                     {
-                        id = await _runtime.CreateAsync(create, ct).ConfigureAwait(false);
+                        try
+                        {
+                            id = await _runtime.CreateAsync(create, ct).ConfigureAwait(false);
+                        }
+                        catch (RuntimeException e) when (e.ImageMissing)
+                        {
+                            // The image went away since it was seen (the runtime trusts a recent look): pull it again.
+                            await _runtime.EnsureImageAsync(create.Image, RegistryRouting.FindAuth(desired.RegistryAuth, c.Image), ct).ConfigureAwait(false);
+                            id = await _runtime.CreateAsync(create, ct).ConfigureAwait(false);
+                        }
                         t.HasContainers = true;
+                        t.Ids[c.Name] = id;
                     }
                     catch (RuntimeException e)
                     {
+                        t.ListNeeded = true;
                         MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotCreateContainerError: {e.Message}");
                         return false;
                     }
@@ -704,6 +757,13 @@ internal sealed partial class TaskEngine : ITaskEngine
         public Dictionary<string, string>? GaveUp { get; set; }
         public int Dirty;
         public bool WorkerRunning;
+        /// <summary>
+        /// The next observation lists the task's containers by label instead of inspecting <see cref="Ids"/>: set for
+        /// adopted tasks, by every resync and after a failed pass. Only this task's worker clears it.
+        /// </summary>
+        public volatile bool ListNeeded;
+        /// <summary>Container name → id of every container of the task this process listed or created (worker only).</summary>
+        public Dictionary<string, string> Ids { get; } = new(StringComparer.Ordinal);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Re-adopted containers of {Count} task(s) from the container runtime")]

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
 using Berth.Core;
@@ -9,8 +10,17 @@ using Microsoft.Extensions.Logging;
 namespace Berth.Agent.Runtime;
 
 /// <summary>The container runtime over the Docker Engine API; every container it lists or watches carries this agent's id label.</summary>
-internal sealed partial class DockerRuntime(IDockerClient docker, string agentId, ILogger<DockerRuntime> logger) : IContainerRuntime
+internal sealed partial class DockerRuntime(IDockerClient docker, string agentId, ILogger<DockerRuntime> logger, TimeProvider? time = null) : IContainerRuntime
 {
+    /// <summary>How long an image seen present is taken as present without asking dockerd again.</summary>
+    internal static readonly TimeSpan ImageFresh = TimeSpan.FromSeconds(5);
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    // A scale-out starts many tasks of one image at once: they share one image inspect (in flight) and, for
+    // ImageFresh after it, none. A create that finds the image gone forgets it (RuntimeException.ImageMissing).
+    private readonly ConcurrentDictionary<string, Lazy<Task<bool>>> _imageChecks = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _imageSeenAt = new(StringComparer.Ordinal);
+
     // What the engine must hear about to reconcile a task; exec_*, attach, resize and the like are noise.
     private static readonly string[] WatchedEvents = ["start", "die", "stop", "kill", "oom", "health_status", "destroy"];
 
@@ -82,16 +92,9 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
 
     public async Task EnsureImageAsync(string image, RegistryAuth? auth, CancellationToken ct)
     {
-        try
+        if (await ImagePresentAsync(image, ct).ConfigureAwait(false))
         {
-            await docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
             return; // a local image is used as is
-        }
-        catch (DockerImageNotFoundException)
-        {
-        }
-        catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.NotFound)
-        {
         }
         var (name, tag) = ContainerSpec.SplitReference(image);
         var errors = new List<string>();
@@ -116,10 +119,50 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
         try
         {
             await docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
+            _imageSeenAt[image] = _time.GetTimestamp();
         }
         catch (DockerApiException e)
         {
             throw new RuntimeException(errors.Count > 0 ? string.Join("; ", errors) : $"image {image} not found after pull", e);
+        }
+    }
+
+    private async Task<bool> ImagePresentAsync(string image, CancellationToken ct)
+    {
+        if (_imageSeenAt.TryGetValue(image, out var at) && _time.GetElapsedTime(at) < ImageFresh)
+        {
+            return true;
+        }
+        var check = _imageChecks.GetOrAdd(image, i => new Lazy<Task<bool>>(() => InspectImageAsync(i, ct)));
+        try
+        {
+            var present = await check.Value.WaitAsync(ct).ConfigureAwait(false);
+            if (present)
+            {
+                _imageSeenAt[image] = _time.GetTimestamp();
+            }
+            return present;
+        }
+        finally
+        {
+            _imageChecks.TryRemove(KeyValuePair.Create(image, check));
+        }
+    }
+
+    private async Task<bool> InspectImageAsync(string image, CancellationToken ct)
+    {
+        try
+        {
+            await docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
+            return true;
+        }
+        catch (DockerImageNotFoundException)
+        {
+            return false;
+        }
+        catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            return false;
         }
     }
 
@@ -131,7 +174,13 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
         }
         catch (DockerApiException e)
         {
-            throw new RuntimeException(ErrorText(e), e);
+            var text = ErrorText(e);
+            var imageMissing = e.StatusCode == System.Net.HttpStatusCode.NotFound && text.Contains("No such image", StringComparison.OrdinalIgnoreCase);
+            if (imageMissing)
+            {
+                _imageSeenAt.TryRemove(parameters.Image, out _);
+            }
+            throw new RuntimeException(text, e) { ImageMissing = imageMissing };
         }
     }
 

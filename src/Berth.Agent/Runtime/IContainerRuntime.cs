@@ -61,4 +61,8 @@ internal sealed record RuntimeContainer
 internal readonly record struct RuntimeEvent(string ContainerId, string TaskArn, string Action);
 
 /// <summary>A container-engine call failed; the message is the engine's own, fit for a stoppedReason.</summary>
-internal sealed class RuntimeException(string message, Exception? inner = null) : Exception(message, inner);
+internal sealed class RuntimeException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>A create failed because the image is not there (removed since it was seen): pull it and try again.</summary>
+    public bool ImageMissing { get; init; }
+}

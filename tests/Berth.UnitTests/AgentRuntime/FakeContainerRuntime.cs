@@ -75,6 +75,27 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         }
     }
 
+    public string IdOf(string taskArn, string name)
+    {
+        lock (_containers)
+        {
+            return _containers.Values.Single(x => x.TaskArn == taskArn && x.Name == name).Id;
+        }
+    }
+
+    /// <summary>Removed behind the agent's back (docker rm -f), with Docker's "destroy" event.</summary>
+    public void RemoveBehindBack(string taskArn, string name)
+    {
+        Container c;
+        lock (_containers)
+        {
+            c = _containers.Values.Single(x => x.TaskArn == taskArn && x.Name == name);
+            _containers.Remove(c.Id);
+        }
+        Emit(c, "die");
+        Emit(c, "destroy");
+    }
+
     /// <summary>The container's process exits with <paramref name="exitCode"/>, and Docker says "die".</summary>
     public void Exit(string taskArn, string name, int exitCode)
     {

@@ -103,6 +103,44 @@ public sealed class TaskEngineTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Launch_NewTask_NeedsNoListByLabel_OnlyPullCreateStartAndInspectsById()
+    {
+        await _engine.StartAsync(CancellationToken.None);
+        await _engine.WhenIdleAsync();
+        _runtime.ClearCalls();
+
+        _engine.Apply(Snapshot(1, Desired("t1")));
+        await ReadUntilAsync(_engine.Reports, Arn("t1"), "RUNNING");
+        await _engine.WhenIdleAsync();
+
+        // This process never had containers of t1, so there is nothing to list; the container it created is read back
+        // by id (for its ports and state), here once after the start and once for the start event's pass.
+        var calls = _runtime.Calls.Where(c => c != "watch").ToList();
+        var id = _runtime.IdOf(Arn("t1"), "app");
+        Assert.DoesNotContain(calls, c => c.StartsWith("list:", StringComparison.Ordinal));
+        Assert.Equal(["pull:busybox:1.36", "create:app", $"start:{id}", $"inspect:{id}"], calls.Take(4));
+        Assert.All(calls.Skip(4), c => Assert.Equal($"inspect:{id}", c));
+    }
+
+    [Fact]
+    public async Task Running_ContainerRemovedBehindItsBack_IsReportedStoppedNotRelaunched()
+    {
+        await _engine.StartAsync(CancellationToken.None);
+        await _runtime.WaitUntilWatchedAsync(Timeout);
+        _engine.Apply(Snapshot(1, Desired("t1")));
+        await ReadUntilAsync(_engine.Reports, Arn("t1"), "RUNNING");
+        await _engine.WhenIdleAsync();
+
+        _runtime.RemoveBehindBack(Arn("t1"), "app");
+        var stopped = (await ReadUntilAsync(_engine.Reports, Arn("t1"), "STOPPED"))[^1];
+        await _engine.WhenIdleAsync();
+
+        Assert.Equal(TaskEngine.LostStopCode, stopped.StopCode);
+        Assert.Single(_runtime.Created);
+        Assert.Empty(_runtime.Containers());
+    }
+
+    [Fact]
     public async Task Apply_TaskWithLastSequence_ContinuesFromIt()
     {
         await _engine.StartAsync(CancellationToken.None);
@@ -259,8 +297,10 @@ public sealed class TaskEngineTests : IAsyncLifetime
         Assert.Equal("EssentialContainerExited", stopped.StopCode);
         Assert.Equal(3, stopped.Containers.Single().ExitCode);
         Assert.All(reports, r => Assert.Equal(Arn("a"), r.TaskArn));
-        // No clock moved: the event alone drove it, and only task a's containers were read.
-        Assert.All(_runtime.Calls, c => Assert.Equal($"list:{Arn("a")}", c));
+        // No clock moved: the event alone drove it, and only task a's container was read (by its id: the engine
+        // created it, so it needs no list by label).
+        Assert.NotEmpty(_runtime.Calls);
+        Assert.All(_runtime.Calls, c => Assert.Equal($"inspect:{_runtime.IdOf(Arn("a"), "app")}", c));
     }
 
     [Fact]
