@@ -11,8 +11,10 @@ internal sealed class EcsServiceTargets(ITargetRegistration registration) : ISer
     {
         try
         {
-            _ = registration.DescribeTargetHealth(targetGroupArn);
-            return null;
+            // As ECS: a group no listener forwards to cannot take a service (its targets would never be checked).
+            return registration.IsAttached(targetGroupArn)
+                ? null
+                : $"The target group with targetGroupArn {targetGroupArn} does not have an associated load balancer.";
         }
         catch (AwsException e)
         {

@@ -20,6 +20,9 @@ public interface ITargetRegistration
 
     /// <summary>Registered and draining targets of the group with their current health.</summary>
     IReadOnlyList<TargetHealthReport> DescribeTargetHealth(string targetGroupArn);
+
+    /// <summary>Whether a listener or rule of some load balancer forwards to the group (TargetGroupNotFound when there is no such group).</summary>
+    bool IsAttached(string targetGroupArn);
 }
 
 /// <summary>Finds the address of an <c>instance</c> target (a container instance's ec2InstanceId).</summary>

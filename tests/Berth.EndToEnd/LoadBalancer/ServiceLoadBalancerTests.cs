@@ -136,6 +136,14 @@ public sealed class ServiceLoadBalancerTests
         r = await aws.TryRunAsync("ecs", "create-service", "--service-name", "web", "--task-definition", "web", "--desired-count", "1",
             "--load-balancers", $"targetGroupArn={missing},containerName=web,containerPort=8080");
         Assert.Contains("containerPort", r.Stderr, StringComparison.Ordinal);
+
+        // A group that exists but that no listener forwards to: ECS refuses it too.
+        var lonely = await new Elbv2Cli(aws).TextAsync("TargetGroups[0].TargetGroupArn", "create-target-group", "--name", "lonely-" + Guid.NewGuid().ToString("N")[..8],
+            "--protocol", "HTTP", "--port", "80", "--vpc-id", "vpc-0a1b2c3d", "--target-type", "instance");
+        r = await aws.TryRunAsync("ecs", "create-service", "--service-name", "web", "--task-definition", "web", "--desired-count", "1",
+            "--load-balancers", $"targetGroupArn={lonely},containerName=web,containerPort=80");
+        Assert.Contains("InvalidParameterException", r.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"The target group with targetGroupArn {lonely} does not have an associated load balancer.", r.Stderr, StringComparison.Ordinal);
         Assert.Empty((await aws.RunAsync("ecs", "list-services"))["serviceArns"]!.AsArray());
     }
 }
