@@ -71,18 +71,12 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
     /// </summary>
     public string Key(string cluster, string nameOrArn)
     {
-        if (!nameOrArn.StartsWith("arn:", StringComparison.Ordinal))
-        {
-            return EcsState.ScopedId(cluster, nameOrArn);
-        }
-        if (!Berth.Core.Arns.TryParse(nameOrArn, out var parsed) || parsed.ResourceType != "service"
-            || parsed.Region != state.Identity.Region || parsed.Account != state.Identity.AccountId)
+        // The same ARN rules as tasks and instances (EcsState.KeyIn), for service ARNs only.
+        if (nameOrArn.StartsWith("arn:", StringComparison.Ordinal) && (!Berth.Core.Arns.TryParse(nameOrArn, out var parsed) || parsed.ResourceType != "service"))
         {
             return "\0foreign/";
         }
-        var slash = parsed.Path.IndexOf('/', StringComparison.Ordinal);
-        return slash < 0 ? EcsState.ScopedId(cluster, parsed.Path)
-            : parsed.Path[..slash] == cluster ? EcsState.ScopedId(cluster, parsed.Path[(slash + 1)..]) : "\0foreign/";
+        return state.KeyIn(cluster, nameOrArn) ?? "\0foreign/";
     }
 
     /// <summary>Records a new service; <c>Created</c> is false when a retry with the same client token got the existing one back.</summary>

@@ -378,8 +378,19 @@ public sealed partial class ServiceScheduler : BackgroundService
         private readonly Dictionary<string, List<ServiceTarget>> _register = new(StringComparer.Ordinal);
         private readonly Dictionary<string, List<ServiceTarget>> _deregister = new(StringComparer.Ordinal);
 
-        /// <summary>(target group, target) of each load balancer entry the task serves (its host port for the container port).</summary>
+        private readonly Dictionary<TaskRecord, List<(string Group, ServiceTarget Target)>> _endpoints = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary>(target group, target) of each load balancer entry the task serves (its host port for the container port); worked out once per task per look.</summary>
         public List<(string Group, ServiceTarget Target)> EndpointsOf(TaskRecord t)
+        {
+            if (!_endpoints.TryGetValue(t, out var known))
+            {
+                _endpoints[t] = known = Endpoints(t);
+            }
+            return known;
+        }
+
+        private List<(string Group, ServiceTarget Target)> Endpoints(TaskRecord t)
         {
             var result = new List<(string, ServiceTarget)>();
             if (t.InstanceId is null || scheduler._state.ContainerInstances.Find(EcsState.ScopedId(t.Cluster, t.InstanceId))?.Ec2InstanceId is not { } ec2)

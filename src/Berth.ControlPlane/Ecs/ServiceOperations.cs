@@ -410,7 +410,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             .Where(d => req.CreatedAt?.Before is not { } before || d.CreatedAt <= before)
             .ToList();
         // Without maxResults ECS answers 20 service deployments a page.
-        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults ?? 20, req.NextToken, order: Comparer<string>.Create((a, b) => all.FindIndex(d => d.Id == a).CompareTo(all.FindIndex(d => d.Id == b))));
+        // Newest first, as the service keeps them: page in that order (one position lookup per comparison, not a search).
+        var position = all.Select((d, i) => (d.Id, i)).ToDictionary(x => x.Id, x => x.i, StringComparer.Ordinal);
+        var (page, next) = Pagination.Page(all.Select(d => d.Id), req.MaxResults ?? 20, req.NextToken, order: Comparer<string>.Create((a, b) => position[a].CompareTo(position[b])));
         var byId = all.ToDictionary(d => d.Id, StringComparer.Ordinal);
         return new ListServiceDeploymentsResponse
         {
