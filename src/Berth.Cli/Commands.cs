@@ -245,7 +245,8 @@ internal static class Commands
                 // knowledge, which Kestrel cannot offer on the same cleartext port, so they get their own.
                 k.Listen(ToIp(host), port, l => l.Protocols = HttpProtocols.Http1);
                 k.Listen(ToIp(agentHost), agentPort, l => l.Protocols = HttpProtocols.Http2);
-                k.Limits.MaxRequestBodySize = null;
+                // Kestrel's own bound (30 MB) stays on: the AWS front doors refuse smaller bodies themselves, and
+                // the registry lifts it only for blob uploads, which stream to disk; gRPC lifts it for its streams.
             });
             builder.Services.AddBerthControlPlane(new ControlPlaneOptions
             {
