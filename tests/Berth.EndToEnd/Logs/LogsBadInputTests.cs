@@ -171,7 +171,7 @@ public sealed class LogsBadInputTests(LogsBadInputFixture fixture) : IClassFixtu
             {
                 new { timestamp = now - 7 * Day - 3 * 3_600_000L, message = "expired" },
                 new { timestamp = now - 7 * Day - 3 * 3_600_000L + 10, message = "expired 2" },
-                new { timestamp = now - 6 * Day, message = "kept" },
+                new { timestamp = now - 7 * Day + 3_600_000L, message = "kept" },
             },
         });
         Assert.Equal(1, r2["rejectedLogEventsInfo"]!["expiredLogEventEndIndex"]!.GetValue<int>());
