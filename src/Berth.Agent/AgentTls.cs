@@ -35,7 +35,7 @@ public static class AgentTls
         }
         var dir = Path.Combine(agentDataDirectory, DirectoryName);
         var client = X509Certificate2.CreateFromPemFile(Path.Combine(dir, CertificateFile), Path.Combine(dir, KeyFile));
-        var ca = X509Certificate2.CreateFromPemFile(Path.Combine(dir, CaFile));
+        var ca = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(dir, CaFile)); // PEM, certificate only
         return new AgentCredentials(client, ca);
     }
 
@@ -49,7 +49,31 @@ public static class AgentTls
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var csr = new CertificateRequest($"CN={agentId}", key, HashAlgorithmName.SHA256).CreateSigningRequest();
-        var pin = new PinnedServer(token.CaFingerprint, null);
+        // The CA first, over a connection not verified yet: it is taken only if it hashes to the token's fingerprint,
+        // and from then on the server must prove it holds a certificate that CA issued before the secret is sent.
+        byte[] caDer;
+        using (var probe = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, _, _, _) => true } },
+            DisposeHttpClient = true,
+        }))
+        {
+            try
+            {
+                caDer = (await new AgentGateway.AgentGatewayClient(probe).CaCertificateAsync(new CaCertificateRequest(), deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: ct)
+                    .ConfigureAwait(false)).Certificate.ToByteArray();
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.FailedPrecondition or StatusCode.Unimplemented)
+            {
+                throw new AgentTlsException($"the server refused to let this agent join: {e.Status.Detail}");
+            }
+        }
+        using var pinnedCa = X509CertificateLoader.LoadCertificate(caDer);
+        if (JoinToken.Fingerprint(pinnedCa) != token.CaFingerprint)
+        {
+            throw new AgentTlsException($"the server at {endpoint} is not trusted: its CA (sha256:{JoinToken.Fingerprint(pinnedCa)[..16]}...) is not the one whose fingerprint the join token holds ({token.CaFingerprint[..16]}...): the token is for another server, or something sits between this agent and the server");
+        }
+        var pin = new PinnedServer(token.CaFingerprint, pinnedCa);
         JoinResponse answer;
         using (var channel = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { HttpHandler = Handler(pin, null), DisposeHttpClient = true }))
         {
@@ -108,8 +132,8 @@ public static class AgentTls
 
     /// <summary>
     /// Why the server's certificate is not acceptable, or null when it is: its names must include the host dialled,
-    /// and it must chain to the CA whose SHA-256 is <paramref name="fingerprint"/> — <paramref name="knownCa"/> after
-    /// joining, else the CA certificate the server sent along in the handshake. The system trust store plays no part.
+    /// and it must chain to <paramref name="knownCa"/>, whose SHA-256 must be <paramref name="fingerprint"/>. The
+    /// system trust store plays no part.
     /// </summary>
     public static string? VerifyServer(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, string fingerprint, X509Certificate2? knownCa)
     {
@@ -122,20 +146,11 @@ public static class AgentTls
         {
             return "the server's certificate does not carry the host name or address this agent dialled (start the server with --tls-san NAME for each name agents use)";
         }
+        _ = chain; // built against the system store: not what decides here
         var ca = knownCa;
-        if (ca is null)
+        if (ca is null || JoinToken.Fingerprint(ca) != fingerprint)
         {
-            var sent = (chain?.ChainPolicy.ExtraStore.Cast<X509Certificate2>() ?? [])
-                .Concat(chain?.ChainElements.Select(e => e.Certificate) ?? []);
-            ca = sent.FirstOrDefault(c => JoinToken.Fingerprint(c) == fingerprint);
-            if (ca is null)
-            {
-                return $"its certificate does not chain to the CA whose fingerprint the join token holds ({fingerprint[..16]}...): the token is for another server, or something sits between this agent and the server";
-            }
-        }
-        else if (JoinToken.Fingerprint(ca) != fingerprint)
-        {
-            return "the stored CA does not match its fingerprint";
+            return $"no CA with the pinned fingerprint ({fingerprint[..Math.Min(16, fingerprint.Length)]}...) to verify the server with";
         }
         using var verify = new X509Chain();
         verify.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;

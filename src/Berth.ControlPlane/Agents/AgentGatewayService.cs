@@ -159,6 +159,15 @@ internal sealed partial class AgentGatewayService(
     /// <see cref="AgentPki.IssueAgentCertificate"/>). Only over TLS, where the agent verified this server by the CA
     /// fingerprint in its token before sending the secret.
     /// </summary>
+    public override Task<CaCertificateResponse> CaCertificate(CaCertificateRequest request, ServerCallContext context)
+    {
+        if (pki is null || !options.AgentTls)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "this server's agent port is not TLS"));
+        }
+        return Task.FromResult(new CaCertificateResponse { Certificate = Google.Protobuf.ByteString.CopyFrom(pki.CaPublic.RawData) });
+    }
+
     public override Task<JoinResponse> Join(JoinRequest request, ServerCallContext context)
     {
         if (pki is null || !options.AgentTls || !context.GetHttpContext().Request.IsHttps)

@@ -190,7 +190,7 @@ public sealed class AgentPki
             {
                 throw new AgentJoinRefusedException(known.RevokedAt is not null
                     ? $"agent {agentId} was revoked (its container instance was deregistered); to join this host again, remove the agent's data directory (agent.json and tls/) and join with a new identity"
-                    : $"agent {agentId} has already joined and holds a certificate; an agent joins once (a second host with a copy of its identity is refused)");
+                    : $"agent {agentId} has already joined and holds a certificate; an agent joins once, and a second host with a copy of its identity is refused (if this host lost its tls/ directory, remove its agent.json too and join as a new container instance)");
             }
             var req = new CertificateRequest(new X500DistinguishedName($"CN={agentId}, O=Berth agent"), csr.PublicKey, HashAlgorithmName.SHA256);
             var san = new SubjectAlternativeNameBuilder();
