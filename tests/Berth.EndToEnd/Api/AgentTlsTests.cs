@@ -14,6 +14,7 @@ namespace Berth.EndToEnd.Api;
 /// non-loopback server always takes), real `berth agent` processes, real Docker, the aws CLI; the handshake itself
 /// is checked with a raw SslStream.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class AgentTlsTests
 {
     private const string Def = """[{"name":"main","image":"berth-test/busybox:latest","memory":16,"command":["sleep","600"],"stopTimeout":1}]""";

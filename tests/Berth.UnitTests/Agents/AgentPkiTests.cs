@@ -54,6 +54,7 @@ public sealed class JoinTokenTests
     }
 }
 
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class AgentPkiTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "berth-pki-" + Guid.NewGuid().ToString("N"));
