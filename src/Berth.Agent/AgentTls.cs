@@ -122,7 +122,9 @@ public static class AgentTls
             SslOptions = new SslClientAuthenticationOptions
             {
                 RemoteCertificateValidationCallback = pin.Validate,
-                ClientCertificates = client is null ? null : new X509CertificateCollection { client },
+                // Always this certificate, whatever CA names the server lists as acceptable (the default selection
+                // would drop it if the list left this private CA out).
+                LocalCertificateSelectionCallback = client is null ? null : (_, _, _, _, _) => client,
                 EnabledSslProtocols = System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13,
             },
         };
