@@ -288,7 +288,8 @@ internal static class Commands
                 serving = pki.ServingCertificate(AgentPortNames(host, agentHost, p.GetValue(TlsSan)));
             }
             builder.Services.AddSingleton(pki);
-            var ca = pki.CaPublic;
+            // The agent cannot take the CA from the handshake (TLS does not send a self-signed root): it fetches it
+            // with AgentGateway.CaCertificate and checks it against the fingerprint in its join token.
             builder.WebHost.ConfigureKestrel(k =>
             {
                 // HTTP/1.1 for the AWS clients and docker; the agents' gRPC streams need HTTP/2 with prior
@@ -302,7 +303,6 @@ internal static class Commands
                         l.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
                         {
                             ServerCertificate = serving,
-                            ServerCertificateChain = [ca], // the agent checks this CA against the fingerprint in its token
                             SslProtocols = System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13,
                             // Allow, not require: an agent that has not joined yet has no certificate to show, and Join is
                             // the only call it can make; Connect refuses a stream without one (AgentGatewayService).

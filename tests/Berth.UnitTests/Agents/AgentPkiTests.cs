@@ -10,7 +10,7 @@ namespace Berth.UnitTests.Agents;
 
 public sealed class JoinTokenTests
 {
-    private static readonly string Fp = new('0', 63) + "f";
+    private static readonly string Fp = new string('0', 63) + "f";
 
     [Fact]
     public void ToString_ThenTryParse_RoundTrips()
