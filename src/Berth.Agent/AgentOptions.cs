@@ -40,4 +40,17 @@ public sealed record AgentOptions
 
     /// <summary>How often the agent sends a heartbeat on its stream.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// TLS on the agent channel (mutual, pinned to the server's CA); null: plaintext, which the CLI allows only when
+    /// the server is on loopback.
+    /// </summary>
+    public AgentTlsOptions? Tls { get; init; }
+}
+
+/// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>
+public sealed record AgentTlsOptions
+{
+    /// <summary>berth-join.FINGERPRINT.SECRET; needed only until the agent holds its certificate (DATA/agent/tls).</summary>
+    public string? JoinToken { get; init; }
 }

@@ -12,7 +12,7 @@ namespace Berth.Agent;
 /// <summary>
 /// The Docker agent as a hosted service: a <see cref="TaskEngine"/> over Docker behind one <see cref="AgentConnection"/>.
 /// </summary>
-internal sealed partial class AgentService(AgentOptions options, IDockerClient docker, TimeProvider time, ILoggerFactory loggers) : BackgroundService
+internal sealed partial class AgentService(AgentOptions options, IDockerClient docker, TimeProvider time, ILoggerFactory loggers, IHostApplicationLifetime lifetime) : BackgroundService
 {
     internal static readonly int[] EcsReservedPorts = [22, 2375, 2376, 51678, 51679];
 
@@ -20,6 +20,10 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
     internal static readonly TimeSpan KeepAlivePingDelay = TimeSpan.FromSeconds(20);
     internal static readonly TimeSpan KeepAlivePingTimeout = TimeSpan.FromSeconds(10);
     private readonly ILogger _logger = loggers.CreateLogger<AgentService>();
+    private AgentCredentials? _credentials;
+
+    /// <summary>The process exit code when the agent stops because it cannot secure its channel.</summary>
+    public const int TlsFailureExitCode = 4;
 
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
@@ -54,6 +58,10 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             }
             backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
         }
+        if (options.Tls is { } tls && !await EnsureJoinedAsync(identity, tls, ct).ConfigureAwait(false))
+        {
+            return;
+        }
         var connection = new AgentConnection(identity, engine, c => DescribeHostAsync(runtime, c), OpenChannelAsync, heartbeats, time, Random.Shared,
             loggers.CreateLogger<AgentConnection>());
         await connection.RunAsync(ct).ConfigureAwait(false);
@@ -61,30 +69,115 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
 
     private async Task<(GrpcChannel, bool)> OpenChannelAsync(CancellationToken ct)
     {
-        var endpoint = options.AgentEndpoint ?? await DiscoverAsync(options.ServerUrl, ct).ConfigureAwait(false);
-        return (GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions
+        var endpoint = options.AgentEndpoint ?? await DiscoverAsync(options.ServerUrl, ct, tls: options.Tls is not null).ConfigureAwait(false);
+        static void KeepAlive(SocketsHttpHandler h)
         {
-            HttpHandler = new SocketsHttpHandler
+            // The server sends nothing on an idle stream, so only HTTP/2 pings tell this agent that the
+            // connection went half-open (server host gone, network cut): without them it would wait for TCP
+            // retransmissions to give up (many minutes) before reconnecting.
+            h.KeepAlivePingDelay = KeepAlivePingDelay;
+            h.KeepAlivePingTimeout = KeepAlivePingTimeout;
+            h.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always;
+            h.PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan;
+        }
+        SocketsHttpHandler handler;
+        if (_credentials is { } creds)
+        {
+            // Mutual TLS: this agent's certificate, and only the CA it pinned at join time is trusted.
+            var pin = creds.Pin;
+            handler = AgentTls.Handler(pin, creds.Client, KeepAlive);
+            var inner = handler.SslOptions.RemoteCertificateValidationCallback!;
+            handler.SslOptions.RemoteCertificateValidationCallback = (sender, cert, chain, errors) =>
             {
-                // The server sends nothing on an idle stream, so only HTTP/2 pings tell this agent that the
-                // connection went half-open (server host gone, network cut): without them it would wait for TCP
-                // retransmissions to give up (many minutes) before reconnecting.
-                KeepAlivePingDelay = KeepAlivePingDelay,
-                KeepAlivePingTimeout = KeepAlivePingTimeout,
-                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-                PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
-            },
-            DisposeHttpClient = true,
-        }), true);
+                var ok = inner(sender, cert, chain, errors);
+                if (!ok)
+                {
+                    LogServerNotTrusted(_logger, endpoint, pin.Failure ?? "");
+                }
+                return ok;
+            };
+        }
+        else
+        {
+            handler = new SocketsHttpHandler();
+            KeepAlive(handler);
+        }
+        return (GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true }), true);
+    }
+
+    /// <summary>
+    /// Loads the agent's certificate, or joins with the token when it has none (retrying while the server is not
+    /// reachable). When the server is not trusted or refuses the join, logs why and stops the process with
+    /// <see cref="TlsFailureExitCode"/>: retrying would not change the answer.
+    /// </summary>
+    private async Task<bool> EnsureJoinedAsync(AgentIdentity identity, AgentTlsOptions tls, CancellationToken ct)
+    {
+        _credentials = AgentTls.Load(options.DataDirectory);
+        if (_credentials is not null)
+        {
+            return true;
+        }
+        if (!JoinToken.TryParse(tls.JoinToken, out var token, out var error))
+        {
+            return Fail(string.IsNullOrEmpty(tls.JoinToken)
+                ? $"this agent has not joined the server yet and no join token was given: start it once with --join TOKEN (run 'berth join-token' on the server to print it)"
+                : $"--join: {error}");
+        }
+        var backoff = TimeSpan.FromMilliseconds(500);
+        while (true)
+        {
+            try
+            {
+                var endpoint = options.AgentEndpoint ?? await DiscoverAsync(options.ServerUrl, ct, tls: true).ConfigureAwait(false);
+                _credentials = await AgentTls.JoinAsync(endpoint, options.DataDirectory, identity.AgentId, token, ct).ConfigureAwait(false);
+                LogJoined(_logger, endpoint, _credentials.Client.SerialNumber, Path.Combine(options.DataDirectory, AgentTls.DirectoryName));
+                return true;
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return false;
+            }
+            catch (AgentTlsException e)
+            {
+                return Fail(e.Message);
+            }
+            catch (Exception e)
+            {
+                LogJoinRetry(_logger, e.GetBaseException().Message, backoff.TotalSeconds);
+            }
+            try
+            {
+                await Task.Delay(backoff, time, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+            backoff = TimeSpan.FromMilliseconds(Math.Min(backoff.TotalMilliseconds * 2, 5000));
+        }
+
+        bool Fail(string why)
+        {
+            LogCannotJoin(_logger, why);
+            Environment.ExitCode = TlsFailureExitCode;
+            lifetime.StopApplication();
+            return false;
+        }
     }
 
     /// <summary>The agents' gRPC endpoint that <paramref name="serverUrl"/>'s /_berth/health names.</summary>
-    internal static async Task<Uri> DiscoverAsync(Uri serverUrl, CancellationToken ct)
+    /// <remarks>
+    /// The API port answers plain HTTP whatever the scheme of <paramref name="serverUrl"/>; the scheme only says
+    /// whether the agent port is dialled with TLS (<paramref name="tls"/>). Nothing secret crosses here, and a forged
+    /// port number leads to a server that cannot show a certificate of the pinned CA.
+    /// </remarks>
+    internal static async Task<Uri> DiscoverAsync(Uri serverUrl, CancellationToken ct, bool tls = false)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var health = await http.GetFromJsonAsync(new Uri(serverUrl, "/_berth/health"), AgentJsonContext.Default.HealthProbe, ct).ConfigureAwait(false)
+        var probe = new UriBuilder(serverUrl) { Scheme = "http", Path = "/_berth/health", Query = "" }.Uri;
+        var health = await http.GetFromJsonAsync(probe, AgentJsonContext.Default.HealthProbe, ct).ConfigureAwait(false)
             ?? throw new InvalidOperationException("empty health answer");
-        return new UriBuilder("http", serverUrl.Host, health.AgentPort).Uri;
+        return new UriBuilder(tls ? "https" : "http", serverUrl.Host, health.AgentPort).Uri;
     }
 
     private async Task<Register> DescribeHostAsync(IContainerRuntime runtime, CancellationToken ct)
@@ -125,6 +218,18 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         }
         return 1024;
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Joined the server at {Endpoint}: client certificate serial {Serial} kept in {Directory}; the join token is not needed any more")]
+    private static partial void LogJoined(ILogger logger, Uri endpoint, string serial, string directory);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not reach the server to join ({Reason}); retrying in {Seconds} s")]
+    private static partial void LogJoinRetry(ILogger logger, string reason, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "This agent cannot join: {Reason}. Stopping.")]
+    private static partial void LogCannotJoin(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The server at {Endpoint} is not trusted: {Reason}")]
+    private static partial void LogServerNotTrusted(ILogger logger, Uri endpoint, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Docker is not reachable ({Reason}); retrying in {Seconds} s")]
     private static partial void LogDockerUnavailable(ILogger logger, string reason, double seconds);

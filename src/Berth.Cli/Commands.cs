@@ -166,10 +166,49 @@ internal static class Commands
         Description = "Seconds between sweeps that remove stopped tasks past the retention window.",
     };
 
+    private static readonly Option<bool> AgentTls = new("--agent-tls")
+    {
+        Description = "Serve the agent port with TLS even on loopback (it always does on any other address); agents then join with the token (env BERTH_AGENT_TLS=true).",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("BERTH_AGENT_TLS") is "1" or "true" or "TRUE" or "True",
+    };
+
+    private static readonly Option<string[]> TlsSan = new("--tls-san")
+    {
+        Description = "Extra host name or IP address agents use to reach this server, added to the agent port's certificate (repeatable).",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<string> JoinTokenOption = Env(new Option<string>("--join")
+    {
+        Description = "Join token printed by the server ('berth join-token'); needed only on the agent's first start, with --server https://HOST:PORT (env BERTH_JOIN_TOKEN).",
+    }, "BERTH_JOIN_TOKEN", "");
+
+    private static readonly Option<bool> Rotate = new("--rotate")
+    {
+        Description = "Replace the join secret: agents that joined keep working, the old token admits no new agent.",
+    };
+
+    public static Command JoinToken()
+    {
+        var cmd = new Command("join-token", "Print (or with --rotate, replace) the token agents join this server with; creates the agent CA in DATA/pki when there is none yet.");
+        cmd.Options.Add(Data);
+        cmd.Options.Add(Rotate);
+        cmd.SetAction(p =>
+        {
+            var data = Path.GetFullPath(p.GetValue(Data)!);
+            Directory.CreateDirectory(data);
+            var pki = Berth.ControlPlane.Agents.AgentPki.LoadOrCreate(data);
+            var token = p.GetValue(Rotate) ? pki.RotateJoinSecret() : pki.JoinToken;
+            Console.WriteLine(token.ToString());
+            return 0;
+        });
+        return cmd;
+    }
+
     public static Command Up()
     {
         var cmd = new Command("up", "Run the control plane and one local agent in one process.");
-        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList])
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan])
         {
             cmd.Options.Add(o);
         }
@@ -180,7 +219,7 @@ internal static class Commands
     public static Command Server()
     {
         var cmd = new Command("server", "Run the control plane only; agents connect to it with 'berth agent --server URL'.");
-        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, .. RegistryOptionsList])
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, .. RegistryOptionsList, AgentTls, TlsSan])
         {
             cmd.Options.Add(o);
         }
@@ -191,7 +230,7 @@ internal static class Commands
     public static Command Agent()
     {
         var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
-        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList])
+        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption])
         {
             cmd.Options.Add(o);
         }
@@ -244,14 +283,41 @@ internal static class Commands
         }
 
         var endpoint = $"http://{(host is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : host)}:{port}";
+        // The agent channel carries registry passwords and containers' environment: plaintext only on loopback.
+        var agentTls = withServer && (p.GetValue(AgentTls) || !System.Net.IPAddress.IsLoopback(ToIp(agentHost)));
+        Berth.ControlPlane.Agents.AgentPki? pki = null;
+        System.Security.Cryptography.X509Certificates.X509Certificate2? serving = null;
         if (withServer)
         {
+            pki = Berth.ControlPlane.Agents.AgentPki.LoadOrCreate(data);
+            if (agentTls)
+            {
+                serving = pki.ServingCertificate(AgentPortNames(host, agentHost, p.GetValue(TlsSan)));
+            }
+            builder.Services.AddSingleton(pki);
+            // The agent cannot take the CA from the handshake (TLS does not send a self-signed root): it fetches it
+            // with AgentGateway.CaCertificate and checks it against the fingerprint in its join token.
             builder.WebHost.ConfigureKestrel(k =>
             {
                 // HTTP/1.1 for the AWS clients and docker; the agents' gRPC streams need HTTP/2 with prior
                 // knowledge, which Kestrel cannot offer on the same cleartext port, so they get their own.
                 k.Listen(ToIp(host), port, l => l.Protocols = HttpProtocols.Http1);
-                k.Listen(ToIp(agentHost), agentPort, l => l.Protocols = HttpProtocols.Http2);
+                k.Listen(ToIp(agentHost), agentPort, l =>
+                {
+                    l.Protocols = HttpProtocols.Http2;
+                    if (serving is not null)
+                    {
+                        l.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                        {
+                            ServerCertificate = serving,
+                            SslProtocols = System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13,
+                            // Allow, not require: an agent that has not joined yet has no certificate to show, and Join is
+                            // the only call it can make; Connect refuses a stream without one (AgentGatewayService).
+                            ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
+                            ClientCertificateValidation = (cert, _, _) => pki.ChainsToCa(cert),
+                        });
+                    }
+                });
                 // Kestrel's own bound (30 MB) stays on: the AWS front doors refuse smaller bodies themselves, and
                 // the registry lifts it only for blob uploads, which stream to disk; gRPC lifts it for its streams.
             });
@@ -264,6 +330,7 @@ internal static class Commands
                 TaskRetention = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(TaskRetentionSeconds) ?? EnvInt("BERTH_TASK_RETENTION") ?? 3600)),
                 RetentionSweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(RetentionSweepSeconds) ?? 60)),
                 AgentGrace = TimeSpan.FromSeconds(agentGrace),
+                AgentTls = agentTls,
             });
             var registryHost = p.GetValue(RegistryHost);
             var localHosts = new[] { $"localhost:{port}", $"127.0.0.1:{port}" };
@@ -309,6 +376,13 @@ internal static class Commands
                 await Console.Error.WriteLineAsync("berth: agent needs --server URL (or BERTH_SERVER), for example --server http://10.0.0.5:4566.").ConfigureAwait(false);
                 return 2;
             }
+            var agentTlsOptions = withServer
+                ? agentTls ? new AgentTlsOptions { JoinToken = pki!.JoinToken.ToString() } : null
+                : await AgentTlsFor(serverUri, Path.Combine(data, "agent"), p.GetValue(JoinTokenOption)).ConfigureAwait(false);
+            if (agentTlsOptions is { JoinToken: "!" })
+            {
+                return 2; // AgentTlsFor said why
+            }
             var simulate = withServer ? 0 : p.GetValue(Simulate);
             var resync = withServer ? 60 : p.GetValue(ResyncSeconds);
             if (resync <= 0)
@@ -319,6 +393,11 @@ internal static class Commands
             if (simulate < 0 || p.GetValue(SimulatePullDelay) < 0 || p.GetValue(SimulateStartDelay) < 0 || p.GetValue(SimulateStopDelay) < 0)
             {
                 await Console.Error.WriteLineAsync("berth: --simulate and the --simulate-*-delay options take a number >= 0.").ConfigureAwait(false);
+                return 2;
+            }
+            if (simulate > 0 && agentTlsOptions is not null)
+            {
+                await Console.Error.WriteLineAsync("berth: --simulate dials the agent port in plaintext, so only a server on loopback without --agent-tls.").ConfigureAwait(false);
                 return 2;
             }
             if (simulate > 0)
@@ -353,7 +432,7 @@ internal static class Commands
                 builder.Services.AddBerthAgent(new AgentOptions
                 {
                     ServerUrl = serverUri,
-                    AgentEndpoint = withServer ? new Uri($"http://{(agentHost is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : agentHost)}:{agentPort}") : null,
+                    AgentEndpoint = withServer ? new Uri($"{(agentTls ? "https" : "http")}://{(agentHost is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : agentHost)}:{agentPort}") : null,
                     DataDirectory = Path.Combine(data, "agent"),
                     Cluster = p.GetValue(Cluster)!,
                     CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU"),
@@ -362,6 +441,7 @@ internal static class Commands
                     AvailabilityZone = p.GetValue(Zone)!,
                     ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
                     ResyncInterval = TimeSpan.FromSeconds(resync),
+                    Tls = agentTlsOptions,
                 });
             }
         }
@@ -386,9 +466,98 @@ internal static class Commands
         {
             Console.WriteLine($"Berth is listening on {endpoint} (data: {data}).");
             Console.WriteLine($"Try: AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={p.GetValue(Region)} aws ecs list-clusters");
+            if (agentTls && !withAgent)
+            {
+                Console.WriteLine($"Agents connect with TLS on port {agentPort} (CA fingerprint sha256:{pki!.CaFingerprint}). To join a host, run on it:");
+                Console.WriteLine($"  berth agent --server https://{JoinHost(host, agentHost)}:{port} --join {pki.JoinToken}");
+                Console.WriteLine($"('berth join-token --data {data}' prints the token again, '--rotate' replaces it.)");
+            }
+            else if (!withAgent)
+            {
+                Console.WriteLine($"Agents on this host connect with: berth agent --server {endpoint} (plaintext on loopback; --agent-tls or a non-loopback --agent-listen turns TLS on).");
+            }
         }
         await app.WaitForShutdownAsync(ct).ConfigureAwait(false);
-        return 0;
+        return Environment.ExitCode; // an agent that could not join sets it before it stops the host
+    }
+
+    /// <summary>
+    /// How a lone agent secures its channel: https → TLS (joining with <paramref name="join"/> when it holds no
+    /// certificate yet); http → plaintext, to a loopback server only. A <c>JoinToken</c> of "!" means refused (printed).
+    /// </summary>
+    private static async Task<AgentTlsOptions?> AgentTlsFor(Uri server, string agentData, string? join)
+    {
+        var refused = new AgentTlsOptions { JoinToken = "!" };
+        if (server.Scheme == Uri.UriSchemeHttps)
+        {
+            if (!string.IsNullOrEmpty(join) && !Berth.Core.Agent.JoinToken.TryParse(join, out _, out var error))
+            {
+                await Console.Error.WriteLineAsync($"berth: --join: {error}.").ConfigureAwait(false);
+                return refused;
+            }
+            if (string.IsNullOrEmpty(join) && !Berth.Agent.AgentTls.HasJoined(agentData))
+            {
+                await Console.Error.WriteLineAsync($"berth: this agent has not joined {server} yet: start it once with --join TOKEN (run 'berth join-token' on the server to print the token); its certificate is then kept in {Path.Combine(agentData, Berth.Agent.AgentTls.DirectoryName)}.").ConfigureAwait(false);
+                return refused;
+            }
+            return new AgentTlsOptions { JoinToken = string.IsNullOrEmpty(join) ? null : join };
+        }
+        if (server.Scheme != Uri.UriSchemeHttp)
+        {
+            await Console.Error.WriteLineAsync($"berth: --server must be an http:// or https:// URL, not {server}.").ConfigureAwait(false);
+            return refused;
+        }
+        if (!server.IsLoopback)
+        {
+            await Console.Error.WriteLineAsync($"berth: refusing to talk to {server.Host} in plaintext: the agent channel carries registry passwords and task environments, so off loopback it is TLS only. Use --server https://{server.Authority} --join TOKEN (the server prints the token; 'berth join-token' prints it again).").ConfigureAwait(false);
+            return refused;
+        }
+        if (!string.IsNullOrEmpty(join))
+        {
+            await Console.Error.WriteLineAsync($"berth: --join needs --server https://{server.Authority} (a join is always over TLS).").ConfigureAwait(false);
+            return refused;
+        }
+        return null;
+    }
+
+    /// <summary>The names the agent port's certificate carries: the listen addresses, or every local address when they are wildcards, the host name and --tls-san.</summary>
+    private static IEnumerable<string> AgentPortNames(string host, string agentHost, string[]? extra)
+    {
+        var names = new List<string>(extra ?? []) { System.Net.Dns.GetHostName() };
+        foreach (var h in new[] { host, agentHost })
+        {
+            if (h is "0.0.0.0" or "*" or "::")
+            {
+                names.AddRange(LocalAddresses());
+            }
+            else
+            {
+                names.Add(h);
+            }
+        }
+        return names;
+    }
+
+    private static IEnumerable<string> LocalAddresses()
+        => System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == System.Net.NetworkInformation.OperationalStatus.Up)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .Where(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork || (a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !a.IsIPv6LinkLocal))
+            .Select(a => a.ToString());
+
+    /// <summary>The address to print in the join command: the listen address, else this host's first non-loopback IPv4 address.</summary>
+    private static string JoinHost(string host, string agentHost)
+    {
+        foreach (var h in new[] { agentHost, host })
+        {
+            if (h is not ("0.0.0.0" or "*" or "::"))
+            {
+                return h.Contains(':', StringComparison.Ordinal) ? $"[{h}]" : h;
+            }
+        }
+        return LocalAddresses().FirstOrDefault(a => System.Net.IPAddress.TryParse(a, out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && !System.Net.IPAddress.IsLoopback(ip))
+            ?? System.Net.Dns.GetHostName();
     }
 
     private static System.Net.IPAddress ToIp(string host)

@@ -16,7 +16,8 @@ namespace Berth.ControlPlane.Agents;
 /// tasks changes (and nothing otherwise), and the agent's reports applied through <see cref="TaskLifecycle"/>.
 /// </summary>
 internal sealed partial class AgentGatewayService(
-    EcsState state, TaskLifecycle tasks, InstanceLifecycle instances, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger)
+    EcsState state, TaskLifecycle tasks, InstanceLifecycle instances, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger,
+    AgentPki? pki = null)
     : AgentGateway.AgentGatewayBase
 {
     // Instance key -> the connection currently serving it, so an old stream ending late cannot
@@ -34,7 +35,13 @@ internal sealed partial class AgentGatewayService(
             return;
         }
         var reg = requestStream.Current.Register;
-        var outcome = await RegisterAsync(reg, ct).ConfigureAwait(false);
+        if (options.AgentTls && CertificateRefusal(context, reg) is { } refusal)
+        {
+            LogRejected(logger, reg.AgentId, refusal);
+            await responseStream.WriteAsync(Rejected(refusal), ct).ConfigureAwait(false);
+            return;
+        }
+        var outcome = await RegisterAsync(reg, ct, sameAgentOnly: options.AgentTls).ConfigureAwait(false);
         if (outcome.Stored is not { } stored)
         {
             LogRejected(logger, reg.AgentId, outcome.Rejection!);
@@ -70,7 +77,7 @@ internal sealed partial class AgentGatewayService(
 
             var reader = ReadAsync(requestStream, key, connection, cts.Token);
             var sender = SendAsync(responseStream, key, reg.KnownTaskArns, connection, cts.Token);
-            var watchdog = WatchAsync(connection, instanceArn, cts.Token);
+            var watchdog = WatchAsync(connection, instanceArn, options.AgentTls ? reg.AgentId : null, cts.Token);
             await Task.WhenAny(reader, sender, watchdog).ConfigureAwait(false);
             await cts.CancelAsync().ConfigureAwait(false);
             // A write stuck on a half-open connection must not keep the instance marked connected: wait a
@@ -125,7 +132,64 @@ internal sealed partial class AgentGatewayService(
     private static ServerMessage Rejected(string reason) => new() { Rejected = new RegistrationRejected { Reason = reason } };
 
     /// <summary>Registration through the domain layer (kept here for the gateway's tests).</summary>
-    internal Task<InstanceLifecycle.Registration> RegisterAsync(Register reg, CancellationToken ct) => instances.RegisterAgentAsync(reg, ct);
+    internal Task<InstanceLifecycle.Registration> RegisterAsync(Register reg, CancellationToken ct, bool sameAgentOnly = false)
+        => instances.RegisterAgentAsync(reg, ct, sameAgentOnly);
+
+    /// <summary>
+    /// With TLS on, why this stream may not register as <paramref name="reg"/>'s agent (null: it may): the client
+    /// certificate must be this CA's, issued last to that very agent id, and not revoked. Replaying another agent's
+    /// id, ARN and secret therefore fails without that agent's key.
+    /// </summary>
+    private string? CertificateRefusal(ServerCallContext context, Register reg)
+    {
+        if (pki is null)
+        {
+            return "this server has no agent CA";
+        }
+        var http = context.GetHttpContext();
+        if (!http.Request.IsHttps)
+        {
+            return "the agent port requires TLS";
+        }
+        return pki.Authorize(http.Connection.ClientCertificate, reg.AgentId);
+    }
+
+    /// <summary>
+    /// An agent that holds the join token and no certificate yet: signs a client certificate for its id (see
+    /// <see cref="AgentPki.IssueAgentCertificate"/>). Only over TLS, where the agent verified this server by the CA
+    /// fingerprint in its token before sending the secret.
+    /// </summary>
+    public override Task<CaCertificateResponse> CaCertificate(CaCertificateRequest request, ServerCallContext context)
+    {
+        if (pki is null || !options.AgentTls)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "this server's agent port is not TLS"));
+        }
+        return Task.FromResult(new CaCertificateResponse { Certificate = Google.Protobuf.ByteString.CopyFrom(pki.CaPublic.RawData) });
+    }
+
+    public override Task<JoinResponse> Join(JoinRequest request, ServerCallContext context)
+    {
+        if (pki is null || !options.AgentTls || !context.GetHttpContext().Request.IsHttps)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "this server's agent port is not TLS: agents on loopback connect without joining"));
+        }
+        try
+        {
+            using var cert = pki.IssueAgentCertificate(request.JoinSecret, request.AgentId, request.CertificateRequest.Span);
+            LogJoined(logger, request.AgentId, cert.SerialNumber);
+            return Task.FromResult(new JoinResponse
+            {
+                Certificate = Google.Protobuf.ByteString.CopyFrom(cert.RawData),
+                CaCertificate = Google.Protobuf.ByteString.CopyFrom(pki.CaPublic.RawData),
+            });
+        }
+        catch (AgentJoinRefusedException e)
+        {
+            LogJoinRefused(logger, request.AgentId, e.Message);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, e.Message));
+        }
+    }
 
     private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, CancellationToken ct)
     {
@@ -256,7 +320,7 @@ internal sealed partial class AgentGatewayService(
     }
 
     /// <summary>Ends the stream when the agent has been silent for longer than AgentTimeout.</summary>
-    private async Task WatchAsync(Connection connection, string instanceArn, CancellationToken ct)
+    private async Task WatchAsync(Connection connection, string instanceArn, string? certifiedAgentId, CancellationToken ct)
     {
         var period = options.AgentTimeout / 4 > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : options.AgentTimeout / 4;
         while (!ct.IsCancellationRequested)
@@ -265,6 +329,11 @@ internal sealed partial class AgentGatewayService(
             if (time.GetUtcNow() - connection.LastSeen > options.AgentTimeout)
             {
                 LogTimedOut(logger, instanceArn);
+                return;
+            }
+            if (certifiedAgentId is not null && pki is not null && pki.IsRevoked(certifiedAgentId))
+            {
+                LogRevoked(logger, instanceArn);
                 return;
             }
         }
@@ -301,6 +370,15 @@ internal sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Agent {AgentId} registration rejected: {Reason}")]
     private static partial void LogRejected(ILogger logger, string agentId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Agent {AgentId} joined; client certificate serial {Serial}")]
+    private static partial void LogJoined(ILogger logger, string agentId, string serial);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Agent {AgentId} join refused: {Reason}")]
+    private static partial void LogJoinRefused(ILogger logger, string agentId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Agent of {InstanceArn} was revoked; closing its stream")]
+    private static partial void LogRevoked(ILogger logger, string instanceArn);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Agent of {InstanceArn} disconnected")]
     private static partial void LogDisconnected(ILogger logger, string instanceArn);

@@ -17,8 +17,10 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
     /// <summary>
     /// An agent registers (or registers again): it must prove with its secret that it is the agent that owns an
     /// existing instance; a first registration is issued a new secret. Creates the default cluster on first use.
+    /// <paramref name="sameAgentOnly"/> (TLS, where the agent id is certified): an existing instance is taken again
+    /// only by the agent id that registered it, even with the right secret.
     /// </summary>
-    public async Task<Registration> RegisterAgentAsync(Register reg, CancellationToken ct)
+    public async Task<Registration> RegisterAgentAsync(Register reg, CancellationToken ct, bool sameAgentOnly = false)
     {
         var clusterName = string.IsNullOrEmpty(reg.Cluster) ? "default" : Arns.NameOf(reg.Cluster);
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
@@ -50,6 +52,11 @@ public sealed partial class InstanceLifecycle(EcsState state, Arns arns, TimePro
         {
             previous = match;
             key = byAgent;
+        }
+        if (sameAgentOnly && previous is not null && previous.AgentId is not null && !string.Equals(previous.AgentId, reg.AgentId, StringComparison.Ordinal))
+        {
+            return new Registration(null, "", null,
+                $"Container instance {InstanceViews.Arn(arns, previous)} belongs to agent {previous.AgentId}, not to agent {reg.AgentId}.");
         }
         string? newSecret = null;
         var secretHash = previous?.AgentSecretHash;

@@ -11,7 +11,7 @@ using static Berth.ControlPlane.Ecs.EcsApi;
 namespace Berth.ControlPlane.Ecs;
 
 /// <summary>RegisterContainerInstance, DeregisterContainerInstance, DescribeContainerInstances, ListContainerInstances, UpdateContainerInstancesState.</summary>
-internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, TimeProvider time)
+internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, TimeProvider time, Agents.AgentPki? pki = null)
 {
     public void Map(AwsJsonService s)
     {
@@ -86,6 +86,12 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         var copy = found with { Status = "INACTIVE", AgentConnected = false, DeregisteredAt = time.GetUtcNow(), Version = found.Version + 1 };
         tx.Put(state.ContainerInstances, copy.Key, copy);
         await tx.CommitAsync(ct).ConfigureAwait(false);
+        if (found.AgentId is { } agentId)
+        {
+            // A deregistered instance's agent is revoked: its certificate no longer registers anything, and its live
+            // stream is closed by the agent gateway (ECS's agent likewise stops once its instance is deregistered).
+            pki?.Revoke(agentId);
+        }
         return new DeregisterContainerInstanceResponse { ContainerInstance = View(copy, withTags: false) };
     }
 

@@ -41,6 +41,8 @@ public static class ControlPlaneHosting
         services.AddGrpc();
         // The registry registers the real provider; this one only fills in when there is none.
         services.TryAddSingleton<IRegistryCredentialProvider, NoRegistryCredentials>();
+        // The agents' CA (DATA/pki); the CLI registers the instance it made its serving certificate from first.
+        services.TryAddSingleton(sp => AgentPki.LoadOrCreate(options.DataDirectory, sp.GetRequiredService<TimeProvider>()));
         services.AddBerthAgentGateway();
         return services;
     }

@@ -30,4 +30,10 @@ public sealed record ControlPlaneOptions
 
     /// <summary>How often the retention sweep runs.</summary>
     public TimeSpan RetentionSweepInterval { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// True when the agent port speaks TLS: agents join with the token (AgentGateway.Join) and then connect with a
+    /// client certificate from <see cref="Agents.AgentPki"/>, which Connect requires and binds to the agent id.
+    /// </summary>
+    public bool AgentTls { get; init; }
 }

@@ -92,6 +92,61 @@ public sealed class BerthServer : IAsyncDisposable
 
     public const string DefaultAgent = "agent-proc";
 
+    /// <summary>The URL a TLS agent is given (the API port; the agent discovers the agent port and dials it with TLS).</summary>
+    public string TlsEndpoint => $"https://127.0.0.1:{Port}";
+
+    /// <summary>
+    /// Starts a separate <c>berth agent --server https://...</c> process for a server started with --agent-tls, with
+    /// <c>--join</c> when <paramref name="joinToken"/> is given. Logs at Information so that joins show in <see cref="Log"/>.
+    /// </summary>
+    public void StartTlsAgent(string cluster, string name, string? joinToken, params string[] extraArgs)
+    {
+        var p = Spawn(["agent", "--server", TlsEndpoint, .. joinToken is null ? [] : new[] { "--join", joinToken }, "--data", Path.Combine(DataDirectory, name),
+            "--cluster", cluster, "--container-label", Label, "--memory", "2048", "--cpu", "2048", "--log-level", "Information", .. extraArgs], name);
+        lock (_agents)
+        {
+            _agents[name] = p;
+        }
+    }
+
+    /// <summary>The named agent's own data directory (agent.json, tls/).</summary>
+    public string AgentDataDirectory(string name = DefaultAgent) => Path.Combine(DataDirectory, name, "agent");
+
+    /// <summary>Waits for the named agent process to exit and returns its exit code.</summary>
+    public async Task<int> WaitForAgentExitAsync(string name, TimeSpan timeout)
+    {
+        Process? a;
+        lock (_agents)
+        {
+            _agents.TryGetValue(name, out a);
+        }
+        if (a is null)
+        {
+            throw new InvalidOperationException($"agent {name} was never started");
+        }
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await a.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"agent {name} still runs after {timeout.TotalSeconds:F0} s:\n{Log}");
+        }
+        return a.ExitCode;
+    }
+
+    /// <summary>Runs <c>berth join-token --data DATA</c> (with --rotate when asked) and returns the token it prints.</summary>
+    public async Task<string> JoinTokenAsync(bool rotate = false)
+    {
+        var r = await Processes.RunAsync("dotnet", [BerthDll, "join-token", "--data", DataDirectory, .. rotate ? new[] { "--rotate" } : []]);
+        if (r.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"berth join-token failed ({r.ExitCode}): {r.Stderr}");
+        }
+        return r.Stdout.Trim();
+    }
+
     /// <summary>The agent id and container instance ARN (null before it registered) the named agent keeps in its identity file.</summary>
     public (string AgentId, string? ContainerInstanceArn) AgentIdentity(string name = DefaultAgent)
     {

@@ -62,6 +62,27 @@ public sealed class AgentGatewayTests
     }
 
     [Fact]
+    public async Task Register_SameAgentOnly_AnotherAgentIdWithTheRightArnAndSecret_IsRejected()
+    {
+        await using var f = new EcsFixture();
+        var (first, id, secret, _) = await f.Gateway.RegisterAsync(EcsFixture.Registration("agent-a"), CancellationToken.None);
+        var replay = EcsFixture.Registration("agent-b");
+        replay.ContainerInstanceArn = InstanceViews.Arn(f.Arns, first!);
+        replay.AgentSecret = secret!;
+
+        // With TLS (certified agent ids) the secret alone does not hand an instance to another agent...
+        var (stored, _, _, rejection) = await f.Gateway.RegisterAsync(replay, CancellationToken.None, sameAgentOnly: true);
+        Assert.Null(stored);
+        Assert.Contains("belongs to agent agent-a, not to agent agent-b", rejection, StringComparison.Ordinal);
+        Assert.Equal("agent-a", f.State.ContainerInstances.Find(id)!.AgentId);
+
+        // ...while the owner still registers again.
+        var again = EcsFixture.Registration("agent-a");
+        again.AgentSecret = secret!;
+        Assert.Null((await f.Gateway.RegisterAsync(again, CancellationToken.None, sameAgentOnly: true)).Rejection);
+    }
+
+    [Fact]
     public async Task ApplyStatus_RunningThenEssentialExit_RecordsLifecycle()
     {
         await using var f = new EcsFixture();
