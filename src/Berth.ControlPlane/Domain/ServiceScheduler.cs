@@ -575,6 +575,8 @@ public sealed partial class ServiceScheduler : BackgroundService
                 ? svc.PlacementStrategy.Select(s => new PlacementStrategySpec(s.Type, s.Value)).ToList()
                 : [new PlacementStrategySpec("spread", "attribute:ecs.availability-zone"), new PlacementStrategySpec("spread", "instanceId")],
             Targets = instances?.Select(i => (i, (string?)EcsState.ScopedId(svc.Cluster, i))).ToList(),
+            Awsvpc = svc.Awsvpc,
+            Launch = new LaunchKind(svc.LaunchType, svc.PlatformVersion, null),
         };
         try
         {

@@ -181,6 +181,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             : Task.CompletedTask;
     }
 
+    public Task EnsureAwsvpcAsync(CancellationToken ct)
+    {
+        Log("awsvpc");
+        return Task.CompletedTask;
+    }
+
     public Task<string> CreateAsync(CreateContainerParameters parameters, CancellationToken ct)
     {
         var name = parameters.Labels[ContainerLabels.ContainerName];
