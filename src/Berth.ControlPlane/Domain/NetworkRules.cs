@@ -205,8 +205,8 @@ public static partial class NetworkRules
             if (withBase is not null && i + alreadyRunningBase < withBase.Base)
             {
                 result.Add(withBase.CapacityProvider);
-                given[withBase.CapacityProvider!]++;
-                continue;
+                continue; // the base does not count towards the weights' shares
+
             }
             var weighted = strategy.Where(s => s.Weight is > 0).ToList();
             var pick = weighted.Count == 0 ? withBase!
