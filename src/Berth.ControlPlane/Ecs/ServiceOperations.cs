@@ -138,6 +138,12 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             {
                 throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: {problem}");
             }
+            // As ECS: awsvpc tasks are registered by address (target type ip), other modes by instance.
+            var mode = def?.NetworkMode ?? "bridge";
+            if (targets.TargetType(lb.TargetGroupArn) is { } type && (type == "ip") != (mode == "awsvpc"))
+            {
+                throw AwsException.InvalidParameter($"The provided target group {lb.TargetGroupArn} has target type {type}, which is incompatible with the {mode} network mode specified in the task definition.");
+            }
             result.Add(new ServiceLoadBalancerRecord(lb.TargetGroupArn, null, lb.ContainerName, lb.ContainerPort.Value));
         }
         return result;
