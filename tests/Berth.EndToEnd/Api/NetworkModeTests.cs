@@ -250,6 +250,33 @@ public sealed class NetworkModeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Awsvpc_BerthRestarts_PauseAndContainersReadoptedByLabel_AddressKept()
+    {
+        await EcsScenario.RegisterAsync(_aws!, "vpc-restart", $$"""[{"name":"web","image":"{{EcsScenario.Image}}","memory":16,"portMappings":[{"containerPort":80}],"command":["httpd","-f","-p","80","-h","/www"],"stopTimeout":1}]""",
+            "--network-mode", "awsvpc");
+        var arn = (await _aws!.RunAsync("ecs", "run-task", "--task-definition", "vpc-restart", "--network-configuration", Network))["tasks"]![0]!["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(_aws, "default", arn, "RUNNING");
+        var ip = await Wait.ForAsync(async () =>
+        {
+            var d = await EcsScenario.DescribeAsync(_aws, "default", arn);
+            return d["attachments"]![0]!["status"]!.GetValue<string>() == "ATTACHED" ? Detail(d["attachments"]![0]!, "privateIPv4Address") : null;
+        }, TimeSpan.FromSeconds(20), "the task's address");
+        var pauseBefore = (await PauseOfAsync(arn))["Id"]!.GetValue<string>();
+
+        await _server!.KillAsync();
+        await _server.RestartAsync();
+
+        // Still the same pause container (found by its labels, not recreated), still serving on the same address.
+        var task = await EcsScenario.WaitForStatusAsync(_aws, "default", arn, "RUNNING");
+        Assert.Equal(ip, Detail(task["attachments"]![0]!, "privateIPv4Address"));
+        Assert.Equal(pauseBefore, (await PauseOfAsync(arn))["Id"]!.GetValue<string>());
+        Assert.Contains("berth test image", await GetAsync($"http://{ip}/", TimeSpan.FromSeconds(20)), StringComparison.Ordinal);
+        await _aws.RunAsync("ecs", "stop-task", "--task", arn);
+        var stopped = await EcsScenario.WaitForStatusAsync(_aws, "default", arn, "STOPPED");
+        Assert.Equal("DETACHED", stopped["attachments"]![0]!["status"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task HostMode_UsesHostNetwork_ReportsAndReservesItsPort()
     {
         var port = BerthServer.FreePort();
