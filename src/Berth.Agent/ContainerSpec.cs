@@ -76,7 +76,8 @@ internal static class ContainerSpec
             } : null!,
             HostConfig = new HostConfig
             {
-                NetworkMode = networkMode == "awsvpc" ? "bridge" : networkMode,
+                // awsvpc: the task engine makes the container join its pause container (AwsvpcNetwork.Join); until then, no network.
+                NetworkMode = networkMode == "awsvpc" ? "none" : networkMode,
                 PortBindings = bindings,
                 CPUShares = c.CpuUnits > 0 ? c.CpuUnits : 2, // Docker's minimum; ECS gives cpu 0 the same floor
                 Memory = c.MemoryMib > 0 ? c.MemoryMib * 1024L * 1024L : 0,

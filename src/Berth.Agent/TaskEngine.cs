@@ -545,6 +545,15 @@ internal sealed partial class TaskEngine : ITaskEngine
             [ContainerLabels.Version] = spec.Revision.ToString(CultureInfo.InvariantCulture),
             [ContainerLabels.AgentId] = _agentId,
         };
+        string? pauseId = null;
+        if (spec.NetworkMode == "awsvpc")
+        {
+            pauseId = await EnsurePauseAsync(t, spec, taskId, labels, observed, ct).ConfigureAwait(false);
+            if (pauseId is null)
+            {
+                return false;
+            }
+        }
         var startedNow = new HashSet<string>(StringComparer.Ordinal);
         bool progress;
         do
@@ -577,6 +586,10 @@ internal sealed partial class TaskEngine : ITaskEngine
                 {
                     var create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
                     create.Image = RegistryRouting.PullReference(create.Image, _serverUrl);
+                    if (pauseId is not null)
+                    {
+                        AwsvpcNetwork.Join(create, pauseId);
+                    }
                     try
                     {
                         try
@@ -617,12 +630,51 @@ internal sealed partial class TaskEngine : ITaskEngine
     }
 
     /// <summary>
+    /// awsvpc: the task's pause container, running (created and started when missing), whose network namespace the
+    /// task's containers join. Null when it cannot be set up (the task is then reported STOPPED).
+    /// </summary>
+    private async Task<string?> EnsurePauseAsync(TrackedTask t, TaskSpec spec, string taskId, Dictionary<string, string> labels,
+        Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
+    {
+        try
+        {
+            string id;
+            if (observed.TryGetValue(AwsvpcNetwork.PauseContainerName, out var pause))
+            {
+                if (pause.Running)
+                {
+                    return pause.Id;
+                }
+                id = pause.Id;
+            }
+            else
+            {
+                await _runtime.EnsureAwsvpcAsync(ct).ConfigureAwait(false);
+                var name = ContainerSpec.ContainerName(spec, new Core.Agent.ContainerSpec { Name = "internalecspause" }, taskId);
+                id = await _runtime.CreateAsync(AwsvpcNetwork.PauseContainer(name, labels), ct).ConfigureAwait(false);
+                t.HasContainers = true;
+                t.Ids[AwsvpcNetwork.PauseContainerName] = id;
+            }
+            await _runtime.StartAsync(id, ct).ConfigureAwait(false);
+            return id;
+        }
+        catch (RuntimeException e)
+        {
+            t.ListNeeded = true;
+            MarkStopped(t, spec, observed, "TaskFailedToStart", $"ResourceInitializationError: failed to set up the awsvpc network namespace: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Stops the running containers in reverse dependency order, as ECS does: a container stops once nothing still
     /// running depends on it; containers of one round stop together.
     /// </summary>
     private async Task StopAllAsync(TaskSpec? spec, Dictionary<string, RuntimeContainer> observed, CancellationToken ct)
     {
-        var running = observed.Where(kv => kv.Value.Running).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        // An awsvpc task's pause container goes last (its namespace outlives the containers in it), at once: it
+        // ignores SIGTERM.
+        var running = observed.Where(kv => kv.Value.Running && !AwsvpcNetwork.IsPause(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         while (running.Count > 0)
         {
             var dependedOn = (spec?.Containers ?? []).Where(c => running.ContainsKey(c.Name))
@@ -641,6 +693,10 @@ internal sealed partial class TaskEngine : ITaskEngine
             {
                 running.Remove(name);
             }
+        }
+        if (observed.TryGetValue(AwsvpcNetwork.PauseContainerName, out var pause) && pause.Running)
+        {
+            await _runtime.StopAsync(pause.Id, 0, ct).ConfigureAwait(false);
         }
     }
 
@@ -673,6 +729,11 @@ internal sealed partial class TaskEngine : ITaskEngine
             StopCode = t.StopCode ?? "",
             StoppedReason = t.StoppedReason ?? "",
         };
+        if (observed.TryGetValue(AwsvpcNetwork.PauseContainerName, out var pause) && pause.IpAddress.Length > 0)
+        {
+            r.PrivateIpv4Address = pause.IpAddress;
+            r.MacAddress = pause.MacAddress;
+        }
         foreach (var c in spec.Containers)
         {
             var cs = new ContainerStatus { Name = c.Name, LastStatus = status == "STOPPED" ? "STOPPED" : "PENDING" };
@@ -699,6 +760,17 @@ internal sealed partial class TaskEngine : ITaskEngine
                     }
                 }
                 cs.NetworkBindings.AddRange(o.Ports);
+                if (spec.NetworkMode == "host" && o.Running && o.Ports.Count == 0)
+                {
+                    // Docker publishes nothing on the host network; ECS reports each mapping at its own port.
+                    cs.NetworkBindings.AddRange(c.PortMappings.Select(pm => new PortBinding
+                    {
+                        BindIp = "0.0.0.0",
+                        ContainerPort = pm.ContainerPort,
+                        HostPort = pm.HostPort > 0 ? pm.HostPort : pm.ContainerPort,
+                        Protocol = pm.Protocol is { Length: > 0 } p ? p : "tcp",
+                    }));
+                }
                 cs.ImageDigest = o.ImageDigest;
             }
             if (c.HealthCheck is { Command.Count: > 0 })

@@ -22,6 +22,18 @@ internal sealed class EcsServiceTargets(ITargetRegistration registration) : ISer
         }
     }
 
+    public string? TargetType(string targetGroupArn)
+    {
+        try
+        {
+            return registration.TargetType(targetGroupArn);
+        }
+        catch (AwsException)
+        {
+            return null;
+        }
+    }
+
     public Task RegisterAsync(string targetGroupArn, IReadOnlyList<ServiceTarget> targets, CancellationToken ct)
         => registration.RegisterTargetsAsync(targetGroupArn, targets.Select(t => new TargetEndpoint(t.Id, t.Port)).ToList(), ct);
 

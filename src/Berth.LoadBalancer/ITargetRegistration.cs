@@ -23,6 +23,9 @@ public interface ITargetRegistration
 
     /// <summary>Whether a listener or rule of some load balancer forwards to the group (TargetGroupNotFound when there is no such group).</summary>
     bool IsAttached(string targetGroupArn);
+
+    /// <summary>The group's target type, <c>instance</c> or <c>ip</c> (TargetGroupNotFound when there is no such group).</summary>
+    string TargetType(string targetGroupArn);
 }
 
 /// <summary>Finds the address of an <c>instance</c> target (a container instance's ec2InstanceId).</summary>

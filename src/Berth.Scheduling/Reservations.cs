@@ -20,7 +20,9 @@ public static class Reservations
         var memory = ParseUnits(overrides?.Memory ?? definition.Memory) ?? containers.Sum(ContainerMemory);
         var host = string.Equals(definition.NetworkMode, "host", StringComparison.Ordinal);
         var ports = new List<int>();
-        foreach (var c in containers)
+        // awsvpc: each task has its own address, so its ports take nothing from the host; none: no ports at all.
+        var ownAddress = definition.NetworkMode is "awsvpc" or "none";
+        foreach (var c in ownAddress ? [] : containers)
         {
             foreach (var m in c.PortMappings ?? [])
             {

@@ -20,6 +20,9 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
     // ImageFresh after it, none. A create that finds the image gone forgets it (RuntimeException.ImageMissing).
     private readonly ConcurrentDictionary<string, Lazy<Task<bool>>> _imageChecks = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _imageSeenAt = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _awsvpcLock = new(1, 1);
+    private long? _awsvpcCheckedAt;
+    private static readonly TimeSpan AwsvpcFresh = TimeSpan.FromSeconds(30);
 
     // What the engine must hear about to reconcile a task; exec_*, attach, resize and the like are noise.
     private static readonly string[] WatchedEvents = ["start", "die", "stop", "kill", "oom", "health_status", "destroy"];
@@ -87,7 +90,87 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
             OomKilled = c.State?.OOMKilled ?? false,
             Health = c.State?.Health?.Status is { Length: > 0 } h && h != "none" ? h : null,
             Ports = ports,
+            IpAddress = c.NetworkSettings?.Networks?.TryGetValue(AwsvpcNetwork.Name, out var net) == true ? net.IPAddress ?? "" : "",
+            MacAddress = c.NetworkSettings?.Networks?.TryGetValue(AwsvpcNetwork.Name, out var net2) == true ? net2.MacAddress ?? "" : "",
         };
+    }
+
+    public async Task EnsureAwsvpcAsync(CancellationToken ct)
+    {
+        await _awsvpcLock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            // Checked again now and then: someone may have removed the network or the image behind our back.
+            if (_awsvpcCheckedAt is { } at && _time.GetElapsedTime(at) < AwsvpcFresh)
+            {
+                return;
+            }
+            await EnsureTaskNetworkAsync(ct).ConfigureAwait(false);
+            await EnsurePauseImageAsync(ct).ConfigureAwait(false);
+            _awsvpcCheckedAt = _time.GetTimestamp();
+        }
+        finally
+        {
+            _awsvpcLock.Release();
+        }
+    }
+
+    private async Task EnsureTaskNetworkAsync(CancellationToken ct)
+    {
+        var existing = await docker.Networks.ListNetworksAsync(new NetworksListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["name"] = new Dictionary<string, bool> { [AwsvpcNetwork.Name] = true } },
+        }, ct).ConfigureAwait(false);
+        if (existing.Any(n => n.Name == AwsvpcNetwork.Name))
+        {
+            return;
+        }
+        try
+        {
+            // No subnet given: Docker's address pools hand out one that clashes with no other network or route.
+            await docker.Networks.CreateNetworkAsync(new NetworksCreateParameters
+            {
+                Name = AwsvpcNetwork.Name,
+                Driver = "bridge",
+                Labels = new Dictionary<string, string> { [AwsvpcNetwork.Label] = "awsvpc" },
+            }, ct).ConfigureAwait(false);
+            LogNetworkCreated(logger, AwsvpcNetwork.Name);
+        }
+        catch (DockerApiException e) when (e.StatusCode == System.Net.HttpStatusCode.Conflict)
+        {
+            // Another agent on this host made it meanwhile.
+        }
+        catch (DockerApiException e)
+        {
+            throw new RuntimeException($"creating the awsvpc network {AwsvpcNetwork.Name}: {ErrorText(e)}", e);
+        }
+    }
+
+    private async Task EnsurePauseImageAsync(CancellationToken ct)
+    {
+        if (await InspectImageAsync(PauseImage.Reference, ct).ConfigureAwait(false))
+        {
+            return;
+        }
+        var executable = PauseImage.Executable(System.Runtime.InteropServices.RuntimeInformation.OSArchitecture)
+            ?? throw new RuntimeException($"awsvpc: no pause executable for {System.Runtime.InteropServices.RuntimeInformation.OSArchitecture}");
+        var (repo, tag) = ContainerSpec.SplitReference(PauseImage.Reference);
+        var errors = new List<string>();
+        using var rootfs = PauseImage.RootFileSystem(executable);
+        try
+        {
+            await docker.Images.CreateImageAsync(new ImagesCreateParameters { FromSrc = "-", Repo = repo, Tag = tag! }, rootfs, new AuthConfig(),
+                new Progress<JSONMessage>(m => { if (m.Error?.Message is { Length: > 0 } err) { lock (errors) { errors.Add(err); } } }), ct).ConfigureAwait(false);
+        }
+        catch (DockerApiException e)
+        {
+            throw new RuntimeException($"importing the pause image {PauseImage.Reference}: {ErrorText(e)}", e);
+        }
+        if (!await InspectImageAsync(PauseImage.Reference, ct).ConfigureAwait(false))
+        {
+            throw new RuntimeException($"importing the pause image {PauseImage.Reference} failed: {string.Join("; ", errors)}");
+        }
+        LogPauseImported(logger, PauseImage.Reference);
     }
 
     public async Task EnsureImageAsync(string image, RegistryAuth? auth, CancellationToken ct)
@@ -257,4 +340,10 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Pulling {Image} (with registry credentials: {WithCredentials})")]
     private static partial void LogPulling(ILogger logger, string image, bool withCredentials);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Created the awsvpc task network {Network}")]
+    private static partial void LogNetworkCreated(ILogger logger, string network);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Imported the pause image {Image}")]
+    private static partial void LogPauseImported(ILogger logger, string image);
 }

@@ -34,6 +34,12 @@ internal interface IContainerRuntime
     /// throws) or <paramref name="ct"/> is cancelled. Events may be lost across a break: callers resync after one.
     /// </summary>
     Task WatchAsync(Action<RuntimeEvent> onEvent, CancellationToken ct);
+
+    /// <summary>
+    /// awsvpc: makes the task network (<see cref="AwsvpcNetwork.Name"/>) and the pause image
+    /// (<see cref="PauseImage.Reference"/>) present, creating them when missing; <see cref="RuntimeException"/> when it cannot.
+    /// </summary>
+    Task EnsureAwsvpcAsync(CancellationToken ct);
 }
 
 /// <summary>One container as the engine sees it: what inspect says, reduced to what the agent reports.</summary>
@@ -52,6 +58,10 @@ internal sealed record RuntimeContainer
     public string? Health { get; init; }
     public IReadOnlyList<Core.Agent.PortBinding> Ports { get; init; } = [];
     public string ImageDigest { get; init; } = "";
+
+    /// <summary>The container's address and MAC on the awsvpc task network; empty when it is not attached to it.</summary>
+    public string IpAddress { get; init; } = "";
+    public string MacAddress { get; init; } = "";
 
     public bool Running => State is "running" or "restarting" or "paused";
     public bool Exited => State is "exited" or "dead";

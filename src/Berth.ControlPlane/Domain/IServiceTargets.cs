@@ -1,6 +1,6 @@
 namespace Berth.ControlPlane.Domain;
 
-/// <summary>One target of a target group: a container instance's ec2InstanceId and the task's host port.</summary>
+/// <summary>One target of a target group: a container instance's ec2InstanceId and the task's host port, or (awsvpc) the task's address and container port.</summary>
 public readonly record struct ServiceTarget(string Id, int Port)
 {
     public override string ToString() => Id + ":" + Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -15,6 +15,9 @@ public interface IServiceTargets
 {
     /// <summary>Null when the target group exists and takes instance targets; otherwise why not.</summary>
     string? Check(string targetGroupArn);
+
+    /// <summary>The group's target type (<c>instance</c> or <c>ip</c>); null when unknown.</summary>
+    string? TargetType(string targetGroupArn) => null;
 
     Task RegisterAsync(string targetGroupArn, IReadOnlyList<ServiceTarget> targets, CancellationToken ct);
 

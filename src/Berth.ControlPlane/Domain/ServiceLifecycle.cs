@@ -30,6 +30,9 @@ public sealed record UpdateServiceCommand
     public bool? EnableExecuteCommand { get; init; }
     public string? AvailabilityZoneRebalancing { get; init; }
     public bool ForceNewDeployment { get; init; }
+    /// <summary>awsvpc: the network configuration (validated against the definition the service will run); a change starts a new deployment.</summary>
+    public AwsvpcRecord? Awsvpc { get; init; }
+    public string? PlatformVersion { get; init; }
 }
 
 /// <summary>ECS's numbers for services, in one place.</summary>
@@ -117,6 +120,10 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         return (service, true);
     }
 
+    private static bool SameNetwork(AwsvpcRecord a, AwsvpcRecord? b)
+        => b is not null && a.AssignPublicIp == b.AssignPublicIp && a.Subnets.SequenceEqual(b.Subnets)
+        && (a.SecurityGroups ?? []).SequenceEqual(b.SecurityGroups ?? []);
+
     public async Task<ServiceRecord> UpdateAsync(UpdateServiceCommand cmd, CancellationToken ct)
     {
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
@@ -145,11 +152,14 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
             EnableExecuteCommand = cmd.EnableExecuteCommand ?? current.EnableExecuteCommand,
             AvailabilityZoneRebalancing = cmd.AvailabilityZoneRebalancing ?? current.AvailabilityZoneRebalancing,
             TaskDefinition = cmd.TaskDefinition ?? current.TaskDefinition,
+            Awsvpc = cmd.Awsvpc ?? (cmd.TaskDefinition is null ? current.Awsvpc : null),
+            PlatformVersion = cmd.PlatformVersion ?? current.PlatformVersion,
             Version = current.Version + 1,
         };
         // A new deployment when what the tasks run changes (definition, load balancers) or when forced;
         // a new count or configuration alone applies to the deployment in place, as in ECS.
         var redeploy = cmd.ForceNewDeployment
+            || (cmd.Awsvpc is not null && !SameNetwork(cmd.Awsvpc, current.Awsvpc))
             || (cmd.TaskDefinition is not null && cmd.TaskDefinition != current.TaskDefinition)
             || (cmd.LoadBalancers is not null && !cmd.LoadBalancers.SequenceEqual(current.LoadBalancers));
         var deployments = current.Deployments.ToList();

@@ -16,6 +16,10 @@ public sealed record ServiceRecord
     /// <summary>REPLICA or DAEMON.</summary>
     [JsonPropertyName("schedulingStrategy")] public string SchedulingStrategy { get; init; } = "REPLICA";
     [JsonPropertyName("launchType")] public string LaunchType { get; init; } = "EC2";
+    /// <summary>FARGATE: the resolved platform version.</summary>
+    [JsonPropertyName("platformVersion")] public string? PlatformVersion { get; init; }
+    /// <summary>awsvpc: the networkConfiguration its tasks are launched with.</summary>
+    [JsonPropertyName("awsvpc")] public AwsvpcRecord? Awsvpc { get; init; }
     /// <summary>The primary deployment's task definition ("family:revision").</summary>
     [JsonPropertyName("taskDefinition")] public required string TaskDefinition { get; init; }
     [JsonPropertyName("deploymentConfiguration")] public required DeploymentConfigRecord DeploymentConfiguration { get; init; }

@@ -393,6 +393,18 @@ public sealed partial class ServiceScheduler : BackgroundService
         private List<(string Group, ServiceTarget Target)> Endpoints(TaskRecord t)
         {
             var result = new List<(string, ServiceTarget)>();
+            if (t.Awsvpc is not null)
+            {
+                // awsvpc: the task's own address and the container port (target type ip), once the agent reported it.
+                foreach (var lb in svc.LoadBalancers)
+                {
+                    if (t.PrivateIp is { } ip && lb.ContainerPort is { } port && t.Containers.Any(c => c.Name == lb.ContainerName))
+                    {
+                        result.Add((lb.TargetGroupArn!, new ServiceTarget(ip, port)));
+                    }
+                }
+                return result;
+            }
             if (t.InstanceId is null || scheduler._state.ContainerInstances.Find(EcsState.ScopedId(t.Cluster, t.InstanceId))?.Ec2InstanceId is not { } ec2)
             {
                 return result;
@@ -575,6 +587,8 @@ public sealed partial class ServiceScheduler : BackgroundService
                 ? svc.PlacementStrategy.Select(s => new PlacementStrategySpec(s.Type, s.Value)).ToList()
                 : [new PlacementStrategySpec("spread", "attribute:ecs.availability-zone"), new PlacementStrategySpec("spread", "instanceId")],
             Targets = instances?.Select(i => (i, (string?)EcsState.ScopedId(svc.Cluster, i))).ToList(),
+            Awsvpc = svc.Awsvpc,
+            Launch = new LaunchKind(svc.LaunchType, svc.PlatformVersion, null),
         };
         try
         {

@@ -24,6 +24,11 @@ public sealed record LaunchRequest
     public IReadOnlyList<(string Reference, string? Key)>? Targets { get; init; }
     public string? ClientToken { get; init; }
     public string? Fingerprint { get; init; }
+    /// <summary>awsvpc: the validated networkConfiguration; null for other network modes.</summary>
+    public AwsvpcRecord? Awsvpc { get; init; }
+    public LaunchKind Launch { get; init; } = LaunchKind.Ec2;
+    /// <summary>The capacity provider of each task of the launch (FARGATE / FARGATE_SPOT), in order; null: none.</summary>
+    public IReadOnlyList<string?>? CapacityProviders { get; init; }
 }
 
 public sealed record LaunchResult(IReadOnlyList<TaskRecord> Tasks, IReadOnlyList<FailureRecord> Failures);
@@ -165,7 +170,13 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         }
 
         var shared = new SharedStrings(req, reservation);
-        var tasks = placements.Select(p => NewTask(req, shared, p.InstanceId)).ToList();
+        var tasks = placements.Select((p, i) => NewTask(req, shared, p.InstanceId) with
+        {
+            Awsvpc = req.Awsvpc,
+            LaunchType = req.Launch.LaunchType,
+            PlatformVersion = req.Launch.PlatformVersion,
+            CapacityProviderName = req.CapacityProviders is { } cps && i < cps.Count ? cps[i] : null,
+        }).ToList();
         foreach (var t in tasks)
         {
             tx.Put(state.Tasks, EcsState.ScopedId(t.Cluster, t.Id), t);
@@ -200,7 +211,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
             var udp = new List<int>();
             var tcp = new List<int>();
             var host = def.NetworkMode == "host";
-            foreach (var c in def.ContainerDefinitions ?? [])
+            // awsvpc and none: the task's ports are on its own address (or nowhere), not the host's.
+            foreach (var c in def.NetworkMode is "awsvpc" or "none" ? [] : def.ContainerDefinitions ?? [])
             {
                 foreach (var m in c.PortMappings ?? [])
                 {
@@ -407,6 +419,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         {
             LastStatus = last,
             Containers = containers,
+            PrivateIp = string.IsNullOrEmpty(report.PrivateIpv4Address) ? current.PrivateIp : report.PrivateIpv4Address,
+            MacAddress = string.IsNullOrEmpty(report.MacAddress) ? current.MacAddress : report.MacAddress,
             LastSequence = Math.Max(current.LastSequence, report.Sequence),
             PullStartedAt = Ms(report.PullStartedAt) ?? current.PullStartedAt,
             PullStoppedAt = Ms(report.PullStoppedAt) ?? current.PullStoppedAt,

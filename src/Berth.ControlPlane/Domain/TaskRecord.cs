@@ -42,6 +42,14 @@ public sealed record TaskRecord
     /// <summary>The last agent report sequence applied (reports at or below it are stale).</summary>
     [JsonPropertyName("seq")] public long LastSequence { get; init; }
     [JsonPropertyName("clientToken")] public string? ClientToken { get; init; }
+    /// <summary>awsvpc: the networkConfiguration it was launched with; null for other network modes.</summary>
+    [JsonPropertyName("awsvpc")] public AwsvpcRecord? Awsvpc { get; init; }
+    /// <summary>awsvpc: the task's address and MAC as its agent reported them (null until the pause container is up).</summary>
+    [JsonPropertyName("ip")] public string? PrivateIp { get; init; }
+    [JsonPropertyName("mac")] public string? MacAddress { get; init; }
+    /// <summary>FARGATE: the resolved platform version (LATEST is stored as what it resolved to).</summary>
+    [JsonPropertyName("platformVersion")] public string? PlatformVersion { get; init; }
+    [JsonPropertyName("capacityProvider")] public string? CapacityProviderName { get; init; }
 
     [JsonIgnore] public bool IsStopped => LastStatus == TaskStates.Stopped;
 }

@@ -56,8 +56,12 @@ public static class TaskViews
             Cpu = t.Cpu,
             Memory = t.Memory,
             Version = t.Version,
-            Attachments = [],
+            Attachments = t.Awsvpc is null ? [] : [EniAttachment(arns, t)],
             Attributes = [],
+            PlatformVersion = t.PlatformVersion,
+            PlatformFamily = t.LaunchType == "FARGATE" ? "Linux" : null,
+            CapacityProviderName = t.CapacityProviderName,
+            EphemeralStorage = t.LaunchType == "FARGATE" ? new EphemeralStorage { SizeInGiB = 20 } : null,
             PullStartedAt = t.PullStartedAt,
             PullStoppedAt = t.PullStoppedAt,
             StartedAt = t.StartedAt,
@@ -82,12 +86,40 @@ public static class TaskViews
                 Reason = c.Reason,
                 // ECS reports UNKNOWN for a container without a health check, and before the first verdict.
                 HealthStatus = c.HealthStatus ?? TaskHealth.Unknown,
-                NetworkInterfaces = [],
+                NetworkInterfaces = t.Awsvpc is not null && t.PrivateIp is not null
+                    ? [new NetworkInterface { AttachmentId = NetworkRules.AttachmentId(t.Id), PrivateIpv4Address = t.PrivateIp }]
+                    : [],
                 NetworkBindings = c.Bindings?.Select(b => new NetworkBinding { BindIP = b.BindIp, ContainerPort = b.ContainerPort, HostPort = b.HostPort, Protocol = b.Protocol }).ToList(),
                 Cpu = c.Cpu,
                 Memory = c.Memory,
                 MemoryReservation = c.MemoryReservation,
             }).ToList(),
+        };
+    }
+
+    /// <summary>
+    /// An awsvpc task's network interface as ECS shows it: PRECREATED until the agent reports the task's address,
+    /// ATTACHED while the task lives, DETACHED once it stopped. The subnet is the first one asked for.
+    /// </summary>
+    private static Attachment EniAttachment(Arns arns, TaskRecord t)
+    {
+        var details = new List<Berth.Aws.Ecs.KeyValuePair>
+        {
+            new() { Name = "subnetId", Value = t.Awsvpc!.Subnets.FirstOrDefault() ?? "" },
+            new() { Name = "networkInterfaceId", Value = NetworkRules.NetworkInterfaceId(t.Id) },
+        };
+        if (t.PrivateIp is { } ip)
+        {
+            details.Add(new() { Name = "macAddress", Value = t.MacAddress ?? "" });
+            details.Add(new() { Name = "privateDnsName", Value = NetworkRules.PrivateDnsName(ip, arns.Identity.Region) });
+            details.Add(new() { Name = "privateIPv4Address", Value = ip });
+        }
+        return new Attachment
+        {
+            Id = NetworkRules.AttachmentId(t.Id),
+            Type = "ElasticNetworkInterface",
+            Status = t.IsStopped ? "DETACHED" : t.PrivateIp is null ? "PRECREATED" : "ATTACHED",
+            Details = details,
         };
     }
 

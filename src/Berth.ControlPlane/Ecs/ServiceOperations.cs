@@ -32,12 +32,10 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
     }
 
     /// <summary>Request members Berth does not implement: refused by name rather than dropped.</summary>
-    private static void RefuseUnsupported(string? platformVersion, object? networkConfiguration, object? capacityProviderStrategy, object? serviceRegistries,
+    private static void RefuseUnsupported(object? capacityProviderStrategy, object? serviceRegistries,
         object? serviceConnect, object? volumes, object? lattice, bool? executeCommand, DeploymentConfiguration? config, string? azRebalancing)
     {
-        string? member = platformVersion is not null ? "platformVersion"
-            : networkConfiguration is not null ? "networkConfiguration"
-            : capacityProviderStrategy is System.Collections.ICollection { Count: > 0 } ? "capacityProviderStrategy"
+        string? member = capacityProviderStrategy is System.Collections.ICollection { Count: > 0 } ? "capacityProviderStrategy"
             : serviceRegistries is System.Collections.ICollection { Count: > 0 } ? "serviceRegistries"
             : serviceConnect is not null ? "serviceConnectConfiguration"
             : volumes is System.Collections.ICollection { Count: > 0 } ? "volumeConfigurations"
@@ -53,7 +51,7 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             : null;
         if (member is not null)
         {
-            throw AwsException.InvalidParameter($"{member}: not supported by Berth (EC2 launch type, bridge and host networking, rolling deployments without Availability Zone rebalancing).");
+            throw AwsException.InvalidParameter($"{member}: not supported by Berth (EC2 and FARGATE launch types, rolling deployments without Availability Zone rebalancing).");
         }
         if (azRebalancing is not (null or "ENABLED" or "DISABLED"))
         {
@@ -140,6 +138,12 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             {
                 throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: {problem}");
             }
+            // As ECS: awsvpc tasks are registered by address (target type ip), other modes by instance.
+            var mode = def?.NetworkMode ?? "bridge";
+            if (targets.TargetType(lb.TargetGroupArn) is { } type && (type == "ip") != (mode == "awsvpc"))
+            {
+                throw AwsException.InvalidParameter($"The provided target group {lb.TargetGroupArn} has target type {type}, which is incompatible with the {mode} network mode specified in the task definition.");
+            }
             result.Add(new ServiceLoadBalancerRecord(lb.TargetGroupArn, null, lb.ContainerName, lb.ContainerPort.Value));
         }
         return result;
@@ -157,10 +161,6 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         if (stored.Status != "ACTIVE")
         {
             throw new AwsException("ClientException", "TaskDefinition is inactive");
-        }
-        if (stored.RequiresCompatibilities is { Count: > 0 } rc && !rc.Contains("EC2") && !rc.Contains("EXTERNAL"))
-        {
-            throw AwsException.InvalidParameter("taskDefinition: the task definition is not compatible with the EC2 launch type.");
         }
         return stored.Family + ":" + stored.Revision!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
@@ -183,12 +183,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             throw AwsException.InvalidParameter("serviceName: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.");
         }
         Tags.Validate(req.Tags);
-        RefuseUnsupported(req.PlatformVersion, req.NetworkConfiguration, req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
+        RefuseUnsupported(req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
             req.VolumeConfigurations, req.VpcLatticeConfigurations, req.EnableExecuteCommand, req.DeploymentConfiguration, req.AvailabilityZoneRebalancing);
-        if (req.LaunchType is not (null or "EC2"))
-        {
-            throw AwsException.InvalidParameter($"launchType: Berth runs the EC2 launch type only; {req.LaunchType} is not available.");
-        }
+        NetworkRules.Launch(req.LaunchType, null, req.PlatformVersion, def: null);
         if (req.DeploymentController?.Type is not (null or "ECS"))
         {
             throw AwsException.InvalidParameter($"deploymentController.type: only ECS (rolling update) deployments are available; {req.DeploymentController!.Type} is not.");
@@ -229,6 +226,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         var grace = Grace(req.HealthCheckGracePeriodSeconds);
         var cluster = tasks.ResolveCluster(req.Cluster);
         var definition = Definition(req.TaskDefinition);
+        var def = tasks.FindDefinition(definition, activeOnlyForFamily: false)!.Definition;
+        var launch = NetworkRules.Launch(req.LaunchType, null, req.PlatformVersion, def);
+        var awsvpc = NetworkRules.Validate(def, req.NetworkConfiguration, launch);
         var balancers = LoadBalancers(req.LoadBalancers, definition) ?? [];
 
         var token = req.ClientToken;
@@ -242,6 +242,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
                 Cluster = cluster,
                 DesiredCount = req.DesiredCount ?? 0,
                 SchedulingStrategy = strategy,
+                LaunchType = launch.LaunchType,
+                PlatformVersion = launch.PlatformVersion,
+                Awsvpc = awsvpc,
                 TaskDefinition = definition,
                 DeploymentConfiguration = config,
                 PlacementConstraints = constraints,
@@ -282,7 +285,7 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         {
             throw AwsException.InvalidParameter("service: must be specified.");
         }
-        RefuseUnsupported(req.PlatformVersion, req.NetworkConfiguration, req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
+        RefuseUnsupported(req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
             req.VolumeConfigurations, req.VpcLatticeConfigurations, req.EnableExecuteCommand, req.DeploymentConfiguration, req.AvailabilityZoneRebalancing);
         if (req.DeploymentController is not null)
         {
@@ -304,6 +307,17 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         }
         var config = req.DeploymentConfiguration is null ? null : Config(req.DeploymentConfiguration, existing.DeploymentConfiguration);
         var definition = req.TaskDefinition is null ? null : Definition(req.TaskDefinition);
+        // The network configuration holds for the definition the service will run; a FARGATE service's definition must suit Fargate.
+        var def = tasks.FindDefinition(definition ?? existing.TaskDefinition, activeOnlyForFamily: false)?.Definition;
+        AwsvpcRecord? awsvpc = null;
+        string? platformVersion = null;
+        if (def is not null && (definition is not null || req.NetworkConfiguration is not null || req.PlatformVersion is not null))
+        {
+            var launch = NetworkRules.Launch(existing.LaunchType == "EC2" ? null : existing.LaunchType, null,
+                req.PlatformVersion ?? (existing.LaunchType == "FARGATE" ? existing.PlatformVersion : null), def);
+            awsvpc = NetworkRules.Validate(def, req.NetworkConfiguration ?? existing.Awsvpc?.ToWire(), launch);
+            platformVersion = launch.PlatformVersion;
+        }
         var updated = await services.UpdateAsync(new UpdateServiceCommand
         {
             Cluster = cluster,
@@ -320,6 +334,8 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             EnableExecuteCommand = req.EnableExecuteCommand,
             AvailabilityZoneRebalancing = req.AvailabilityZoneRebalancing,
             ForceNewDeployment = req.ForceNewDeployment ?? false,
+            Awsvpc = awsvpc,
+            PlatformVersion = platformVersion,
         }, ct).ConfigureAwait(false);
         return new UpdateServiceResponse { Service = ServiceViews.ToWire(arns, State, updated, withTags: false) };
     }

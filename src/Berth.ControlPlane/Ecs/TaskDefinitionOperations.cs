@@ -67,7 +67,7 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
             Volumes = req.Volumes ?? [],
             PlacementConstraints = req.PlacementConstraints ?? [],
             RequiresCompatibilities = req.RequiresCompatibilities,
-            Compatibilities = ["EXTERNAL", "EC2"],
+            Compatibilities = [],
             Cpu = req.Cpu,
             Memory = req.Memory,
             PidMode = req.PidMode,
@@ -82,6 +82,12 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
             RegisteredAt = time.GetUtcNow(),
             RegisteredBy = $"arn:aws:iam::{arns.Identity.AccountId}:root",
         };
+        // What the definition can run on, as ECS works it out: EXTERNAL has no awsvpc; FARGATE needs awsvpc and a Fargate size.
+        def.Compatibilities = def.NetworkMode == "awsvpc" ? ["EC2"] : ["EXTERNAL", "EC2"];
+        if (NetworkRules.IsFargateCompatible(def))
+        {
+            def.Compatibilities.Add("FARGATE");
+        }
         var stored = new StoredTaskDefinition { Definition = def, Tags = req.Tags is { Count: > 0 } ? req.Tags : null };
         tx.Put(state.TaskDefinitions, EcsState.TaskDefinitionId(family, revision), stored, expectedRevision: 0);
         await tx.CommitAsync(ct).ConfigureAwait(false);
@@ -102,6 +108,10 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         }
         var taskMemory = ParseMemory(req.Memory, "memory");
         ParseCpu(req.Cpu);
+        if (req.RequiresCompatibilities?.Contains("FARGATE") == true)
+        {
+            NetworkRules.ValidateFargateDefinition(req);
+        }
         var names = new HashSet<string>(StringComparer.Ordinal);
         var hostPorts = new HashSet<(int, string)>();
         for (var i = 0; i < containers.Count; i++)
@@ -133,6 +143,18 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
                 throw AwsException.Client($"{at}.memory: the minimum allowed memory for a container is 6 MiB.");
             }
             var pms = c.PortMappings ?? [];
+            if (req.NetworkMode == "none" && pms.Count > 0)
+            {
+                throw AwsException.Client($"{at}.portMappings: Port mappings are not supported when networkMode=none (container '{c.Name}').");
+            }
+            if (req.NetworkMode == "awsvpc" && c.Hostname is not null)
+            {
+                throw AwsException.Client($"{at}.hostname: The hostname parameter is not supported when networkMode=awsvpc (container '{c.Name}').");
+            }
+            if (req.NetworkMode == "awsvpc" && c.Links is { Count: > 0 })
+            {
+                throw AwsException.Client($"{at}.links: Links are not supported when networkMode=awsvpc (container '{c.Name}').");
+            }
             for (var j = 0; j < pms.Count; j++)
             {
                 var pm = pms[j];

@@ -24,14 +24,6 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         s.Map(EcsOperations.ListTasks, Json.ListTasksRequest, Json.ListTasksResponse, ListAsync);
     }
 
-    private static void CheckLaunchType(string? launchType)
-    {
-        if (launchType is not (null or "EC2"))
-        {
-            throw AwsException.InvalidParameter($"launchType: Berth runs the EC2 launch type only; {launchType} is not available.");
-        }
-    }
-
     /// <summary>Checks the overrides against the definition and keeps what Berth applies; refuses the members it cannot apply.</summary>
     private static OverridesRecord? CheckOverrides(TaskDefinition def, TaskOverride? overrides)
     {
@@ -96,15 +88,14 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         {
             throw AwsException.InvalidParameter("count: must be between 1 and 10.");
         }
-        CheckLaunchType(req.LaunchType);
         CheckClientToken(req.ClientToken);
-        if (req.CapacityProviderStrategy is { Count: > 0 })
-        {
-            throw AwsException.InvalidParameter("capacityProviderStrategy: Berth has no capacity providers; use the EC2 launch type.");
-        }
+        NetworkRules.Launch(req.LaunchType, req.CapacityProviderStrategy, req.PlatformVersion, def: null);
         var (constraints, strategies) = PlacementRules.Validate(req.PlacementConstraints, req.PlacementStrategy);
         var clusterName = tasks.ResolveCluster(req.Cluster);
         var def = tasks.ResolveDefinition(req.TaskDefinition);
+        // FARGATE and FARGATE_SPOT run on this cluster's own instances, as awsvpc tasks.
+        var launch = NetworkRules.Launch(req.LaunchType, req.CapacityProviderStrategy, req.PlatformVersion, def);
+        var awsvpc = NetworkRules.Validate(def, req.NetworkConfiguration, launch);
         // The task definition's memberOf constraints apply too, and count towards the limit of 10.
         var inherited = PlacementRules.OfDefinition(def);
         if (inherited.Count > 0)
@@ -128,6 +119,9 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             Strategies = strategies,
             ClientToken = token,
             Fingerprint = token is null ? null : Fingerprint(req, Json.RunTaskRequest),
+            Awsvpc = awsvpc,
+            Launch = launch,
+            CapacityProviders = NetworkRules.Spread(launch, req.CapacityProviderStrategy, count),
         }, ct).ConfigureAwait(false);
         return new RunTaskResponse
         {
@@ -145,6 +139,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             throw AwsException.InvalidParameter("containerInstances: between 1 and 10 container instances must be given.");
         }
         var def = tasks.ResolveDefinition(req.TaskDefinition);
+        var awsvpc = NetworkRules.Validate(def, req.NetworkConfiguration, LaunchKind.Ec2);
         var overrides = CheckOverrides(def, req.Overrides);
         var targets = req.ContainerInstances.Select(r => (r, State.KeyIn(clusterName, r))).ToList();
         // StartTask has no clientToken in ECS's model (only RunTask does).
@@ -158,6 +153,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             Group = req.Group,
             Tags = TagsOf(req.Tags),
             Targets = targets,
+            Awsvpc = awsvpc,
         }, ct).ConfigureAwait(false);
         return new StartTaskResponse
         {

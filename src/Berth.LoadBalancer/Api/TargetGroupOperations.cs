@@ -326,6 +326,9 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
         => DescribeHealth(new DescribeTargetHealthInput { TargetGroupArn = targetGroupArn }).TargetHealthDescriptions!
             .Select(d => new TargetHealthReport(new TargetEndpoint(d.Target!.Id!, d.Target.Port ?? 0), d.TargetHealth!.State!, d.TargetHealth.Reason, d.TargetHealth.Description)).ToList();
 
+    public string TargetType(string targetGroupArn)
+        => ctx.RequireTargetGroup(targetGroupArn).Value.TargetGroup.TargetType ?? TargetTypeEnumValues.Instance;
+
     public bool IsAttached(string targetGroupArn)
         => ctx.LoadBalancersUsing(ctx.RequireTargetGroup(targetGroupArn).Value.TargetGroup.TargetGroupArn!).Count > 0;
 

@@ -181,6 +181,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             : Task.CompletedTask;
     }
 
+    public Task EnsureAwsvpcAsync(CancellationToken ct)
+    {
+        Log("awsvpc");
+        return Task.CompletedTask;
+    }
+
     public Task<string> CreateAsync(CreateContainerParameters parameters, CancellationToken ct)
     {
         var name = parameters.Labels[ContainerLabels.ContainerName];
@@ -207,9 +213,16 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         return Task.CompletedTask;
     }
 
+    /// <summary>The timeout of every stop, by container id (the last one asked for).</summary>
+    public Dictionary<string, int> StopTimeouts { get; } = [];
+
     public Task StopAsync(string id, int timeoutSeconds, CancellationToken ct)
     {
         Log($"stop:{id}");
+        lock (_containers)
+        {
+            StopTimeouts[id] = timeoutSeconds;
+        }
         Container c;
         lock (_containers)
         {
@@ -255,6 +268,9 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         return tcs.Task;
     }
 
+    public const string PauseIp = "172.20.0.9";
+    public const string PauseMac = "02:42:ac:14:00:09";
+
     private sealed class Container(string id, string taskArn, string name)
     {
         public string Id { get; } = id;
@@ -272,7 +288,10 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             ContainerName = Name,
             State = State,
             ExitCode = ExitCode,
-            Ports = State == "running" ? [new Berth.Core.Agent.PortBinding { BindIp = "0.0.0.0", ContainerPort = 80, HostPort = 32768, Protocol = "tcp" }] : [],
+            Ports = State == "running" && !AwsvpcNetwork.IsPause(Name) ? [new Berth.Core.Agent.PortBinding { BindIp = "0.0.0.0", ContainerPort = 80, HostPort = 32768, Protocol = "tcp" }] : [],
+            // A running pause container has the task's address on the awsvpc network, as Docker shows it.
+            IpAddress = State == "running" && AwsvpcNetwork.IsPause(Name) ? PauseIp : "",
+            MacAddress = State == "running" && AwsvpcNetwork.IsPause(Name) ? PauseMac : "",
         };
     }
 }
