@@ -14,7 +14,11 @@ namespace Berth.Agent.Metadata;
 internal static class MetadataDocuments
 {
     /// <summary>What <c>${ECS_CONTAINER_METADATA_URI_V4}</c> answers: one container.</summary>
-    public static JsonObject Container(ContainerInspectResponse c, TaskMetadataView? task)
+    /// <param name="networkOwner">
+    /// The container whose network namespace <paramref name="c"/> joined (Docker network mode <c>container:ID</c>, as
+    /// an awsvpc task's containers join its pause container's); its networks are the ones shown.
+    /// </param>
+    public static JsonObject Container(ContainerInspectResponse c, TaskMetadataView? task, ContainerInspectResponse? networkOwner = null)
     {
         var labels = c.Config?.Labels ?? new Dictionary<string, string>();
         var name = Get(labels, ContainerLabels.ContainerName) ?? "";
@@ -103,7 +107,7 @@ internal static class MetadataDocuments
         {
             o["ContainerARN"] = arn;
         }
-        if (Networks(c, networkMode) is { Count: > 0 } networks)
+        if (Networks(networkOwner ?? c, networkMode) is { Count: > 0 } networks)
         {
             o["Networks"] = networks;
         }
@@ -165,9 +169,10 @@ internal static class MetadataDocuments
         // In the task definition's order, as the agent lists its containers.
         var order = spec?.Containers.Select((c, i) => (c.Name, i)).ToDictionary(x => x.Name, x => x.i, StringComparer.Ordinal) ?? [];
         var list = new JsonArray();
+        var byId = containers.ToDictionary(c => c.ID, StringComparer.Ordinal);
         foreach (var c in containers.OrderBy(c => order.GetValueOrDefault(Get(c.Config?.Labels, ContainerLabels.ContainerName) ?? "", int.MaxValue)))
         {
-            list.Add(Container(c, task));
+            list.Add(Container(c, task, NetworkOwnerId(c) is { } owner ? byId.GetValueOrDefault(owner) : null));
         }
         if (list.Count > 0)
         {
@@ -175,6 +180,10 @@ internal static class MetadataDocuments
         }
         return o;
     }
+
+    /// <summary>The id of the container whose network namespace <paramref name="c"/> shares (mode <c>container:ID</c>); null otherwise.</summary>
+    internal static string? NetworkOwnerId(ContainerInspectResponse c)
+        => c.HostConfig?.NetworkMode is { } m && m.StartsWith("container:", StringComparison.Ordinal) ? m["container:".Length..] : null;
 
     internal static string? Get(IDictionary<string, string>? d, string key) => d is not null && d.TryGetValue(key, out var v) ? v : null;
 

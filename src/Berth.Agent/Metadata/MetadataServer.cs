@@ -154,7 +154,8 @@ internal sealed partial class MetadataServer : IAsyncDisposable
             return;
         }
         var arn = MetadataDocuments.Get(c.Config?.Labels, ContainerLabels.TaskArn) ?? "";
-        await WriteJsonAsync(http, MetadataDocuments.Container(c, _tasks(arn))).ConfigureAwait(false);
+        var owner = MetadataDocuments.NetworkOwnerId(c) is { } ownerId ? await InspectAsync(ownerId, http.RequestAborted).ConfigureAwait(false) : null;
+        await WriteJsonAsync(http, MetadataDocuments.Container(c, _tasks(arn), owner)).ConfigureAwait(false);
     }
 
     private async Task TaskAsync(HttpContext http)

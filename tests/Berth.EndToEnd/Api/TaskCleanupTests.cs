@@ -67,4 +67,38 @@ public sealed class TaskCleanupTests
         // Counted from when the container exited (Docker's FinishedAt), not from the restart.
         Assert.True(DateTimeOffset.UtcNow - stoppedAt < TimeSpan.FromSeconds(25 + 20), "removed late: the wait restarted with the agent?");
     }
+
+    [Fact]
+    public async Task ImageCleanup_RemovesAnUnusedImageTheAgentPulled_NeverOneItDidNot()
+    {
+        await DockerCli.RequireAsync();
+        await using var server = await BerthServer.StartAsync("up", "--task-cleanup-wait", "1s", "--image-cleanup-interval", "2s", "--image-minimum-cleanup-age", "0s");
+        var aws = new AwsCli(server.Endpoint);
+        await aws.RunAsync("ecs", "create-cluster");
+        // An image of its own (a distinct id, so other tests' busybox containers do not count as using it), pushed to
+        // Berth's registry and removed locally, so that the agent has to pull it.
+        var pushed = $"127.0.0.1:{server.Port}/cleanup-{server.RunId[..12]}/app:1";
+        var image = $"localhost:{server.Port}/cleanup-{server.RunId[..12]}/app:1";
+        var build = await Processes.RunAsync("sh", ["-c", $"printf 'FROM {EcsScenario.Image}\nLABEL berth.cleanup-test={server.RunId}\n' | docker build -q -t {pushed} -"]);
+        Assert.True(build.ExitCode == 0, build.Stdout + build.Stderr);
+        try
+        {
+            var push = await DockerCli.RunAsync("push", pushed);
+            Assert.True(push.ExitCode == 0, push.Stdout + push.Stderr);
+            Assert.Equal(0, (await DockerCli.RunAsync("rmi", pushed)).ExitCode);
+
+            await EcsScenario.RegisterAsync(aws, "pulled", $$"""[{"name":"main","image":"{{image}}","memory":16,"command":["true"]}]""");
+            var arn = (await EcsScenario.RunOneAsync(aws, "default", "pulled"))["taskArn"]!.GetValue<string>();
+            await EcsScenario.WaitForStatusAsync(aws, "default", arn, "STOPPED");
+
+            // Once its container is gone (1 s wait), the next cycle removes the image the agent pulled.
+            await Wait.ForAsync(async () => (await DockerCli.RunAsync("image", "inspect", image)).ExitCode != 0 ? "" : null, TimeSpan.FromSeconds(40), "the pulled image to be cleaned up");
+            Assert.Equal(0, (await DockerCli.RunAsync("image", "inspect", EcsScenario.Image)).ExitCode); // built here, never pulled by the agent
+        }
+        finally
+        {
+            await DockerCli.RunAsync("rmi", image);
+            await DockerCli.RunAsync("rmi", pushed);
+        }
+    }
 }

@@ -143,6 +143,22 @@ public sealed class MetadataDocumentsTests
     }
 
     [Fact]
+    public void Container_InThePauseContainersNamespace_ShowsThePauseContainersNetwork()
+    {
+        var pause = Inspect(network: "berth-task-net");
+        pause.ID = "pause0123";
+        var app = Inspect(network: "berth-task-net");
+        app.HostConfig!.NetworkMode = "container:pause0123";
+        app.NetworkSettings!.Networks = new Dictionary<string, EndpointSettings>();
+
+        Assert.False(MetadataDocuments.Container(app, View(networkMode: "awsvpc")).ContainsKey("Networks"));
+        var o = MetadataDocuments.Container(app, View(networkMode: "awsvpc"), pause);
+        Assert.Equal("10.0.2.100", (string?)o["Networks"]![0]!["IPv4Addresses"]![0]);
+        var task = MetadataDocuments.Task(TaskArn, View(networkMode: "awsvpc"), [app, pause], "us-east-1a");
+        Assert.All(task["Containers"]!.AsArray(), c => Assert.Equal("awsvpc", (string?)c!["Networks"]![0]!["NetworkMode"]));
+    }
+
+    [Fact]
     public void Container_Host_HasNetworkModeHostWithoutAddresses()
     {
         var o = MetadataDocuments.Container(Inspect(network: "host"), View(networkMode: "host"));
