@@ -64,7 +64,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             {
                 engine.MetadataBaseUri = await metadata.StartAsync(options.DataDirectory, options.MetadataPort, ct).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or DockerApiException or HttpRequestException)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
                 LogMetadataUnavailable(_logger, e.GetBaseException().Message);
             }
