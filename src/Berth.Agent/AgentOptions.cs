@@ -29,8 +29,11 @@ public sealed record AgentOptions
     /// <summary>Extra labels put on every container this agent creates (tests use one to clean up).</summary>
     public IReadOnlyDictionary<string, string> ContainerLabels { get; init; } = new Dictionary<string, string>();
 
-    /// <summary>How long containers of a stopped task are kept before removal.</summary>
-    public TimeSpan TaskCleanupWait { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// How long containers of a stopped task are kept (so `docker logs` works) before they and the task's volumes are
+    /// removed; 3 hours by default, as ECS's ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION.
+    /// </summary>
+    public TimeSpan TaskCleanupWait { get; init; } = TimeSpan.FromHours(3);
 
     /// <summary>
     /// How often every container of this agent is re-read from Docker, as a safety net for lost events; between
@@ -46,6 +49,30 @@ public sealed record AgentOptions
     /// the server is on loopback.
     /// </summary>
     public AgentTlsOptions? Tls { get; init; }
+
+    /// <summary>Serve the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) to the containers this agent starts.</summary>
+    public bool MetadataEndpoint { get; init; } = true;
+
+    /// <summary>
+    /// TCP port of the metadata endpoint on the Docker bridge's gateway address; null: the port this agent used
+    /// before (kept in DATA/metadata.json, so containers that outlive an agent restart keep a working URI), else a free one.
+    /// </summary>
+    public int? MetadataPort { get; init; }
+
+    /// <summary>Image cleanup as ECS's agent does it (ECS_DISABLE_IMAGE_CLEANUP=false): only images this agent pulled.</summary>
+    public bool ImageCleanup { get; init; } = true;
+
+    /// <summary>Time between image cleanup cycles (ECS_IMAGE_CLEANUP_INTERVAL, 30 min).</summary>
+    public TimeSpan ImageCleanupInterval { get; init; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>An image pulled less than this long ago is kept (ECS_IMAGE_MINIMUM_CLEANUP_AGE, 1 h), unless disk space is short.</summary>
+    public TimeSpan ImageMinimumCleanupAge { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>At most this many images are removed per cycle (ECS_NUM_IMAGES_DELETE_PER_CYCLE, 5).</summary>
+    public int ImagesDeletedPerCycle { get; init; } = 5;
+
+    /// <summary>Below this share of free space on Docker's data directory, the minimum age no longer protects an unused image.</summary>
+    public double ImageCleanupMinFreeDiskFraction { get; init; } = 0.10;
 }
 
 /// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>

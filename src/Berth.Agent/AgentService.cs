@@ -28,7 +28,8 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
     protected override async Task ExecuteAsync(CancellationToken ct)
     {
         var identity = AgentIdentity.LoadOrCreate(options.DataDirectory);
-        var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>(), time);
+        var pulled = new PulledImages(Path.Combine(options.DataDirectory, "pulled-images.json"));
+        var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>(), time, pulled);
         await using var engine = new TaskEngine(runtime, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait,
             options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>());
         await using var heartbeats = new HeartbeatWheel(options.HeartbeatInterval, 1, time);
@@ -62,9 +63,35 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         {
             return;
         }
+        await using var metadata = options.MetadataEndpoint
+            ? new Metadata.MetadataServer(docker, options.DockerEndpoint, identity.AgentId, engine.MetadataOf, options.AvailabilityZone, loggers)
+            : null;
+        if (metadata is not null)
+        {
+            try
+            {
+                engine.MetadataBaseUri = await metadata.StartAsync(options.DataDirectory, options.MetadataPort, ct).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogMetadataUnavailable(_logger, e.GetBaseException().Message);
+            }
+        }
+        using var cleanupStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var imageCleanup = options.ImageCleanup
+            ? Task.Run(() => new ImageCleaner(docker, pulled, options, time, loggers.CreateLogger<ImageCleaner>()).RunAsync(cleanupStop.Token), CancellationToken.None)
+            : Task.CompletedTask;
         var connection = new AgentConnection(identity, engine, c => DescribeHostAsync(runtime, c), OpenChannelAsync, heartbeats, time, Random.Shared,
             loggers.CreateLogger<AgentConnection>());
-        await connection.RunAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await connection.RunAsync(ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            await cleanupStop.CancelAsync().ConfigureAwait(false);
+            await imageCleanup.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
     }
 
     private async Task<(GrpcChannel, bool)> OpenChannelAsync(CancellationToken ct)
@@ -230,6 +257,9 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The server at {Endpoint} is not trusted: {Reason}")]
     private static partial void LogServerNotTrusted(ILogger logger, Uri endpoint, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The task metadata endpoint could not start ({Reason}); containers get no ECS_CONTAINER_METADATA_URI_V4")]
+    private static partial void LogMetadataUnavailable(ILogger logger, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Docker is not reachable ({Reason}); retrying in {Seconds} s")]
     private static partial void LogDockerUnavailable(ILogger logger, string reason, double seconds);

@@ -9,4 +9,7 @@ internal static class ContainerLabels
     public const string Family = "com.amazonaws.ecs.task-definition-family";
     public const string Version = "com.amazonaws.ecs.task-definition-version";
     public const string AgentId = "berth.agent-id";
+
+    /// <summary>The container's token in its task metadata endpoint URI (ECS_CONTAINER_METADATA_URI_V4 ends with it).</summary>
+    public const string MetadataToken = "berth.metadata-token";
 }

@@ -48,7 +48,7 @@ internal static class ContainerSpec
             {
                 continue;
             }
-            var source = vol.HostSourcePath is { Length: > 0 } hostPath ? hostPath : Sanitize($"ecs-{taskId}-{vol.Name}");
+            var source = vol.HostSourcePath is { Length: > 0 } hostPath ? hostPath : Sanitize(TaskVolumePrefix(taskId) + vol.Name);
             binds.Add($"{source}:{mp.ContainerPath}{(mp.ReadOnly ? ":ro" : "")}");
         }
 
@@ -92,6 +92,9 @@ internal static class ContainerSpec
             },
         };
     }
+
+    /// <summary>The start of the name of every task-scoped Docker volume of the task (removed with its containers after the cleanup wait).</summary>
+    public static string TaskVolumePrefix(string taskId) => Sanitize($"ecs-{taskId}-");
 
     /// <summary>Docker names allow [a-zA-Z0-9][a-zA-Z0-9_.-].</summary>
     private static string Sanitize(string name)

@@ -288,6 +288,10 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     private async Task ReconcileAsync(TrackedTask t, CancellationToken ct)
     {
+        if (!_tasks.TryGetValue(t.Arn, out var current) || !ReferenceEquals(current, t))
+        {
+            return; // forgotten by an earlier pass (an event of its own removal asked for this one)
+        }
         DesiredTask? desired;
         bool orphan;
         lock (t)
@@ -308,29 +312,47 @@ internal sealed partial class TaskEngine : ITaskEngine
             orphan = t.Orphan;
         }
 
-        if (orphan)
+        if (orphan && !t.Stopped)
         {
-            // The server does not know the task (any more): stop and forget, and tell it nothing.
-            await StopAllAsync(desired?.Spec, observed, ct).ConfigureAwait(false);
-            foreach (var c in observed.Values)
+            if (_cleanupWait > TimeSpan.Zero && observed.Values.Any(c => c.Exited) && !observed.Values.Any(c => c.Running))
             {
-                await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
+                // A task that stopped and that the server has forgotten since (its record's retention is shorter than
+                // the cleanup wait, or it went while the agent was away): its exited containers are kept for the
+                // wait like any stopped task's, counted from when they exited. Nothing is reported.
+                t.Stopped = true;
             }
-            Forget(t);
-            LogForgotten(_logger, t.Arn);
-            return;
-        }
-
-        if (t.Stopped)
-        {
-            if (t.StoppedSeenAt is { } at && _time.GetUtcNow() - at >= _cleanupWait)
+            else
             {
+                // The server does not know the task (any more) and it still runs here: stop and forget, and tell it nothing.
+                await StopAllAsync(desired?.Spec, observed, ct).ConfigureAwait(false);
                 foreach (var c in observed.Values)
                 {
                     await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
                 }
+                await _runtime.RemoveTaskVolumesAsync(TaskId(t.Arn), ct).ConfigureAwait(false);
                 Forget(t);
+                LogForgotten(_logger, t.Arn);
+                return;
             }
+        }
+
+        if (t.Stopped)
+        {
+            // Kept for the cleanup wait (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION), so `docker logs` still works; then
+            // the containers and the task's volumes go. A one-shot timer brings the pass that removes them.
+            var at = t.CleanupAt ??= CleanupDeadline(t, observed);
+            if (_time.GetUtcNow() < at)
+            {
+                ScheduleCleanup(t, at);
+                return;
+            }
+            foreach (var c in observed.Values)
+            {
+                await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
+            }
+            await _runtime.RemoveTaskVolumesAsync(TaskId(t.Arn), ct).ConfigureAwait(false);
+            Forget(t);
+            LogCleanedUp(_logger, t.Arn, observed.Count);
             return;
         }
 
@@ -343,19 +365,21 @@ internal sealed partial class TaskEngine : ITaskEngine
 
         if (desired.DesiredStatus == "STOPPED")
         {
+            if (desired.LastStatus == "STOPPED" && !observed.Values.Any(c => c.Running))
+            {
+                // The server has it STOPPED and nothing of it runs here (containers kept from before an agent restart,
+                // or none): there is nothing new to say. What is left is removed when the cleanup wait ends.
+                t.Stopped = true;
+                t.StoppedSeenAt ??= _time.GetUtcNow();
+                ScheduleCleanup(t, t.CleanupAt ??= CleanupDeadline(t, observed));
+                return;
+            }
             // Never started here once the server wants it stopped, whatever its last status.
             if (observed.Values.Any(c => c.Running))
             {
                 Report(t, spec, "DEPROVISIONING", observed);
                 await StopAllAsync(spec, observed, ct).ConfigureAwait(false);
                 observed = await ObserveAsync(t, ct).ConfigureAwait(false);
-            }
-            if (observed.Count == 0 && !t.HasContainers && desired.LastStatus == "STOPPED")
-            {
-                // Nothing here and the server has it STOPPED already: nothing to say.
-                t.Stopped = true;
-                t.StoppedSeenAt = _time.GetUtcNow();
-                return;
             }
             MarkStopped(t, spec, observed, null, null);
             return;
@@ -501,7 +525,7 @@ internal sealed partial class TaskEngine : ITaskEngine
     {
         var spec = desired.Spec;
         Report(t, spec, "PENDING", observed);
-        var taskId = t.Arn[(t.Arn.LastIndexOf('/') + 1)..];
+        var taskId = TaskId(t.Arn);
         if (!t.ImagesReady)
         {
             if (t.PullStartedAt == 0)
@@ -590,6 +614,7 @@ internal sealed partial class TaskEngine : ITaskEngine
                     {
                         AwsvpcNetwork.Join(create, pauseId);
                     }
+                    AddMetadataEndpoint(create, taskId);
                     try
                     {
                         try
@@ -704,6 +729,7 @@ internal sealed partial class TaskEngine : ITaskEngine
     {
         t.Stopped = true;
         t.StoppedSeenAt = _time.GetUtcNow();
+        ScheduleCleanup(t, t.CleanupAt ??= t.StoppedSeenAt.Value + _cleanupWait);
         t.StopCode ??= stopCode;
         t.StoppedReason ??= reason;
         t.ExecutionStoppedAt = _time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -714,10 +740,89 @@ internal sealed partial class TaskEngine : ITaskEngine
     {
         _tasks.TryRemove(t.Arn, out _);
         _book.Forget(t.Arn);
+        lock (t)
+        {
+            t.CleanupTimer?.Dispose();
+            t.CleanupTimer = null;
+        }
+    }
+
+    private static string TaskId(string taskArn) => taskArn[(taskArn.LastIndexOf('/') + 1)..];
+
+    /// <summary>
+    /// When a stopped task's containers go: the cleanup wait after the last of them exited (Docker's FinishedAt, so
+    /// an agent restart does not restart the clock), or after this process saw the task stop when none exited.
+    /// </summary>
+    private DateTimeOffset CleanupDeadline(TrackedTask t, Dictionary<string, RuntimeContainer> observed)
+    {
+        var finished = observed.Values.Select(c => c.FinishedAt).Where(f => f is not null).Max();
+        return (finished ?? t.StoppedSeenAt ?? _time.GetUtcNow()) + _cleanupWait;
+    }
+
+    /// <summary>One one-shot timer per stopped task (the deadline queue is the TimeProvider's): no periodic scan.</summary>
+    private void ScheduleCleanup(TrackedTask t, DateTimeOffset at)
+    {
+        lock (t)
+        {
+            if (t.CleanupTimer is not null && t.CleanupTimerAt == at)
+            {
+                return;
+            }
+            t.CleanupTimer?.Dispose();
+            t.CleanupTimerAt = at;
+            var due = at - _time.GetUtcNow();
+            t.CleanupTimer = _time.CreateTimer(_ =>
+            {
+                if (!_stop.IsCancellationRequested && _tasks.TryGetValue(t.Arn, out var current) && ReferenceEquals(current, t))
+                {
+                    t.ListNeeded = true; // remove whatever of it Docker has, not only the ids this process knows
+                    Enqueue(t);
+                }
+            }, null, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>
+    /// The task metadata endpoint's base URI (<c>http://ADDR:PORT/</c>), set by the host once the endpoint listens;
+    /// null when there is none. Every container created afterwards gets ECS_CONTAINER_METADATA_URI_V4 (and the v3
+    /// ECS_CONTAINER_METADATA_URI) with a token of its own, also kept in a label so it survives an agent restart.
+    /// </summary>
+    internal Uri? MetadataBaseUri { get; set; }
+
+    private void AddMetadataEndpoint(Docker.DotNet.Models.CreateContainerParameters create, string taskId)
+    {
+        if (MetadataBaseUri is not { } baseUri)
+        {
+            return;
+        }
+        var token = $"{taskId}-{System.Security.Cryptography.RandomNumberGenerator.GetHexString(16, lowercase: true)}";
+        create.Labels[ContainerLabels.MetadataToken] = token;
+        // The agent's values win over a definition's own, as ECS's agent sets them last.
+        var env = create.Env?.Where(e => !e.StartsWith(MetadataEnvV4 + "=", StringComparison.Ordinal) && !e.StartsWith(MetadataEnvV3 + "=", StringComparison.Ordinal)).ToList() ?? [];
+        env.Add($"{MetadataEnvV4}={new Uri(baseUri, "v4/" + token)}");
+        env.Add($"{MetadataEnvV3}={new Uri(baseUri, "v3/" + token)}");
+        create.Env = env;
+    }
+
+    internal const string MetadataEnvV4 = "ECS_CONTAINER_METADATA_URI_V4";
+    internal const string MetadataEnvV3 = "ECS_CONTAINER_METADATA_URI";
+
+    /// <summary>What the engine knows of a task for the metadata endpoint; null when it tracks no such task.</summary>
+    internal TaskMetadataView? MetadataOf(string taskArn)
+    {
+        if (!_tasks.TryGetValue(taskArn, out var t))
+        {
+            return null;
+        }
+        lock (t)
+        {
+            return new TaskMetadataView(t.Desired, t.KnownStatus ?? t.Desired?.LastStatus, t.PullStartedAt, t.PullStoppedAt, t.ExecutionStoppedAt);
+        }
     }
 
     private void Report(TrackedTask t, TaskSpec spec, string status, Dictionary<string, RuntimeContainer> observed)
     {
+        t.KnownStatus = status;
         var r = new TaskStatusReport
         {
             TaskArn = t.Arn,
@@ -799,6 +904,13 @@ internal sealed partial class TaskEngine : ITaskEngine
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        foreach (var t in _tasks.Values)
+        {
+            lock (t)
+            {
+                t.CleanupTimer?.Dispose();
+            }
+        }
         foreach (var loop in new[] { _watchLoop, _resyncLoop }.OfType<Task>().Concat(_workers.Keys))
         {
             await loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
@@ -817,6 +929,12 @@ internal sealed partial class TaskEngine : ITaskEngine
         public bool Launching { get; set; }
         public bool Stopped { get; set; }
         public DateTimeOffset? StoppedSeenAt { get; set; }
+        /// <summary>When its kept containers are removed; set once the task is stopped.</summary>
+        public DateTimeOffset? CleanupAt { get; set; }
+        public ITimer? CleanupTimer { get; set; }
+        public DateTimeOffset CleanupTimerAt { get; set; }
+        /// <summary>The status this process last reported (the metadata endpoint's KnownStatus).</summary>
+        public string? KnownStatus { get; set; }
         public long PullStartedAt { get; set; }
         public long PullStoppedAt { get; set; }
         public long StartedAt { get; set; }
@@ -856,6 +974,9 @@ internal sealed partial class TaskEngine : ITaskEngine
     [LoggerMessage(Level = LogLevel.Warning, Message = "Resync failed: {Reason}")]
     private static partial void LogResyncFailed(ILogger logger, string reason);
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "Cleanup wait over for {TaskArn}: removed its {Count} container(s) and its task volumes")]
+    private static partial void LogCleanedUp(ILogger logger, string taskArn, int count);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Stopped and forgot {TaskArn}: the server does not know it")]
     private static partial void LogForgotten(ILogger logger, string taskArn);
 
@@ -865,3 +986,6 @@ internal sealed partial class TaskEngine : ITaskEngine
     [LoggerMessage(Level = LogLevel.Warning, Message = "{TaskArn} was {LastStatus} on the server but has no containers here: reporting it STOPPED instead of launching it again")]
     private static partial void LogLost(ILogger logger, string taskArn, string lastStatus);
 }
+
+/// <summary>A task as the engine knows it, for the task metadata endpoint (times in Unix milliseconds, 0 when unset).</summary>
+internal sealed record TaskMetadataView(DesiredTask? Desired, string? KnownStatus, long PullStartedAt, long PullStoppedAt, long ExecutionStoppedAt);

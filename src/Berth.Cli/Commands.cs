@@ -81,6 +81,33 @@ internal static class Commands
         DefaultValueFactory = _ => 60,
     };
 
+    private static readonly Option<string> TaskCleanupWait = Env(new Option<string>("--task-cleanup-wait")
+    {
+        Description = "How long a stopped task's containers are kept (docker logs works) before they and its volumes are removed: seconds, or 90s / 30m / 3h (default 3h, as ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION; env BERTH_TASK_CLEANUP_WAIT).",
+    }, "BERTH_TASK_CLEANUP_WAIT", "3h");
+
+    private static readonly Option<string> ImageCleanupInterval = Env(new Option<string>("--image-cleanup-interval")
+    {
+        Description = "Time between cleanups of unused images this agent pulled, as ECS_IMAGE_CLEANUP_INTERVAL; 0 disables image cleanup (default 30m; env BERTH_IMAGE_CLEANUP_INTERVAL).",
+    }, "BERTH_IMAGE_CLEANUP_INTERVAL", "30m");
+
+    private static readonly Option<string> ImageMinimumAge = Env(new Option<string>("--image-minimum-cleanup-age")
+    {
+        Description = "An image pulled less than this long ago is not cleaned up unless disk space is short, as ECS_IMAGE_MINIMUM_CLEANUP_AGE (default 1h; env BERTH_IMAGE_MINIMUM_CLEANUP_AGE).",
+    }, "BERTH_IMAGE_MINIMUM_CLEANUP_AGE", "1h");
+
+    private static readonly Option<int?> ImagesPerCycle = new("--images-deleted-per-cycle")
+    {
+        Description = "At most this many images removed per cleanup, as ECS_NUM_IMAGES_DELETE_PER_CYCLE (default 5; env BERTH_NUM_IMAGES_DELETE_PER_CYCLE).",
+    };
+
+    private static readonly Option<int?> MetadataPort = new("--metadata-port")
+    {
+        Description = "Port of the task metadata endpoint on the Docker bridge's gateway address (default: kept from the last run, else a free one; env BERTH_METADATA_PORT). 0 picks a free one; -1 turns the endpoint off.",
+    };
+
+    private static Option[] AgentRuntimeOptionsList => [TaskCleanupWait, ImageCleanupInterval, ImageMinimumAge, ImagesPerCycle, MetadataPort];
+
     private static readonly Option<int> Simulate = new("--simulate")
     {
         Description = "Register N simulated container instances (no Docker) that play task transitions with the --simulate-* delays; for load tests of the control plane.",
@@ -208,7 +235,7 @@ internal static class Commands
     public static Command Up()
     {
         var cmd = new Command("up", "Run the control plane and one local agent in one process.");
-        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan])
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan, .. AgentRuntimeOptionsList])
         {
             cmd.Options.Add(o);
         }
@@ -230,7 +257,7 @@ internal static class Commands
     public static Command Agent()
     {
         var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
-        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption])
+        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList])
         {
             cmd.Options.Add(o);
         }
@@ -429,8 +456,37 @@ internal static class Commands
             }
             else
             {
+                var durations = new Dictionary<string, TimeSpan>(StringComparer.Ordinal);
+                foreach (var (o, name) in new[] { (TaskCleanupWait, "--task-cleanup-wait"), (ImageCleanupInterval, "--image-cleanup-interval"), (ImageMinimumAge, "--image-minimum-cleanup-age") })
+                {
+                    if (!TryParseDuration(p.GetValue(o), out var d))
+                    {
+                        await Console.Error.WriteLineAsync($"berth: {name} takes seconds or a duration like 90s, 30m or 3h, not '{p.GetValue(o)}'.").ConfigureAwait(false);
+                        return 2;
+                    }
+                    durations[name] = d;
+                }
+                var metadataPort = p.GetValue(MetadataPort) ?? EnvInt("BERTH_METADATA_PORT");
+                if (metadataPort is < -1 or > 65535)
+                {
+                    await Console.Error.WriteLineAsync($"berth: --metadata-port takes a port (0 for a free one, -1 for none), not {metadataPort}.").ConfigureAwait(false);
+                    return 2;
+                }
+                var perCycle = p.GetValue(ImagesPerCycle) ?? EnvInt("BERTH_NUM_IMAGES_DELETE_PER_CYCLE") ?? 5;
+                if (perCycle < 1)
+                {
+                    await Console.Error.WriteLineAsync($"berth: --images-deleted-per-cycle takes a number >= 1, not {perCycle}.").ConfigureAwait(false);
+                    return 2;
+                }
                 builder.Services.AddBerthAgent(new AgentOptions
                 {
+                    TaskCleanupWait = durations["--task-cleanup-wait"],
+                    ImageCleanup = durations["--image-cleanup-interval"] > TimeSpan.Zero,
+                    ImageCleanupInterval = durations["--image-cleanup-interval"] > TimeSpan.Zero ? durations["--image-cleanup-interval"] : TimeSpan.FromMinutes(30),
+                    ImageMinimumCleanupAge = durations["--image-minimum-cleanup-age"],
+                    ImagesDeletedPerCycle = perCycle,
+                    MetadataEndpoint = metadataPort != -1,
+                    MetadataPort = metadataPort is >= 0 ? metadataPort : null,
                     ServerUrl = serverUri,
                     AgentEndpoint = withServer ? new Uri($"{(agentTls ? "https" : "http")}://{(agentHost is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : agentHost)}:{agentPort}") : null,
                     DataDirectory = Path.Combine(data, "agent"),
@@ -589,6 +645,29 @@ internal static class Commands
             }
         }
         return labels;
+    }
+
+    /// <summary>Seconds ("10800"), or a number with one unit as ECS's agent takes them ("90s", "30m", "3h", "500ms").</summary>
+    internal static bool TryParseDuration(string? text, out TimeSpan value)
+    {
+        value = TimeSpan.Zero;
+        var t = (text ?? "").Trim();
+        var units = new (string Suffix, double Seconds)[] { ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600) };
+        foreach (var (suffix, seconds) in units)
+        {
+            if (t.EndsWith(suffix, StringComparison.Ordinal) && !(suffix == "s" && t.EndsWith("ms", StringComparison.Ordinal))
+                && double.TryParse(t[..^suffix.Length], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= 0)
+            {
+                value = TimeSpan.FromSeconds(n * seconds);
+                return true;
+            }
+        }
+        if (double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var plain) && plain >= 0)
+        {
+            value = TimeSpan.FromSeconds(plain);
+            return true;
+        }
+        return false;
     }
 
     private static int? EnvInt(string name) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : null;

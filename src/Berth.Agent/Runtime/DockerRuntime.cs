@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 namespace Berth.Agent.Runtime;
 
 /// <summary>The container runtime over the Docker Engine API; every container it lists or watches carries this agent's id label.</summary>
-internal sealed partial class DockerRuntime(IDockerClient docker, string agentId, ILogger<DockerRuntime> logger, TimeProvider? time = null) : IContainerRuntime
+internal sealed partial class DockerRuntime(IDockerClient docker, string agentId, ILogger<DockerRuntime> logger, TimeProvider? time = null, PulledImages? pulled = null) : IContainerRuntime
 {
     /// <summary>How long an image seen present is taken as present without asking dockerd again.</summary>
     internal static readonly TimeSpan ImageFresh = TimeSpan.FromSeconds(5);
@@ -92,6 +92,7 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
             Ports = ports,
             IpAddress = c.NetworkSettings?.Networks?.TryGetValue(AwsvpcNetwork.Name, out var net) == true ? net.IPAddress ?? "" : "",
             MacAddress = c.NetworkSettings?.Networks?.TryGetValue(AwsvpcNetwork.Name, out var net2) == true ? net2.MacAddress ?? "" : "",
+            FinishedAt = ParseFinishedAt(c.State?.FinishedAt),
         };
     }
 
@@ -173,6 +174,10 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
         LogPauseImported(logger, PauseImage.Reference);
     }
 
+    /// <summary>Docker's FinishedAt is RFC 3339 with nanoseconds, and 0001-01-01T00:00:00Z for a container that never exited.</summary>
+    internal static DateTimeOffset? ParseFinishedAt(string? value)
+        => DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) && at.Year > 1 ? at : null;
+
     public async Task EnsureImageAsync(string image, RegistryAuth? auth, CancellationToken ct)
     {
         if (await ImagePresentAsync(image, ct).ConfigureAwait(false))
@@ -203,6 +208,7 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
         {
             await docker.Images.InspectImageAsync(image, ct).ConfigureAwait(false);
             _imageSeenAt[image] = _time.GetTimestamp();
+            pulled?.Add(image, _time.GetUtcNow()); // image cleanup may remove only what this agent pulled
         }
         catch (DockerApiException e)
         {
@@ -293,6 +299,31 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
         }
     }
 
+    public async Task RemoveTaskVolumesAsync(string taskId, CancellationToken ct)
+    {
+        var prefix = ContainerSpec.TaskVolumePrefix(taskId);
+        var listed = await docker.Volumes.ListAsync(new VolumesListParameters
+        {
+            Filters = new Dictionary<string, IDictionary<string, bool>> { ["name"] = new Dictionary<string, bool> { [prefix] = true } },
+        }, ct).ConfigureAwait(false);
+        foreach (var v in listed.Volumes ?? [])
+        {
+            // The name filter matches anywhere in the name; only this task's own volumes go.
+            if (v.Name is not { } name || !name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+            try
+            {
+                await docker.Volumes.RemoveAsync(name, force: false, ct).ConfigureAwait(false);
+            }
+            catch (DockerApiException e)
+            {
+                LogVolumeKept(logger, name, ErrorText(e));
+            }
+        }
+    }
+
     public Task WatchAsync(Action<RuntimeEvent> onEvent, CancellationToken ct)
     {
         var filters = new Dictionary<string, IDictionary<string, bool>>
@@ -337,6 +368,9 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
     {
         public void Report(Message value) => action(value);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Task volume {Volume} was not removed: {Reason}")]
+    private static partial void LogVolumeKept(ILogger logger, string volume, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Pulling {Image} (with registry credentials: {WithCredentials})")]
     private static partial void LogPulling(ILogger logger, string image, bool withCredentials);

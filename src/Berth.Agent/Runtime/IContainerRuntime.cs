@@ -30,6 +30,13 @@ internal interface IContainerRuntime
     Task RemoveAsync(string id, CancellationToken ct);
 
     /// <summary>
+    /// Removes the task-scoped Docker volumes of the task whose id is <paramref name="taskId"/> (named
+    /// <c>ecs-TASKID-VOLUME</c> by <see cref="ContainerSpec.Build"/>) once its containers are gone; a volume still in
+    /// use is left alone.
+    /// </summary>
+    Task RemoveTaskVolumesAsync(string taskId, CancellationToken ct);
+
+    /// <summary>
     /// Streams this agent's container events to <paramref name="onEvent"/> until the stream breaks (returns or
     /// throws) or <paramref name="ct"/> is cancelled. Events may be lost across a break: callers resync after one.
     /// </summary>
@@ -62,6 +69,9 @@ internal sealed record RuntimeContainer
     /// <summary>The container's address and MAC on the awsvpc task network; empty when it is not attached to it.</summary>
     public string IpAddress { get; init; } = "";
     public string MacAddress { get; init; } = "";
+
+    /// <summary>When the container last exited (Docker's State.FinishedAt); null while it has never exited.</summary>
+    public DateTimeOffset? FinishedAt { get; init; }
 
     public bool Running => State is "running" or "restarting" or "paused";
     public bool Exited => State is "exited" or "dead";

@@ -287,6 +287,7 @@ internal sealed partial class AgentGatewayService(
         if (def is not null)
         {
             d.Spec = TaskSpecs.Build(t, def, arns.Cluster(t.Cluster));
+            d.Spec.Metadata = TaskSpecs.Metadata(t, arns);
         }
         if (t.DesiredStatus == TaskStates.Running && TaskStates.Rank(t.LastStatus) <= TaskStates.Rank(TaskStates.Pending))
         {

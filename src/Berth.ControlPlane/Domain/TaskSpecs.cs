@@ -111,4 +111,23 @@ public static class TaskSpecs
         }
         return spec;
     }
+
+    /// <summary>
+    /// What the agent's task metadata endpoint shows and only the server knows: the launch type, the service the
+    /// task belongs to (its group is <c>service:NAME</c>), and each container's ARN as DescribeTasks gives it.
+    /// </summary>
+    public static TaskMetadata Metadata(TaskRecord task, Berth.Core.Arns arns)
+    {
+        var m = new TaskMetadata
+        {
+            LaunchType = task.LaunchType,
+            ServiceName = task.Group is { } g && g.StartsWith("service:", StringComparison.Ordinal) ? g["service:".Length..] : "",
+        };
+        var prefix = $"arn:aws:ecs:{arns.Identity.Region}:{arns.Identity.AccountId}:container/{task.Cluster}/{task.Id}/";
+        foreach (var c in task.Containers)
+        {
+            m.ContainerArns[c.Name] = prefix + (c.Uuid ?? TaskViews.ContainerUuid(task.Id, c.Name));
+        }
+        return m;
+    }
 }

@@ -48,6 +48,9 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
 
     public List<CreateContainerParameters> Created { get; } = [];
 
+    /// <summary>When set, an exit or stop records the container's FinishedAt from it, as Docker does.</summary>
+    public TimeProvider? Time { get; set; }
+
     public void ClearCalls()
     {
         lock (_containers)
@@ -57,12 +60,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
     }
 
     /// <summary>A container that was there before the agent started (adopted by its labels).</summary>
-    public string Add(string taskArn, string name, string state = "running", int exitCode = 0)
+    public string Add(string taskArn, string name, string state = "running", int exitCode = 0, DateTimeOffset? finishedAt = null)
     {
         lock (_containers)
         {
             var id = $"c{++_nextId}";
-            _containers[id] = new Container(id, taskArn, name) { State = state, ExitCode = exitCode };
+            _containers[id] = new Container(id, taskArn, name) { State = state, ExitCode = exitCode, FinishedAt = finishedAt };
             return id;
         }
     }
@@ -105,6 +108,7 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             c = _containers.Values.Single(x => x.TaskArn == taskArn && x.Name == name);
             c.State = "exited";
             c.ExitCode = exitCode;
+            c.FinishedAt = Time?.GetUtcNow();
         }
         Emit(c, "die");
     }
@@ -233,6 +237,7 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             }
             c.State = "exited";
             c.ExitCode = 143; // SIGTERM
+            c.FinishedAt = Time?.GetUtcNow();
         }
         Emit(c, "die");
         Emit(c, "stop");
@@ -251,6 +256,12 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         {
             Emit(c, "destroy");
         }
+        return Task.CompletedTask;
+    }
+
+    public Task RemoveTaskVolumesAsync(string taskId, CancellationToken ct)
+    {
+        Log($"volumes:{taskId}");
         return Task.CompletedTask;
     }
 
@@ -279,6 +290,7 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         public string State { get; set; } = "created";
         public long ExitCode { get; set; }
         public string? Health { get; set; }
+        public DateTimeOffset? FinishedAt { get; set; }
 
         public RuntimeContainer Snapshot() => new()
         {
@@ -288,6 +300,7 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
             ContainerName = Name,
             State = State,
             ExitCode = ExitCode,
+            FinishedAt = FinishedAt,
             Ports = State == "running" && !AwsvpcNetwork.IsPause(Name) ? [new Berth.Core.Agent.PortBinding { BindIp = "0.0.0.0", ContainerPort = 80, HostPort = 32768, Protocol = "tcp" }] : [],
             // A running pause container has the task's address on the awsvpc network, as Docker shows it.
             IpAddress = State == "running" && AwsvpcNetwork.IsPause(Name) ? PauseIp : "",
