@@ -676,6 +676,10 @@ internal sealed partial class TaskEngine : ITaskEngine
         var gate = Dependencies.Gate.Start;
         foreach (var (name, mustRun) in ContainerSpec.Prerequisites(spec, c))
         {
+            if (!spec.Containers.Any(x => x.Name == name))
+            {
+                return (Dependencies.Gate.Never, $"CannotStartContainerError: container [{c.Name}]: the source of its volumesFrom, [{name}], is not in the task");
+            }
             observed.TryGetValue(name, out var o);
             if (gaveUp?.ContainsKey(name) == true || mustRun && o is { Exited: true })
             {
