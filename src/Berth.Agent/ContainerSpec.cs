@@ -113,14 +113,21 @@ internal static class ContainerSpec
 
     /// <summary>
     /// Containers of the task that must exist before <paramref name="c"/> is created, beyond its dependsOn: the
-    /// sources of its volumesFrom (Docker copies their mounts at create time), and the namespace holder, which must
-    /// be running (<c>Running</c> true).
+    /// sources of its volumesFrom (Docker copies their mounts at create time), and, running (<c>Running</c> true), the
+    /// namespace holder and the containers it links to (as the ECS agent orders links).
     /// </summary>
     public static IEnumerable<(string Name, bool Running)> Prerequisites(Proto.TaskSpec task, Proto.ContainerSpec c)
     {
         foreach (var v in c.VolumesFrom)
         {
             yield return (v.SourceContainer, false);
+        }
+        if (task.NetworkMode is "" or "bridge")
+        {
+            foreach (var l in c.Links)
+            {
+                yield return (l.Split(':', 2)[0], true);
+            }
         }
         if (NamespaceHolder(task) is { } holder && holder.Name != c.Name)
         {
@@ -155,6 +162,17 @@ internal static class ContainerSpec
                     ? $"{ContainerName(task, source, taskId)}:{(v.ReadOnly ? "ro" : "rw")}"
                     : throw new ArgumentException($"volumesFrom: container '{v.SourceContainer}' is not in the task"))
                 .ToList();
+        }
+        if (host.NetworkMode == "bridge" && c.Links.Count > 0)
+        {
+            // A link names a container of the definition; Docker wants that container's own name.
+            host.Links = c.Links.Select(l =>
+            {
+                var parts = l.Split(':', 2);
+                return task.Containers.FirstOrDefault(x => x.Name == parts[0]) is { } target
+                    ? $"{ContainerName(task, target, taskId)}:{(parts.Length > 1 && parts[1].Length > 0 ? parts[1] : parts[0])}"
+                    : throw new ArgumentException($"links: container '{parts[0]}' is not in the task");
+            }).ToList();
         }
         if (c.SystemControls.Count > 0)
         {

@@ -678,12 +678,12 @@ internal sealed partial class TaskEngine : ITaskEngine
         {
             if (!spec.Containers.Any(x => x.Name == name))
             {
-                return (Dependencies.Gate.Never, $"CannotStartContainerError: container [{c.Name}]: the source of its volumesFrom, [{name}], is not in the task");
+                return (Dependencies.Gate.Never, $"CannotStartContainerError: container [{c.Name}]: [{name}], which it takes volumes from or links to, is not in the task");
             }
             observed.TryGetValue(name, out var o);
             if (gaveUp?.ContainsKey(name) == true || mustRun && o is { Exited: true })
             {
-                var what = mustRun ? "the container holding the task's pid/ipc namespaces" : "the source of its volumesFrom";
+                var what = mustRun ? "a container it links to or shares pid/ipc namespaces with" : "the source of its volumesFrom";
                 return (Dependencies.Gate.Never, $"CannotStartContainerError: container [{c.Name}]: {what}, [{name}], {(o is { Exited: true } ? "has exited" : "will never start")}");
             }
             var ready = startedNow.Contains(name) || o is not null && (!mustRun || o.Running);

@@ -39,6 +39,48 @@ internal static partial class TaskDefinitionRules
         {
             ValidateContainer(containers[i], $"containerDefinitions[{i}]", mode, volumes, names);
         }
+        RefuseStartCycles(containers);
+    }
+
+    /// <summary>
+    /// The agent creates a container after those it depends on, takes volumes from and links to: a cycle among
+    /// these would leave the task PENDING for ever. (Cycles of dependsOn alone are refused before this.)
+    /// </summary>
+    private static void RefuseStartCycles(List<ContainerDefinition> containers)
+    {
+        var edges = containers.ToDictionary(c => c.Name!, c => (c.DependsOn ?? []).Select(d => d.ContainerName!)
+            .Concat((c.VolumesFrom ?? []).Select(v => v.SourceContainer!))
+            .Concat((c.Links ?? []).Select(l => l.Split(':')[0]))
+            .ToList(), StringComparer.Ordinal);
+        var state = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var c in containers)
+        {
+            if (Visit(c.Name!) is { } cycle)
+            {
+                throw AwsException.Client($"containerDefinitions: dependsOn, links and volumesFrom form a cycle ({cycle}); none of these containers could start.");
+            }
+        }
+
+        string? Visit(string name)
+        {
+            switch (state.GetValueOrDefault(name))
+            {
+                case 1:
+                    return name;
+                case 2:
+                    return null;
+            }
+            state[name] = 1;
+            foreach (var next in edges.GetValueOrDefault(name) ?? [])
+            {
+                if (Visit(next) is { } path)
+                {
+                    return name + " -> " + path;
+                }
+            }
+            state[name] = 2;
+            return null;
+        }
     }
 
     private static void ValidateTaskMembers(RegisterTaskDefinitionRequest req)

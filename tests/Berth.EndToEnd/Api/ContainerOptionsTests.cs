@@ -185,6 +185,27 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Links_ClientListedFirst_ReachesTheLinkedContainerByItsAlias()
+    {
+        await EcsScenario.RegisterAsync(_aws!, "linked", """
+            [{"name":"client","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":2,"links":["web:webhost"]},
+             {"name":"web","image":"berth-test/busybox:latest","memory":16,"command":["httpd","-f","-p","80","-h","/www"],"stopTimeout":2}]
+            """);
+        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "linked"))["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "RUNNING");
+
+        var body = await Wait.ForAsync(async () =>
+        {
+            var r = await DockerCli.RunAsync("exec", await ContainerIdAsync(arn, "client"), "wget", "-q", "-O", "-", "http://webhost/");
+            return r.ExitCode == 0 ? r.Stdout : null;
+        }, TimeSpan.FromSeconds(20), "the client to reach web as webhost");
+        Assert.Contains("berth test image", body, StringComparison.Ordinal);
+
+        await _aws!.RunAsync("ecs", "stop-task", "--task", arn);
+        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
+    }
+
+    [Fact]
     public async Task DockerCannotStartAContainer_TaskStopsWithTaskFailedToStartWithinSeconds()
     {
         // The first container starts; the second names a device the host does not have, which Docker refuses at start.

@@ -68,6 +68,7 @@ public sealed class TaskDefinitionBadInputTests : IAsyncLifetime
         { Def("""{@A,"volumesFrom":[{"sourceContainer":"a"}]}"""), "ClientException", "containerDefinitions[0].volumesFrom[0].sourceContainer" },
         { Def("""{@A,"links":["ghost:db"]}"""), "ClientException", "containerDefinitions[0].links[0]" },
         { Def("""{@A,"links":["b"]},{@B}""", ""","networkMode":"host" """), "ClientException", "containerDefinitions[0].links" },
+        { Def("""{@A,"volumesFrom":[{"sourceContainer":"b"}]},{@B,"links":["a"]}"""), "ClientException", "cycle (a -> b -> a)" },
         // Port clashes inside a task.
         { Def("""{@A,"portMappings":[{"containerPort":80},{"containerPort":80}]}"""), "InvalidParameterException", "Container port 80 is used in more than one port mapping for container a" },
         { Def("""{@A,"portMappings":[{"containerPort":80,"hostPort":8080}]},{@B,"portMappings":[{"containerPort":81,"hostPort":8080}]}"""), "ClientException", "containerDefinitions[1].portMappings[0].hostPort" },

@@ -138,6 +138,6 @@ public sealed class ContainerOptionsEngineTests : IAsyncLifetime
         var stopped = (await ReadUntilAsync(_engine.Reports, Arn("ghost"), "STOPPED"))[^1];
 
         Assert.Empty(Created());
-        Assert.Contains("[ghost], is not in the task", stopped.Containers.Single().Reason, StringComparison.Ordinal);
+        Assert.Contains("[ghost], which it takes volumes from or links to, is not in the task", stopped.Containers.Single().Reason, StringComparison.Ordinal);
     }
 }

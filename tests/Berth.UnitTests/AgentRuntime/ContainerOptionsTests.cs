@@ -153,4 +153,19 @@ public sealed class ContainerOptionsTests
         Assert.Null(Berth.Agent.ContainerSpec.NamespaceHolder(task));
         Assert.Empty(Berth.Agent.ContainerSpec.Prerequisites(task, c));
     }
+
+    [Fact]
+    public void Build_Links_NameTheTargetsDockerContainerAndWaitForIt()
+    {
+        var task = new TaskSpec { Family = "ln", Revision = 4, NetworkMode = "bridge" };
+        var db = Container("db");
+        var app = Container("app");
+        app.Links.AddRange(["db", "db:database"]);
+        task.Containers.AddRange([app, db]);
+
+        var p = Berth.Agent.ContainerSpec.Build(task, app, "t2", new Dictionary<string, string>());
+
+        Assert.Equal(["ecs-ln-4-db-t2:db", "ecs-ln-4-db-t2:database"], p.HostConfig!.Links);
+        Assert.Equal([("db", true), ("db", true)], Berth.Agent.ContainerSpec.Prerequisites(task, app));
+    }
 }
