@@ -205,24 +205,29 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
         await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
     }
 
-    [Fact]
-    public async Task DockerCannotStartAContainer_TaskStopsWithTaskFailedToStartWithinSeconds()
+    [Theory]
+    [InlineData("badstart-device", "\"linuxParameters\":{\"devices\":[{\"hostPath\":\"/dev/berth-no-such-device\"}]}", "/dev/berth-no-such-device")]
+    [InlineData("badstart-sysctl", "\"systemControls\":[{\"namespace\":\"kernel.berth_bogus\",\"value\":\"1\"}]", "kernel.berth_bogus")]
+    public async Task DockerCannotStartAContainer_TaskStopsWithTaskFailedToStartWithinSeconds(string family, string option, string named)
     {
-        // The first container starts; the second names a device the host does not have, which Docker refuses at start.
-        await EcsScenario.RegisterAsync(_aws!, "badstart", """
-            [{"name":"ok","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":2},
+        // The first container starts (with an init process, so SIGTERM stops it at once); Docker refuses the second
+        // at start (a device the host lacks, a sysctl outside the container's namespaces).
+        await EcsScenario.RegisterAsync(_aws!, family, $$$"""
+            [{"name":"ok","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":2,
+              "linuxParameters":{"initProcessEnabled":true}},
              {"name":"broken","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],
-              "dependsOn":[{"containerName":"ok","condition":"START"}],
-              "linuxParameters":{"devices":[{"hostPath":"/dev/berth-no-such-device"}]}}]
+              "dependsOn":[{"containerName":"ok","condition":"START"}],{{{option}}}}]
             """);
         var sw = Stopwatch.StartNew();
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "badstart"))["taskArn"]!.GetValue<string>();
+        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", family))["taskArn"]!.GetValue<string>();
         var t = await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED", seconds: 20);
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"stopped after {sw.Elapsed}");
+        // Measured by the task's own clock (createdAt to executionStoppedAt), not the CLI's polling.
+        var took = t["executionStoppedAt"]!.GetValue<double>() - t["createdAt"]!.GetValue<double>();
+        Assert.True(took < 10, $"stopped {took:F1} s after it was created ({sw.Elapsed} by the test's clock)");
         Assert.Equal("TaskFailedToStart", t["stopCode"]!.GetValue<string>());
         var reason = t["stoppedReason"]!.GetValue<string>();
         Assert.StartsWith("CannotStartContainerError", reason, StringComparison.Ordinal);
-        Assert.Contains("/dev/berth-no-such-device", reason, StringComparison.Ordinal);
+        Assert.Contains(named, reason, StringComparison.Ordinal);
         // Nothing of the task keeps running.
         var ok = await ContainerIdAsync(arn, "ok");
         var state = await DockerCli.RunAsync("inspect", "--format", "{{.State.Running}}", ok);
