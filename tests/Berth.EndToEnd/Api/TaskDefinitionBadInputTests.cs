@@ -6,25 +6,32 @@ namespace Berth.EndToEnd.Api;
 /// RegisterTaskDefinition refusing what Berth cannot run or ECS refuses: each case answers 400 with the error type
 /// and a message naming the member, and registers nothing.
 /// </summary>
-public sealed class TaskDefinitionBadInputTests : IAsyncLifetime
+public sealed class TaskDefinitionBadInputTests(TaskDefinitionBadInputTests.Server server) : IClassFixture<TaskDefinitionBadInputTests.Server>
 {
-    private BerthServer? _server;
-    private EcsHttp? _ecs;
-
-    public async ValueTask InitializeAsync()
+    /// <summary>One server (no agent) for every case: a refused request changes nothing, so cases cannot disturb each other.</summary>
+    public sealed class Server : IAsyncLifetime
     {
-        _server = await BerthServer.StartAsync("server");
-        _ecs = new EcsHttp(_server.Endpoint);
-    }
+        private BerthServer? _server;
 
-    public async ValueTask DisposeAsync()
-    {
-        _ecs?.Dispose();
-        if (_server is not null)
+        public EcsHttp Ecs { get; private set; } = null!;
+
+        public async ValueTask InitializeAsync()
         {
-            await _server.DisposeAsync();
+            _server = await BerthServer.StartAsync("server");
+            Ecs = new EcsHttp(_server.Endpoint);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Ecs?.Dispose();
+            if (_server is not null)
+            {
+                await _server.DisposeAsync();
+            }
         }
     }
+
+    private readonly EcsHttp? _ecs = server.Ecs;
 
     private const string A = "\"name\":\"a\",\"image\":\"i\",\"memory\":16";
     private const string B = "\"name\":\"b\",\"image\":\"i\",\"memory\":16";
