@@ -52,7 +52,7 @@ internal static class ContainerSpec
             binds.Add($"{source}:{mp.ContainerPath}{(mp.ReadOnly ? ":ro" : "")}");
         }
 
-        return new CreateContainerParameters
+        var create = new CreateContainerParameters
         {
             Name = ContainerName(task, c, taskId),
             Image = c.Image,
@@ -61,7 +61,8 @@ internal static class ContainerSpec
             Env = env.Select(kv => $"{kv.Key}={kv.Value}").ToList(),
             WorkingDir = c.WorkingDirectory is { Length: > 0 } wd ? wd : null!,
             User = c.User is { Length: > 0 } u ? u : null!,
-            Hostname = (networkMode == "host" || c.Hostname.Length == 0 ? null : c.Hostname)!,
+            // Docker sets it in host mode too (the container keeps its own UTS namespace).
+            Hostname = (c.Hostname.Length == 0 ? null : c.Hostname)!,
             Labels = new Dictionary<string, string>(c.DockerLabels, StringComparer.Ordinal)
                 .Concat(labels).GroupBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Last().Value, StringComparer.Ordinal),
             ExposedPorts = exposed,
@@ -91,6 +92,162 @@ internal static class ContainerSpec
                     : new LogConfig { Type = "json-file", Config = new Dictionary<string, string>() },
             },
         };
+        ApplyOptions(create, task, c, taskId);
+        return create;
+    }
+
+    /// <summary>
+    /// The container whose namespaces a task with <c>pidMode</c> or <c>ipcMode</c> <c>task</c> shares: the first one
+    /// (in definition order) that depends on no other, so it is started before any container that joins it.
+    /// </summary>
+    /// <remarks>
+    /// The ECS agent holds these namespaces in a pause container; Berth lets one of the task's own containers hold
+    /// them, so no extra image is needed. The others join it with <c>container:NAME</c> and wait for it to run
+    /// (<see cref="Prerequisites"/>). An essential holder lives as long as the task; a non-essential one that exits
+    /// early leaves containers not yet started unable to join, and the task then fails to start.
+    /// </remarks>
+    public static Proto.ContainerSpec? NamespaceHolder(Proto.TaskSpec task)
+        => task.PidMode != "task" && task.IpcMode != "task" ? null
+            : task.Containers.FirstOrDefault(c => c.Essential && c.DependsOn.Count == 0)
+                ?? task.Containers.FirstOrDefault(c => c.DependsOn.Count == 0)
+                ?? task.Containers.FirstOrDefault();
+
+    /// <summary>
+    /// Containers of the task that must exist before <paramref name="c"/> is created, beyond its dependsOn: the
+    /// sources of its volumesFrom (Docker copies their mounts at create time), and, running (<c>Running</c> true), the
+    /// namespace holder and the containers it links to (as the ECS agent orders links).
+    /// </summary>
+    public static IEnumerable<(string Name, bool Running)> Prerequisites(Proto.TaskSpec task, Proto.ContainerSpec c)
+    {
+        foreach (var v in c.VolumesFrom)
+        {
+            yield return (v.SourceContainer, false);
+        }
+        if (task.NetworkMode is "" or "bridge")
+        {
+            foreach (var l in c.Links)
+            {
+                yield return (l.Split(':', 2)[0], true);
+            }
+        }
+        if (NamespaceHolder(task) is { } holder && holder.Name != c.Name)
+        {
+            yield return (holder.Name, true);
+        }
+    }
+
+    private const long MiB = 1024L * 1024L;
+
+    /// <summary>The container options of ECS's container definition beyond the basics, as ECS maps them onto Docker.</summary>
+    private static void ApplyOptions(CreateContainerParameters create, Proto.TaskSpec task, Proto.ContainerSpec c, string taskId)
+    {
+        var host = create.HostConfig ??= new HostConfig();
+        host.Privileged = c.Privileged;
+        host.ReadonlyRootfs = c.ReadonlyRootFilesystem;
+        if (c.DnsServers.Count > 0)
+        {
+            host.DNS = [.. c.DnsServers];
+        }
+        if (c.DnsSearchDomains.Count > 0)
+        {
+            host.DNSSearch = [.. c.DnsSearchDomains];
+        }
+        if (c.ExtraHosts.Count > 0)
+        {
+            host.ExtraHosts = c.ExtraHosts.Select(h => $"{h.Hostname}:{h.IpAddress}").ToList();
+        }
+        if (c.VolumesFrom.Count > 0)
+        {
+            host.VolumesFrom = c.VolumesFrom
+                .Select(v => task.Containers.FirstOrDefault(x => x.Name == v.SourceContainer) is { } source
+                    ? $"{ContainerName(task, source, taskId)}:{(v.ReadOnly ? "ro" : "rw")}"
+                    : throw new ArgumentException($"volumesFrom: container '{v.SourceContainer}' is not in the task"))
+                .ToList();
+        }
+        if (host.NetworkMode == "bridge" && c.Links.Count > 0)
+        {
+            // A link names a container of the definition; Docker wants that container's own name.
+            host.Links = c.Links.Select(l =>
+            {
+                var parts = l.Split(':', 2);
+                return task.Containers.FirstOrDefault(x => x.Name == parts[0]) is { } target
+                    ? $"{ContainerName(task, target, taskId)}:{(parts.Length > 1 && parts[1].Length > 0 ? parts[1] : parts[0])}"
+                    : throw new ArgumentException($"links: container '{parts[0]}' is not in the task");
+            }).ToList();
+        }
+        if (c.SystemControls.Count > 0)
+        {
+            host.Sysctls = new Dictionary<string, string>(c.SystemControls, StringComparer.Ordinal);
+        }
+        if (c.DockerSecurityOptions.Count > 0)
+        {
+            host.SecurityOpt = [.. c.DockerSecurityOptions];
+        }
+        create.NetworkDisabled = c.DisableNetworking;
+        create.OpenStdin = c.Interactive;
+        create.Tty = c.PseudoTerminal;
+
+        var holder = NamespaceHolder(task);
+        var holderName = holder is null ? null : ContainerName(task, holder, taskId);
+        host.PidMode = task.PidMode switch
+        {
+            "host" => "host",
+            "task" when holder!.Name != c.Name => $"container:{holderName}",
+            _ => null!,
+        };
+        host.IpcMode = task.IpcMode switch
+        {
+            "host" => "host",
+            "none" => "none",
+            "task" when holder!.Name == c.Name => "shareable",
+            "task" => $"container:{holderName}",
+            _ => null!,
+        };
+
+        if (c.LinuxParameters is not { } lp)
+        {
+            return;
+        }
+        if (lp.CapabilitiesAdd.Count > 0)
+        {
+            host.CapAdd = [.. lp.CapabilitiesAdd];
+        }
+        if (lp.CapabilitiesDrop.Count > 0)
+        {
+            host.CapDrop = [.. lp.CapabilitiesDrop];
+        }
+        if (lp.Devices.Count > 0)
+        {
+            host.Devices = lp.Devices.Select(d => new DeviceMapping
+            {
+                PathOnHost = d.HostPath,
+                PathInContainer = d.ContainerPath is { Length: > 0 } p ? p : d.HostPath,
+                CgroupPermissions = d.Permissions.Count == 0 ? "rwm"
+                    : string.Concat(d.Permissions.Select(x => x switch { "read" => "r", "write" => "w", "mknod" => "m", _ => "" })),
+            }).ToList();
+        }
+        if (lp.InitProcessEnabled)
+        {
+            host.Init = true;
+        }
+        if (lp.SharedMemorySizeMib > 0)
+        {
+            host.ShmSize = lp.SharedMemorySizeMib * MiB;
+        }
+        if (lp.Tmpfs.Count > 0)
+        {
+            host.Tmpfs = lp.Tmpfs.ToDictionary(
+                t => t.ContainerPath,
+                t => string.Join(',', new[] { $"size={t.SizeMib.ToString(CultureInfo.InvariantCulture)}m" }.Concat(t.MountOptions)),
+                StringComparer.Ordinal);
+        }
+        if (lp.HasMaxSwapMib)
+        {
+            // ECS: --memory-swap is the container's memory plus maxSwap; 0 means no swap at all. The server refuses
+            // maxSwap without a hard memory limit (Docker needs one to bound the swap).
+            host.MemorySwap = (c.MemoryMib + (long)lp.MaxSwapMib) * MiB;
+            host.MemorySwappiness = lp.HasSwappiness ? lp.Swappiness : 60;
+        }
     }
 
     /// <summary>The start of the name of every task-scoped Docker volume of the task (removed with its containers after the cleanup wait).</summary>

@@ -569,6 +569,7 @@ internal sealed partial class TaskEngine : ITaskEngine
             [ContainerLabels.Version] = spec.Revision.ToString(CultureInfo.InvariantCulture),
             [ContainerLabels.AgentId] = _agentId,
         };
+        t.LaunchBeganAt ??= _time.GetUtcNow();
         string? pauseId = null;
         if (spec.NetworkMode == "awsvpc")
         {
@@ -597,8 +598,25 @@ internal sealed partial class TaskEngine : ITaskEngine
                     progress = true; // what depends on it may now be given up too
                     continue;
                 }
+                if (gate == Dependencies.Gate.Start)
+                {
+                    (gate, why) = Prerequisites(spec, c, observed, startedNow, t.GaveUp);
+                    if (gate == Dependencies.Gate.Never)
+                    {
+                        (t.GaveUp ??= new(StringComparer.Ordinal))[c.Name] = why!;
+                        LogDependencyNever(_logger, t.Arn, c.Name, why!);
+                        progress = true;
+                        continue;
+                    }
+                }
                 if (gate == Dependencies.Gate.Wait)
                 {
+                    if (StartTimedOut(t, spec, c, observed, startedNow) is { } timedOut)
+                    {
+                        (t.GaveUp ??= new(StringComparer.Ordinal))[c.Name] = timedOut;
+                        LogDependencyNever(_logger, t.Arn, c.Name, timedOut);
+                        progress = true;
+                    }
                     continue;
                 }
                 string id;
@@ -608,7 +626,17 @@ internal sealed partial class TaskEngine : ITaskEngine
                 }
                 else
                 {
-                    var create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
+                    Docker.DotNet.Models.CreateContainerParameters create;
+                    try
+                    {
+                        create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
+                    }
+                    catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or OverflowException)
+                    {
+                        // A spec this agent cannot turn into a container will not get better on the next pass.
+                        await FailToStartAsync(t, spec, observed, $"CannotCreateContainerError: container {c.Name}: {e.Message}", ct).ConfigureAwait(false);
+                        return false;
+                    }
                     create.Image = RegistryRouting.PullReference(create.Image, _serverUrl);
                     if (pauseId is not null)
                     {
@@ -633,7 +661,7 @@ internal sealed partial class TaskEngine : ITaskEngine
                     catch (RuntimeException e)
                     {
                         t.ListNeeded = true;
-                        MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotCreateContainerError: {e.Message}");
+                        await FailToStartAsync(t, spec, observed, $"CannotCreateContainerError: {e.Message}", ct).ConfigureAwait(false);
                         return false;
                     }
                 }
@@ -643,10 +671,11 @@ internal sealed partial class TaskEngine : ITaskEngine
                 }
                 catch (RuntimeException e)
                 {
-                    MarkStopped(t, spec, observed, "TaskFailedToStart", $"CannotStartContainerError: {e.Message}");
+                    await FailToStartAsync(t, spec, observed, $"CannotStartContainerError: {e.Message}", ct).ConfigureAwait(false);
                     return false;
                 }
                 startedNow.Add(c.Name);
+                (t.StartedTimes ??= new(StringComparer.Ordinal))[c.Name] = _time.GetUtcNow();
                 progress = true;
             }
         }
@@ -688,6 +717,107 @@ internal sealed partial class TaskEngine : ITaskEngine
             t.ListNeeded = true;
             MarkStopped(t, spec, observed, "TaskFailedToStart", $"ResourceInitializationError: failed to set up the awsvpc network namespace: {e.Message}");
             return null;
+        }
+    }
+
+    /// <summary>
+    /// A task that cannot start: the containers already started in it are stopped (so nothing of it keeps running),
+    /// and it is reported STOPPED with <c>TaskFailedToStart</c>; it is never retried.
+    /// </summary>
+    private async Task FailToStartAsync(TrackedTask t, TaskSpec spec, Dictionary<string, RuntimeContainer> observed, string reason, CancellationToken ct)
+    {
+        LogFailedToStart(_logger, t.Arn, reason);
+        t.ListNeeded = true;
+        var now = await ObserveAsync(t, ct).ConfigureAwait(false);
+        if (now.Values.Any(c => c.Running))
+        {
+            await StopAllAsync(spec, now, ct).ConfigureAwait(false);
+            now = await ObserveAsync(t, ct).ConfigureAwait(false);
+        }
+        foreach (var kv in now)
+        {
+            observed[kv.Key] = kv.Value;
+        }
+        MarkStopped(t, spec, observed, "TaskFailedToStart", reason);
+    }
+
+    /// <summary>
+    /// Whether the volumesFrom sources and the pid/ipc namespace holder of <paramref name="c"/> are there
+    /// (<see cref="ContainerSpec.Prerequisites"/>): Start, Wait, or Never when one will never be.
+    /// </summary>
+    private static (Dependencies.Gate Gate, string? Reason) Prerequisites(TaskSpec spec, Core.Agent.ContainerSpec c,
+        Dictionary<string, RuntimeContainer> observed, HashSet<string> startedNow, Dictionary<string, string>? gaveUp)
+    {
+        var gate = Dependencies.Gate.Start;
+        foreach (var (name, mustRun) in ContainerSpec.Prerequisites(spec, c))
+        {
+            if (!spec.Containers.Any(x => x.Name == name))
+            {
+                return (Dependencies.Gate.Never, $"CannotStartContainerError: container [{c.Name}]: [{name}], which it takes volumes from or links to, is not in the task");
+            }
+            observed.TryGetValue(name, out var o);
+            if (gaveUp?.ContainsKey(name) == true || mustRun && o is { Exited: true })
+            {
+                var what = mustRun ? "a container it links to or shares pid/ipc namespaces with" : "the source of its volumesFrom";
+                return (Dependencies.Gate.Never, $"CannotStartContainerError: container [{c.Name}]: {what}, [{name}], {(o is { Exited: true } ? "has exited" : "will never start")}");
+            }
+            var ready = startedNow.Contains(name) || o is not null && (!mustRun || o.Running);
+            if (!ready)
+            {
+                gate = Dependencies.Gate.Wait;
+            }
+        }
+        return (gate, null);
+    }
+
+    /// <summary>
+    /// ECS's startTimeout: a container waiting on a dependency whose definition has a startTimeout gives up when the
+    /// dependency has not met the condition that long after it started (or, not started, after the launch began).
+    /// Null while it may still wait; a later pass is scheduled for the nearest deadline. The clock is this process's:
+    /// an agent restart begins it again.
+    /// </summary>
+    private string? StartTimedOut(TrackedTask t, TaskSpec spec, Core.Agent.ContainerSpec c, Dictionary<string, RuntimeContainer> observed, HashSet<string> startedNow)
+    {
+        var now = _time.GetUtcNow();
+        DateTimeOffset? next = null;
+        foreach (var d in c.DependsOn)
+        {
+            var dep = spec.Containers.FirstOrDefault(x => x.Name == d.ContainerName);
+            if (dep is not { StartTimeoutSeconds: > 0 })
+            {
+                continue;
+            }
+            var single = new Core.Agent.ContainerSpec { Name = c.Name };
+            single.DependsOn.Add(d);
+            if (Dependencies.Evaluate(spec, single, observed, startedNow, t.GaveUp).Gate != Dependencies.Gate.Wait)
+            {
+                continue;
+            }
+            var since = t.StartedTimes?.GetValueOrDefault(dep.Name) is { } startedAt && startedAt != default ? startedAt : t.LaunchBeganAt ?? now;
+            var deadline = since + TimeSpan.FromSeconds(dep.StartTimeoutSeconds);
+            if (now >= deadline)
+            {
+                return $"CannotStartContainerError: dependency graph: failed to resolve container ordering dependency [{dep.Name}] for target [{c.Name}] as dependency did not reach {(d.Condition is { Length: > 0 } cond ? cond : "START")} within its startTimeout of {dep.StartTimeoutSeconds.ToString(CultureInfo.InvariantCulture)}s";
+            }
+            next = next is { } n && n < deadline ? n : deadline;
+        }
+        if (next is { } wake && (t.WakeAt is not { } scheduled || scheduled > wake || scheduled <= now))
+        {
+            t.WakeAt = wake;
+            _ = WakeAtAsync(t, wake - now, _stop.Token);
+        }
+        return null;
+    }
+
+    private async Task WakeAtAsync(TrackedTask t, TimeSpan delay, CancellationToken ct)
+    {
+        try
+        {
+            await Task.Delay(delay, _time, ct).ConfigureAwait(false);
+            Enqueue(t);
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
@@ -945,6 +1075,11 @@ internal sealed partial class TaskEngine : ITaskEngine
         public bool ImagesReady { get; set; }
         /// <summary>Containers that will never start because a dependency cannot hold, with the reason; null when none.</summary>
         public Dictionary<string, string>? GaveUp { get; set; }
+        /// <summary>When this process began launching the task, and started each container (startTimeout's clocks).</summary>
+        public DateTimeOffset? LaunchBeganAt { get; set; }
+        public Dictionary<string, DateTimeOffset>? StartedTimes { get; set; }
+        /// <summary>The pass already scheduled for a startTimeout deadline, if any.</summary>
+        public DateTimeOffset? WakeAt { get; set; }
         public int Dirty;
         public bool WorkerRunning;
         /// <summary>
@@ -955,6 +1090,9 @@ internal sealed partial class TaskEngine : ITaskEngine
         /// <summary>Container name → id of every container of the task this process listed or created (worker only).</summary>
         public Dictionary<string, string> Ids { get; } = new(StringComparer.Ordinal);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{TaskArn} failed to start: {Reason}")]
+    private static partial void LogFailedToStart(ILogger logger, string taskArn, string reason);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Re-adopted containers of {Count} task(s) from the container runtime")]
     private static partial void LogAdopted(ILogger logger, int count);

@@ -129,11 +129,21 @@ public static class PlacementRules
     }
 
     /// <summary>The task definition's memberOf constraints, which apply to every task of it as well as the request's own.</summary>
+    /// <remarks>A runtimePlatform.cpuArchitecture adds one more, as in ECS: only instances of that architecture.</remarks>
     public static IReadOnlyList<PlacementConstraintSpec> OfDefinition(TaskDefinition definition)
-        => definition.PlacementConstraints is { Count: > 0 } list
-            ? list.Where(c => c.Type == TaskDefinitionPlacementConstraintTypeValues.MemberOf && !string.IsNullOrWhiteSpace(c.Expression))
+    {
+        var list = definition.PlacementConstraints is { Count: > 0 } own
+            ? own.Where(c => c.Type == TaskDefinitionPlacementConstraintTypeValues.MemberOf && !string.IsNullOrWhiteSpace(c.Expression))
                 .Select(c => new PlacementConstraintSpec(PlacementConstraintTypeValues.MemberOf, c.Expression)).ToList()
             : [];
+        if (definition.RuntimePlatform?.CpuArchitecture is { Length: > 0 } arch)
+        {
+            // The agents report ecs.cpu-architecture as x86_64 or arm64.
+            list.Add(new PlacementConstraintSpec(PlacementConstraintTypeValues.MemberOf,
+                $"attribute:ecs.cpu-architecture == {(arch == "ARM64" ? "arm64" : "x86_64")}"));
+        }
+        return list;
+    }
 
     private static string CheckExpression(string? expression, string member)
     {

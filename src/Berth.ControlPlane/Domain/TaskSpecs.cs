@@ -20,6 +20,8 @@ public static class TaskSpecs
             NetworkMode = def.NetworkMode ?? "bridge",
             CpuUnits = Berth.Scheduling.Reservations.ParseUnits(task.Cpu) ?? 0,
             MemoryMib = Berth.Scheduling.Reservations.ParseUnits(task.Memory) ?? 0,
+            PidMode = def.PidMode ?? "",
+            IpcMode = def.IpcMode ?? "",
         };
         foreach (var v in def.Volumes ?? [])
         {
@@ -107,6 +109,7 @@ public static class TaskSpecs
                 h.Command.AddRange(hc.Command);
                 cs.HealthCheck = h;
             }
+            AddOptions(cs, c);
             spec.Containers.Add(cs);
         }
         return spec;
@@ -129,5 +132,68 @@ public static class TaskSpecs
             m.ContainerArns[c.Name] = prefix + (c.Uuid ?? TaskViews.ContainerUuid(task.Id, c.Name));
         }
         return m;
+    }
+
+    /// <summary>The container options RegisterTaskDefinition lets through (it refuses the ones Berth cannot run).</summary>
+    private static void AddOptions(ContainerSpec cs, ContainerDefinition c)
+    {
+        cs.Privileged = c.Privileged == true;
+        cs.ReadonlyRootFilesystem = c.ReadonlyRootFilesystem == true;
+        cs.DnsServers.AddRange(c.DnsServers ?? []);
+        cs.DnsSearchDomains.AddRange(c.DnsSearchDomains ?? []);
+        foreach (var h in c.ExtraHosts ?? [])
+        {
+            cs.ExtraHosts.Add(new Berth.Core.Agent.HostEntry { Hostname = h.Hostname ?? "", IpAddress = h.IpAddress ?? "" });
+        }
+        foreach (var v in c.VolumesFrom ?? [])
+        {
+            if (v.SourceContainer is not null)
+            {
+                cs.VolumesFrom.Add(new Berth.Core.Agent.VolumeFrom { SourceContainer = v.SourceContainer, ReadOnly = v.ReadOnly == true });
+            }
+        }
+        foreach (var sc in c.SystemControls ?? [])
+        {
+            if (sc.Namespace is not null)
+            {
+                cs.SystemControls[sc.Namespace] = sc.Value ?? "";
+            }
+        }
+        cs.DisableNetworking = c.DisableNetworking == true;
+        cs.Interactive = c.Interactive == true;
+        cs.PseudoTerminal = c.PseudoTerminal == true;
+        cs.DockerSecurityOptions.AddRange(c.DockerSecurityOptions ?? []);
+        cs.StartTimeoutSeconds = c.StartTimeout ?? 0;
+        if (c.LinuxParameters is { } lp)
+        {
+            var l = new Berth.Core.Agent.LinuxParameters
+            {
+                InitProcessEnabled = lp.InitProcessEnabled == true,
+                SharedMemorySizeMib = lp.SharedMemorySize ?? 0,
+            };
+            l.CapabilitiesAdd.AddRange(lp.Capabilities?.Add ?? []);
+            l.CapabilitiesDrop.AddRange(lp.Capabilities?.Drop ?? []);
+            foreach (var d in lp.Devices ?? [])
+            {
+                var dev = new Berth.Core.Agent.Device { HostPath = d.HostPath ?? "", ContainerPath = d.ContainerPath ?? "" };
+                dev.Permissions.AddRange(d.Permissions ?? []);
+                l.Devices.Add(dev);
+            }
+            foreach (var t in lp.Tmpfs ?? [])
+            {
+                var tmpfs = new Berth.Core.Agent.Tmpfs { ContainerPath = t.ContainerPath ?? "", SizeMib = t.Size ?? 0 };
+                tmpfs.MountOptions.AddRange(t.MountOptions ?? []);
+                l.Tmpfs.Add(tmpfs);
+            }
+            if (lp.MaxSwap is { } swap)
+            {
+                l.MaxSwapMib = swap;
+            }
+            if (lp.Swappiness is { } swappiness)
+            {
+                l.Swappiness = swappiness;
+            }
+            cs.LinuxParameters = l;
+        }
     }
 }

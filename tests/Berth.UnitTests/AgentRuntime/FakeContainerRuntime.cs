@@ -204,6 +204,9 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         }
     }
 
+    /// <summary>Containers (by name in the task) whose start the engine refuses, as Docker refuses a missing device.</summary>
+    public HashSet<string> FailStartOf { get; } = new(StringComparer.Ordinal);
+
     public Task StartAsync(string id, CancellationToken ct)
     {
         Log($"start:{id}");
@@ -211,6 +214,10 @@ internal sealed class FakeContainerRuntime : IContainerRuntime
         lock (_containers)
         {
             c = _containers[id];
+            if (FailStartOf.Contains(c.Name))
+            {
+                return Task.FromException(new RuntimeException($"error gathering device information while adding custom device \"/dev/nope\" ({c.Name})"));
+            }
             c.State = "running";
         }
         Emit(c, "start");

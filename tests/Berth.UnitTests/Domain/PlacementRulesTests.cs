@@ -160,6 +160,26 @@ public sealed class PlacementRulesTests
     }
 
     [Fact]
+    public async Task RunTask_RuntimePlatformCpuArchitecture_PlacesOnlyOnInstancesOfThatArchitecture()
+    {
+        await using var f = new EcsFixture();
+        foreach (var (id, arch) in new[] { ("x", "x86_64"), ("a", "arm64") })
+        {
+            var reg = EcsFixture.Registration(agentId: "agent-" + id, memory: 4096);
+            reg.Hostname = "host-" + id;
+            reg.Attributes["ecs.cpu-architecture"] = arch;
+            await f.Gateway.RegisterAsync(reg, CancellationToken.None);
+        }
+        var def = EcsFixture.Web(memory: 16);
+        def.RuntimePlatform = new RuntimePlatform { OperatingSystemFamily = "LINUX", CpuArchitecture = "ARM64" };
+        await f.AddTaskDefinitionAsync("arm", 1, def);
+
+        var run = await f.CallAsync("RunTask", """{"taskDefinition":"arm","count":4}""");
+
+        Assert.Equal(["host-a"], run.GetProperty("tasks").EnumerateArray().Select(t => HostOf(f, t)).Distinct().ToList());
+    }
+
+    [Fact]
     public async Task RunTask_SpreadByZone_CountsTheGroupNotEveryTask()
     {
         await using var f = await ClusterAsync(4);
