@@ -145,7 +145,7 @@ internal sealed class TermFilter : FilterPattern
                 Regex re;
                 try
                 {
-                    re = new Regex(p[(i + 1)..end], RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(50));
+                    re = new Regex(p[(i + 1)..end], RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
                 }
                 catch (ArgumentException e)
                 {
@@ -302,8 +302,8 @@ internal sealed class JsonFilter : FilterPattern
         Func<string, bool> eq;
         if (value.Contains('*', StringComparison.Ordinal))
         {
-            var re = new Regex("^" + string.Join(".*", value.Split('*').Select(Regex.Escape)) + "$", RegexOptions.Singleline | RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(50));
-            eq = s => re.IsMatch(s);
+            var parts = value.Split('*');
+            eq = s => Glob(parts, s);
         }
         else
         {
@@ -323,6 +323,26 @@ internal sealed class JsonFilter : FilterPattern
             var text = v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
             return op == "=" ? eq(text) : !eq(text);
         });
+    }
+
+    /// <summary>Whether <paramref name="s"/> matches the pattern whose '*'-separated literal parts are <paramref name="parts"/>.</summary>
+    private static bool Glob(string[] parts, string s)
+    {
+        if (!s.StartsWith(parts[0], StringComparison.Ordinal))
+        {
+            return false;
+        }
+        var at = parts[0].Length;
+        for (var i = 1; i < parts.Length - 1; i++)
+        {
+            var found = s.IndexOf(parts[i], at, StringComparison.Ordinal);
+            if (found < 0)
+            {
+                return false;
+            }
+            at = found + parts[i].Length;
+        }
+        return s.Length - at >= parts[^1].Length && s.EndsWith(parts[^1], StringComparison.Ordinal);
     }
 
     /// <summary>$.a.b[2]["x y"] as a list of property names (string) and indexes (int).</summary>

@@ -31,6 +31,9 @@ public sealed class FilterPatternTests
     [InlineData("{ $.level != \"error\" }", """{"level":"info"}""", true)]
     [InlineData("{ $.level = \"err*\" }", """{"level":"error"}""", true)]
     [InlineData("{ $.path = \"*/users/*\" }", """{"path":"/api/users/7"}""", true)]
+    [InlineData("{ $.level = \"*or\" }", """{"level":"error"}""", true)]
+    [InlineData("{ $.level = \"a*a\" }", """{"level":"a"}""", false)]
+    [InlineData("{ $.level = \"e*r*r\" }", """{"level":"error"}""", true)]
     [InlineData("{ $.status >= 400 }", """{"status":404}""", true)]
     [InlineData("{ $.status >= 400 }", """{"status":200}""", false)]
     [InlineData("{ $.status >= 400 }", """{"status":"404"}""", false)] // numeric comparisons need numbers
