@@ -73,8 +73,9 @@ internal sealed class RepositoryOperations(RegistryService registry, Arns arns) 
         Repository(req.RegistryId, name);
         try
         {
-            var deleted = await Registry.DeleteRepositoryAsync(name, req.Force ?? false, (_, count) => new AwsException("RepositoryNotEmptyException",
-                $"The repository with name '{name}' in registry with id '{RegistryId}' cannot be deleted because it still contains images ({count}); pass force to delete them too"), ct).ConfigureAwait(false);
+            // ECR's wording exactly (scripts match on it); force is the way out.
+            var deleted = await Registry.DeleteRepositoryAsync(name, req.Force ?? false, (_, _) => new AwsException("RepositoryNotEmptyException",
+                $"The repository with name '{name}' in registry with id '{RegistryId}' cannot be deleted because it still contains images"), ct).ConfigureAwait(false);
             return new DeleteRepositoryResponse { Repository = deleted.Repository };
         }
         catch (RegistryException e)

@@ -50,6 +50,7 @@ public sealed class EcrFidelityTests(EcrFidelityServer fixture) : IClassFixture<
     {
         await using var server = await BerthServer.StartAsync("server");
         await RunScenarioAsync(server, "persist-put");
+        await server.KillAsync(); // kill -9: what was answered must already be in the store
         await server.RestartAsync();
         await RunScenarioAsync(server, "persist-check");
     }
