@@ -69,6 +69,29 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
         return copy;
     }
 
+    /// <summary>Rewrites the registry-level settings (registry policy, scanning, replication) under the write lock.</summary>
+    public async Task<RegistrySettings> UpdateSettingsAsync(Action<RegistrySettings> change, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var current = State.Settings.Get(RegistryState.SettingsId);
+        var copy = current is null ? new RegistrySettings() : State.Settings.Clone(current.Value);
+        change(copy);
+        await tx.Put(State.Settings, RegistryState.SettingsId, copy, current?.Revision ?? 0).CommitAsync(ct).ConfigureAwait(false);
+        return copy;
+    }
+
+    /// <summary>Marks a manifest as asked for a scan (StartImageScan); returns the stored manifest.</summary>
+    public async Task<StoredManifest> RequestScanAsync(string repository, string digest, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var id = RegistryState.ManifestId(repository, digest);
+        var current = State.Manifests.Get(id) ?? throw RegistryException.ManifestUnknown(digest);
+        var copy = State.Manifests.Clone(current.Value);
+        copy.ScanRequestedAt = time.GetUtcNow();
+        await tx.Put(State.Manifests, id, copy, current.Revision).CommitAsync(ct).ConfigureAwait(false);
+        return copy;
+    }
+
     /// <summary>Deletes a repository with its manifests, tags and blob links; the blobs go at the next sweep.</summary>
     public async Task<StoredRepository> DeleteRepositoryAsync(string name, bool force, Func<StoredRepository, int, Exception> notEmpty, CancellationToken ct)
     {
@@ -357,6 +380,8 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
             ArtifactType = parsed.ArtifactType,
             ConfigMediaType = parsed.ConfigMediaType,
             Annotations = parsed.Annotations,
+            ScanRequestedAt = existing?.ScanRequestedAt
+                ?? (ScanningRules.ScansOnPush(repo.Repository, State.RegistrySettings.Scanning) ? now : null),
         };
         tx.Put(State.Manifests, id, manifest);
         foreach (var b in blobDigests.Distinct())

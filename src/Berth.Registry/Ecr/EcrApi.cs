@@ -17,6 +17,8 @@ internal static class EcrApi
         ActivatorUtilities.CreateInstance<PolicyOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<LifecycleOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<TagOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<RegistryOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<ScanOperations>(sp).Map(service);
         return service;
     }
 

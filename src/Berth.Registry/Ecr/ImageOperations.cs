@@ -99,6 +99,8 @@ internal sealed class ImageOperations(RegistryService registry, Arns arns) : Ecr
         LastRecordedPullTime = image.Manifest.LastPulledAt,
         SubjectManifestDigest = image.Manifest.Subject,
         ImageStatus = ActiveStatus,
+        // No imageScanFindingsSummary ever: Berth has no scanner (ScanOperations).
+        ImageScanStatus = ScanOperations.StatusOf(image.Manifest),
     };
 
     private async Task<BatchGetImageResponse> BatchGetAsync(BatchGetImageRequest req, CancellationToken ct)

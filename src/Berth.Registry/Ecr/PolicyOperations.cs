@@ -56,9 +56,9 @@ internal sealed class PolicyOperations(RegistryService registry, Arns arns) : Ec
     /// A policy document: a JSON object with an optional Version (2012-10-17 or 2008-10-17) and a Statement
     /// (one statement or a non-empty list), each with Effect Allow or Deny and an Action or NotAction.
     /// </summary>
-    internal static void Validate(string text)
+    internal static void Validate(string text, string field = "PolicyText", string kind = "repository")
     {
-        static AwsException Bad(string why) => EcrErrors.Invalid("PolicyText", "Invalid repository policy provided: " + why);
+        AwsException Bad(string why) => EcrErrors.Invalid(field, $"Invalid {kind} policy provided: " + why);
         JsonDocument doc;
         try
         {

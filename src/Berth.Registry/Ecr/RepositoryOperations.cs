@@ -6,7 +6,7 @@ using static Berth.Registry.Ecr.EcrApi;
 
 namespace Berth.Registry.Ecr;
 
-/// <summary>CreateRepository, DescribeRepositories, DeleteRepository, PutImageTagMutability, PutImageScanningConfiguration, DescribeRegistry.</summary>
+/// <summary>CreateRepository, DescribeRepositories, DeleteRepository, PutImageTagMutability, PutImageScanningConfiguration.</summary>
 internal sealed class RepositoryOperations(RegistryService registry, Arns arns) : EcrHandlers(registry, arns)
 {
     public void Map(AwsJsonService s)
@@ -16,11 +16,6 @@ internal sealed class RepositoryOperations(RegistryService registry, Arns arns) 
         s.Map(EcrOperations.DeleteRepository, Json.DeleteRepositoryRequest, Json.DeleteRepositoryResponse, DeleteAsync);
         s.Map(EcrOperations.PutImageTagMutability, Json.PutImageTagMutabilityRequest, Json.PutImageTagMutabilityResponse, PutTagMutabilityAsync);
         s.Map(EcrOperations.PutImageScanningConfiguration, Json.PutImageScanningConfigurationRequest, Json.PutImageScanningConfigurationResponse, PutScanningAsync);
-        s.Map(EcrOperations.DescribeRegistry, Json.DescribeRegistryRequest, Json.DescribeRegistryResponse, (_, _) => Task.FromResult(new DescribeRegistryResponse
-        {
-            RegistryId = RegistryId,
-            ReplicationConfiguration = new ReplicationConfiguration { Rules = [] },
-        }));
     }
 
     private async Task<CreateRepositoryResponse> CreateAsync(CreateRepositoryRequest req, CancellationToken ct)
@@ -78,8 +73,9 @@ internal sealed class RepositoryOperations(RegistryService registry, Arns arns) 
         Repository(req.RegistryId, name);
         try
         {
-            var deleted = await Registry.DeleteRepositoryAsync(name, req.Force ?? false, (_, count) => new AwsException("RepositoryNotEmptyException",
-                $"The repository with name '{name}' in registry with id '{RegistryId}' cannot be deleted because it still contains images ({count}); pass force to delete them too"), ct).ConfigureAwait(false);
+            // ECR's wording exactly (scripts match on it); force is the way out.
+            var deleted = await Registry.DeleteRepositoryAsync(name, req.Force ?? false, (_, _) => new AwsException("RepositoryNotEmptyException",
+                $"The repository with name '{name}' in registry with id '{RegistryId}' cannot be deleted because it still contains images"), ct).ConfigureAwait(false);
             return new DeleteRepositoryResponse { Repository = deleted.Repository };
         }
         catch (RegistryException e)
@@ -128,8 +124,11 @@ internal sealed class RepositoryOperations(RegistryService registry, Arns arns) 
         return (value, withExclusion ? filters!.Select(f => new ImageTagMutabilityExclusionFilter { FilterType = f.FilterType, Filter = f.Filter }).ToList() : null);
     }
 
-    /// <summary>The encryption setting stored as given (Berth does not encrypt blobs itself); AES256 is the default and takes no key.</summary>
-    private static EncryptionConfiguration Encryption(EncryptionConfiguration? config)
+    /// <summary>
+    /// The encryption setting stored as given (Berth does not encrypt blobs itself); AES256 is the default and takes
+    /// no key. KMS or KMS_DSSE without a key gets the registry's "AWS managed key" ARN, as ECR fills in aws/ecr's key.
+    /// </summary>
+    private EncryptionConfiguration Encryption(EncryptionConfiguration? config)
     {
         if (config is null)
         {
@@ -139,6 +138,24 @@ internal sealed class RepositoryOperations(RegistryService registry, Arns arns) 
         {
             throw EcrErrors.Invalid("encryptionConfiguration.kmsKey", "a KMS key can only be given with encryptionType KMS or KMS_DSSE");
         }
-        return new EncryptionConfiguration { EncryptionType = config.EncryptionType, KmsKey = config.KmsKey };
+        return new EncryptionConfiguration
+        {
+            EncryptionType = config.EncryptionType,
+            KmsKey = config.KmsKey ?? (config.EncryptionType == EncryptionTypeValues.AES256 ? null : ManagedKmsKey(Arns.Identity)),
+        };
+    }
+
+    /// <summary>
+    /// The stand-in for ECR's AWS managed key (alias aws/ecr): arn:aws:kms:REGION:ACCOUNT:key/ID, where ID is a
+    /// UUID derived from the account and region, so it is the same for every repository of this registry and
+    /// across restarts. No KMS exists behind it: Berth stores blobs unencrypted either way.
+    /// </summary>
+    internal static string ManagedKmsKey(BerthIdentity identity)
+    {
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"berth:aws/ecr:{identity.AccountId}:{identity.Region}"));
+        hash[6] = (byte)((hash[6] & 0x0F) | 0x50); // version 5-style (name-based)
+        hash[8] = (byte)((hash[8] & 0x3F) | 0x80); // RFC 4122 variant
+        var id = new Guid(hash.AsSpan(0, 16), bigEndian: true);
+        return $"arn:aws:kms:{identity.Region}:{identity.AccountId}:key/{id:D}";
     }
 }

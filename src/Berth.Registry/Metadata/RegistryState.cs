@@ -13,6 +13,7 @@ namespace Berth.Registry.Metadata;
 ///   registry/manifests/{name}@{digest}    one manifest in one repository
 ///   registry/tags/{name}:{tag}            tag → manifest digest
 ///   registry/links/{name}@{digest}        a blob uploaded to (or mounted into) a repository
+///   registry/settings/registry            registry-level settings: registry policy, scanning, replication
 /// </remarks>
 public sealed class RegistryState : DocumentState
 {
@@ -22,12 +23,20 @@ public sealed class RegistryState : DocumentState
         Manifests = Table("registry/manifests/", RegistryJsonContext.Default.StoredManifest);
         Tags = Table("registry/tags/", RegistryJsonContext.Default.StoredTag);
         Links = Table("registry/links/", RegistryJsonContext.Default.BlobLink);
+        Settings = Table("registry/settings/", RegistryJsonContext.Default.RegistrySettings);
     }
+
+    /// <summary>The one key of <see cref="Settings"/>.</summary>
+    public const string SettingsId = "registry";
 
     public DocumentTable<StoredRepository> Repositories { get; }
     public DocumentTable<StoredManifest> Manifests { get; }
     public DocumentTable<StoredTag> Tags { get; }
     public DocumentTable<BlobLink> Links { get; }
+    public DocumentTable<RegistrySettings> Settings { get; }
+
+    /// <summary>The registry-level settings (an empty document until something is set).</summary>
+    public RegistrySettings RegistrySettings => Settings.Find(SettingsId) ?? new RegistrySettings();
 
     public static string ManifestId(string repository, string digest) => repository + "@" + digest;
     public static string TagId(string repository, string tag) => repository + ":" + tag;
@@ -66,6 +75,22 @@ public sealed class StoredRepository
     /// <summary>The last StartLifecyclePolicyPreview's result (ECR keeps one preview per repository).</summary>
     [JsonPropertyName("lifecyclePreview")]
     public StoredLifecyclePreview? LifecyclePreview { get; set; }
+}
+
+/// <summary>
+/// Registry-level settings, one document per registry: ECR's registry policy, basic/enhanced scanning
+/// configuration and replication configuration. Null members are unset (ECR's defaults apply).
+/// </summary>
+public sealed class RegistrySettings
+{
+    [JsonPropertyName("policyText")]
+    public string? PolicyText { get; set; }
+
+    [JsonPropertyName("scanning")]
+    public RegistryScanningConfiguration? Scanning { get; set; }
+
+    [JsonPropertyName("replication")]
+    public ReplicationConfiguration? Replication { get; set; }
 }
 
 /// <summary>A lifecycle policy preview: the policy evaluated, when, and the images it would expire.</summary>
@@ -126,6 +151,10 @@ public sealed class StoredManifest
 
     [JsonPropertyName("annotations")]
     public Dictionary<string, string>? Annotations { get; set; }
+
+    /// <summary>When a scan was asked for (StartImageScan, or a push with scan on push); null when never.</summary>
+    [JsonPropertyName("scanRequestedAt")]
+    public DateTimeOffset? ScanRequestedAt { get; set; }
 }
 
 public sealed class StoredTag
@@ -160,4 +189,5 @@ public sealed class BlobLink
 [JsonSerializable(typeof(StoredManifest))]
 [JsonSerializable(typeof(StoredTag))]
 [JsonSerializable(typeof(BlobLink))]
+[JsonSerializable(typeof(RegistrySettings))]
 internal sealed partial class RegistryJsonContext : JsonSerializerContext;
