@@ -91,7 +91,7 @@ public sealed class AwsAuthenticator
             throw AwsAuthException.Incomplete($"Unsupported AWS 'algorithm': '{algorithm}'. Authorization={header}");
         }
         string? credential = null, signedHeaders = null, signature = null;
-        foreach (var raw in header[(space + 1)..].Split([',', ' '], StringSplitOptions.RemoveEmptyEntries))
+        foreach (var raw in (space < 0 ? "" : header[(space + 1)..]).Split([',', ' '], StringSplitOptions.RemoveEmptyEntries))
         {
             var part = raw.Trim();
             if (part.Length == 0)
