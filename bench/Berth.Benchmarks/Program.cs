@@ -37,6 +37,7 @@ return args.FirstOrDefault() switch
         Arg("--cluster", "fanout"), Arg("--family", "bench-fan"), Int("--instances", 5000), Int("--stops", 500), Int("--pid", 0)),
     "sigv4" => await SigV4Bench.RunAsync(new Uri(Arg("--endpoint-none", "http://127.0.0.1:4770")), new Uri(Arg("--endpoint-sigv4", "http://127.0.0.1:4772")),
         Arg("--key", ""), Arg("--secret", ""), Int("--seconds", 5), Int("--concurrency", 8), Int("--rounds", 5)),
+    "sigv4-verify" => SigV4VerifyBench.Run(Int("--iterations", 200_000), Int("--body-bytes", 100)) + SigV4VerifyBench.Run(Int("--iterations", 200_000), Int("--body-bytes", 8000)),
     _ => Usage(),
 };
 

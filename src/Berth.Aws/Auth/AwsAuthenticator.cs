@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
@@ -218,18 +219,18 @@ public sealed class AwsAuthenticator
             throw AwsAuthException.UnrecognizedClient();
         }
         var now = _time.GetUtcNow();
-        var nowText = now.UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture);
+        string NowText() => now.UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture);
         if (p.Presigned && p.ExpiresSeconds is { } expires && p.Date.AddSeconds(expires) < now)
         {
-            throw AwsAuthException.InvalidSignature($"Signature expired: {p.AmzDate} is now earlier than {now.AddSeconds(-expires).UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture)} ({nowText} - {expires} sec.)");
+            throw AwsAuthException.InvalidSignature($"Signature expired: {p.AmzDate} is now earlier than {now.AddSeconds(-expires).UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture)} ({NowText()} - {expires} sec.)");
         }
         if (!p.Presigned && p.Date < now - MaxSkew)
         {
-            throw AwsAuthException.InvalidSignature($"Signature expired: {p.AmzDate} is now earlier than {(now - MaxSkew).UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture)} ({nowText} - 15 min.)");
+            throw AwsAuthException.InvalidSignature($"Signature expired: {p.AmzDate} is now earlier than {(now - MaxSkew).UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture)} ({NowText()} - 15 min.)");
         }
         if (p.Date > now + MaxSkew)
         {
-            throw AwsAuthException.InvalidSignature($"Signature not yet current: {p.AmzDate} is still later than {(now + MaxSkew).UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture)} ({nowText} + 15 min.)");
+            throw AwsAuthException.InvalidSignature($"Signature not yet current: {p.AmzDate} is still later than {(now + MaxSkew).UtcDateTime.ToString(SigV4.DateFormat, CultureInfo.InvariantCulture)} ({NowText()} + 15 min.)");
         }
         if (!p.AmzDate.StartsWith(scopeDate, StringComparison.Ordinal) || scopeDate.Length != 8)
         {
@@ -258,7 +259,7 @@ public sealed class AwsAuthenticator
             return SigV4.SigningKey(k.Secret, k.Date, k.Region, k.Service);
         });
         var expected = SigV4.Signature(key, SigV4.StringToSign(p.AmzDate, scopeText, canonical));
-        if (!CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(expected), Encoding.ASCII.GetBytes(p.Signature)))
+        if (!CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes(expected.AsSpan()), MemoryMarshal.AsBytes(p.Signature.AsSpan())))
         {
             throw AwsAuthException.InvalidSignature();
         }
