@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Berth on this machine: installs and starts Docker when needed, builds, and runs `berth up`
 # in the foreground (Ctrl+C stops it). Extra arguments go to `berth up`, e.g. ./run.sh --listen 0.0.0.0:4566
+# (off loopback that needs a credential first: `berth credentials create --name admin --data .berth`).
 set -euo pipefail
 cd "$(dirname "$0")"
 . eng/scripts/prereqs.sh

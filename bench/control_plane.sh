@@ -7,6 +7,8 @@
 #   bench/control_plane.sh services [INSTANCES] [SERVICES] [PER_SERVICE] [CLIENTS]
 #                                                                 issue 10: CreateService x SERVICES (each desiredCount PER_SERVICE)
 #                                                                 -> sum of runningCount reached (default 5000 1000 100 32)
+#   bench/control_plane.sh sigv4 [TASKS] [ROUNDS] [SECONDS]      issue 12: DescribeTasks with --auth none beside --auth sigv4, two servers
+#                                                                 on copies of one seeded store, alternating rounds (default 10000 5 5)
 # Every server binds 127.0.0.1; each run uses a fresh data directory under /tmp and removes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,6 +97,22 @@ fanout)
     "${bench[@]}" fanout --endpoint "$endpoint" --agent-endpoint "http://127.0.0.1:$((port + 1))" --pid "$server_pid" --instances "$instances" --stops "$stops"
     stop_all; rm -rf "$data" "$data".*.log
     ;;
+sigv4)
+    tasks=${1:-10000}; rounds=${2:-5}; seconds=${3:-5}
+    data=$(mktemp -d /tmp/berth-bench-sigv4.XXXXXX)
+    "${bench[@]}" seed --data "$data/none" --tasks "$tasks" >/dev/null
+    cp -r "$data/none" "$data/sigv4"
+    created=$("${berth[@]}" credentials create --name bench --data "$data/sigv4")
+    key=$(awk '/AccessKeyId/ {print $2}' <<<"$created"); secret=$(awk '/SecretAccessKey/ {print $2}' <<<"$created")
+    start_server "$data/none" --auth none
+    none_endpoint=$endpoint
+    port=$((port + 2)); endpoint="http://127.0.0.1:$port"
+    start_server "$data/sigv4" --auth sigv4
+    echo "### DescribeTasks, $tasks stopped tasks in each store"
+    "${bench[@]}" sigv4 --endpoint-none "$none_endpoint" --endpoint-sigv4 "$endpoint" --key "$key" --secret "$secret" \
+        --seconds "$seconds" --rounds "$rounds" --concurrency "${SIGV4_CLIENTS:-8}"
+    stop_all; rm -rf "$data" "$data".*.log "$data"/*.log
+    ;;
 *)
-    sed -n '2,10p' "$0" >&2; exit 2 ;;
+    sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac

@@ -35,6 +35,9 @@ return args.FirstOrDefault() switch
         Int("--services", 1000), Int("--per-service", 100), Int("--clients", 32), Int("--instances", 5000), Int("--pid", 0)),
     "fanout" => await FanoutBench.RunAsync(new Uri(Arg("--endpoint", "http://127.0.0.1:4566")), new Uri(Arg("--agent-endpoint", "http://127.0.0.1:4567")),
         Arg("--cluster", "fanout"), Arg("--family", "bench-fan"), Int("--instances", 5000), Int("--stops", 500), Int("--pid", 0)),
+    "sigv4" => await SigV4Bench.RunAsync(new Uri(Arg("--endpoint-none", "http://127.0.0.1:4770")), new Uri(Arg("--endpoint-sigv4", "http://127.0.0.1:4772")),
+        Arg("--key", ""), Arg("--secret", ""), Int("--seconds", 5), Int("--concurrency", 8), Int("--rounds", 5)),
+    "sigv4-verify" => SigV4VerifyBench.Run(Int("--iterations", 200_000), Int("--body-bytes", 100)) + SigV4VerifyBench.Run(Int("--iterations", 200_000), Int("--body-bytes", 8000)),
     _ => Usage(),
 };
 
@@ -54,6 +57,7 @@ static int Usage()
     Console.Error.WriteLine("       services --endpoint URL --pid PID [--cluster bench] [--family bench-svc] [--services 1000] [--per-service 100] [--clients 32] [--instances 5000]");
     Console.Error.WriteLine("       fanout --endpoint URL --agent-endpoint URL --pid PID [--instances 5000] [--stops 500] [--cluster fanout] [--family bench-fan]");
     Console.Error.WriteLine("       store [--writers 1,8,64] [--seconds S] [--readers R] [--doc-bytes B] [--data DIR]");
+    Console.Error.WriteLine("       sigv4 --endpoint-none URL --endpoint-sigv4 URL --key AKID --secret SECRET [--seconds 5] [--concurrency 8] [--rounds 5]");
     return 2;
 }
 

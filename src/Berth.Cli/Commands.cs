@@ -171,11 +171,21 @@ internal static class Commands
         Description = "Address every load balancer listener port binds to (env BERTH_LB_BIND).",
     }, "BERTH_LB_BIND", "127.0.0.1");
 
-    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds, LogsSweepSeconds];
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds, LogsSweepSeconds, AuthModeOption, RegistryAnonymousPull];
 
     private static readonly Option<int?> LogsSweepSeconds = new("--logs-retention-sweep-interval")
     {
         Description = "Seconds between sweeps that delete log events past their group's retention (default 300).",
+    };
+
+    private static readonly Option<string> AuthModeOption = Env(new Option<string>("--auth")
+    {
+        Description = "none (accept any credentials) or sigv4 (verify AWS Signature Version 4 against DATA/credentials.json); default: none on a loopback --listen address, sigv4 otherwise (env BERTH_AUTH).",
+    }, "BERTH_AUTH", "");
+
+    private static readonly Option<bool> RegistryAnonymousPull = new("--registry-anonymous-pull")
+    {
+        Description = "With registry authentication on, let anyone pull (GET/HEAD under /v2/) without docker login; pushes and deletes still need a token.",
     };
 
     private static readonly Option<int?> AgentGraceSeconds = new("--agent-grace")
@@ -310,6 +320,18 @@ internal static class Commands
         }
 
         var endpoint = $"http://{(host is "0.0.0.0" or "*" or "::" ? "127.0.0.1" : host)}:{port}";
+        var authMode = Berth.Aws.Auth.AuthMode.None;
+        if (withServer)
+        {
+            var credentials = new Berth.Aws.Auth.CredentialStore(Berth.Aws.Auth.CredentialFile.PathIn(data));
+            (authMode, var authError) = Berth.Aws.Auth.AuthStartup.Decide(p.GetValue(AuthModeOption), host, credentials.Count, data);
+            if (authError is not null)
+            {
+                await Console.Error.WriteLineAsync("berth: " + authError).ConfigureAwait(false);
+                return 2;
+            }
+            builder.Services.AddSingleton(sp => new Berth.Aws.Auth.AwsAuthenticator(authMode, credentials, sp.GetRequiredService<TimeProvider>(), p.GetValue(AccountId)!));
+        }
         // The agent channel carries registry passwords and containers' environment: plaintext only on loopback.
         var agentTls = withServer && (p.GetValue(AgentTls) || !System.Net.IPAddress.IsLoopback(ToIp(agentHost)));
         Berth.ControlPlane.Agents.AgentPki? pki = null;
@@ -379,7 +401,8 @@ internal static class Commands
                 DataDirectory = Path.Combine(data, "registry"),
                 Host = string.IsNullOrEmpty(registryHost) ? localHosts[0] : registryHost,
                 Aliases = localHosts,
-                RequireAuth = p.GetValue(RegistryAuth),
+                RequireAuth = p.GetValue(RegistryAuth) || authMode == Berth.Aws.Auth.AuthMode.SigV4,
+                AnonymousPull = p.GetValue(RegistryAnonymousPull),
                 SweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(RegistrySweepSeconds) ?? 300)),
                 GcGracePeriod = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(RegistryGcGraceSeconds) ?? 3600)),
             });
@@ -521,7 +544,16 @@ internal static class Commands
         if (withServer)
         {
             Console.WriteLine($"Berth is listening on {endpoint} (data: {data}).");
-            Console.WriteLine($"Try: AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={p.GetValue(Region)} aws ecs list-clusters");
+            if (authMode == Berth.Aws.Auth.AuthMode.SigV4)
+            {
+                Console.WriteLine($"Authentication: sigv4 (requests must be signed with a key from 'berth credentials create --data {data}'; the registry needs docker login).");
+                Console.WriteLine($"Try: AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=<key id> AWS_SECRET_ACCESS_KEY=<secret> AWS_DEFAULT_REGION={p.GetValue(Region)} aws ecs list-clusters");
+            }
+            else
+            {
+                Console.WriteLine("Authentication: none (any credentials are accepted; start with --auth sigv4 to require signed requests).");
+                Console.WriteLine($"Try: AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION={p.GetValue(Region)} aws ecs list-clusters");
+            }
             if (agentTls && !withAgent)
             {
                 Console.WriteLine($"Agents connect with TLS on port {agentPort} (CA fingerprint sha256:{pki!.CaFingerprint}). To join a host, run on it:");

@@ -6,4 +6,5 @@ root.Subcommands.Add(Commands.Up());
 root.Subcommands.Add(Commands.Server());
 root.Subcommands.Add(Commands.Agent());
 root.Subcommands.Add(Commands.JoinToken());
+root.Subcommands.Add(CredentialCommands.Build());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

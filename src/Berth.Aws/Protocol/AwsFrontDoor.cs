@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Berth.Aws.Auth;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -11,7 +12,12 @@ namespace Berth.Aws.Protocol;
 /// The single AWS endpoint: dispatches <c>POST /</c> on X-Amz-Target to the mapped JSON services, and
 /// form bodies without one (<c>Action=...&amp;Version=...</c>) to the Query services.
 /// </summary>
-public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, IEnumerable<AwsQueryService> queryServices, ILogger<AwsFrontDoor> logger)
+/// <remarks>
+/// Authentication happens here, once for every API behind the door: the body is read (bounded), the SigV4
+/// signature checked against it, the caller's permissions checked against the operation, and only then is
+/// the JSON parsed and the handler run with <see cref="AwsCaller.Current"/> set.
+/// </remarks>
+public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, IEnumerable<AwsQueryService> queryServices, ILogger<AwsFrontDoor> logger, AwsAuthenticator? authenticator = null)
 {
     public const string JsonContentType = "application/x-amz-json-1.1";
     // ECR's UploadLayerPart carries up to 20 MiB of layer, base64-encoded (about 26.7 MiB of JSON);
@@ -19,7 +25,8 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
     private const int MaxBodyBytes = 28 * 1024 * 1024;
 
     private readonly Dictionary<string, AwsJsonService> _byPrefix = services.ToDictionary(s => s.TargetPrefix, StringComparer.Ordinal);
-    private readonly AwsQueryFrontDoor _query = new(queryServices, logger);
+    private readonly AwsAuthenticator _auth = authenticator ?? new AwsAuthenticator(AuthMode.None, null, TimeProvider.System);
+    private readonly AwsQueryFrontDoor _query = new(queryServices, logger, authenticator ?? new AwsAuthenticator(AuthMode.None, null, TimeProvider.System));
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -34,11 +41,19 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
         try
         {
             var dot = target.LastIndexOf('.');
-            if (dot <= 0 || !_byPrefix.TryGetValue(target[..dot], out var service))
+            var service = dot > 0 ? _byPrefix.GetValueOrDefault(target[..dot]) : null;
+            var body = await ReadBodyAsync(context.Request, ct).ConfigureAwait(false);
+            var caller = _auth.Authenticate(context.Request, body.Span, service?.Model.SigningName);
+            AwsCaller.Current = caller;
+            if (service is null)
             {
                 throw new AwsException("UnknownOperationException", target.Length == 0 ? "Missing X-Amz-Target header." : $"Unknown operation '{target}'.");
             }
             operation = target[(dot + 1)..];
+            if (service.Model.Operations.ContainsKey(operation))
+            {
+                _auth.Authorize(caller, service.Model.SigningName, operation);
+            }
             var handler = service.Find(operation)
                 ?? throw (service.Model.Operations.ContainsKey(operation)
                     ? new AwsException("UnsupportedFeatureException", $"Berth does not implement {operation} yet.")
@@ -47,7 +62,7 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
             JsonDocument doc;
             try
             {
-                doc = await ReadBodyAsync(context.Request, ct).ConfigureAwait(false);
+                doc = body.Length == 0 ? JsonDocument.Parse("{}") : JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 128 });
             }
             catch (JsonException)
             {
@@ -67,6 +82,11 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
         {
             await WriteErrorAsync(context, e.StatusCode, e.ErrorType, e.Message).ConfigureAwait(false);
         }
+        catch (FormatException e)
+        {
+            // A header or query string the verifier could not decode: the request is malformed, not the server.
+            await WriteErrorAsync(context, 400, "IncompleteSignatureException", e.Message).ConfigureAwait(false);
+        }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             // client went away
@@ -82,7 +102,7 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
         }
     }
 
-    private static async Task<JsonDocument> ReadBodyAsync(HttpRequest request, CancellationToken ct)
+    private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpRequest request, CancellationToken ct)
     {
         if (request.ContentLength is > MaxBodyBytes)
         {
@@ -101,11 +121,7 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
             }
             buffer.Write(chunk, 0, n);
         }
-        if (buffer.Length == 0)
-        {
-            return JsonDocument.Parse("{}");
-        }
-        return JsonDocument.Parse(buffer.ToArray(), new JsonDocumentOptions { MaxDepth = 128 });
+        return buffer.ToArray();
     }
 
     public static Task WriteErrorAsync(HttpContext context, int status, string type, string message)

@@ -1,3 +1,5 @@
+using System.Text;
+using Berth.Aws.Auth;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Logging;
@@ -9,7 +11,7 @@ namespace Berth.Aws.Protocol;
 /// The Query-protocol half of the front door: <c>POST /</c> with a form body naming <c>Action</c> and
 /// <c>Version</c>, dispatched to the <see cref="AwsQueryService"/> whose model has that API version.
 /// </summary>
-internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> services, ILogger logger)
+internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> services, ILogger logger, AwsAuthenticator auth)
 {
     private const int MaxBodyBytes = 1024 * 1024;
     private readonly Dictionary<string, AwsQueryService> _byVersion = services.ToDictionary(s => s.Model.ApiVersion, StringComparer.Ordinal);
@@ -27,9 +29,12 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
         var action = "";
         try
         {
-            var form = await ReadFormAsync(context.Request, ct).ConfigureAwait(false);
+            var body = await ReadBodyAsync(context.Request, ct).ConfigureAwait(false);
+            var form = QueryHelpers.ParseQuery("?" + Encoding.UTF8.GetString(body));
             action = form.TryGetValue("Action", out var a) ? a.ToString() : "";
             var version = form.TryGetValue("Version", out var v) ? v.ToString() : "";
+            var caller = auth.Authenticate(context.Request, body, _byVersion.GetValueOrDefault(version)?.Model.SigningName);
+            AwsCaller.Current = caller;
             if (action.Length == 0)
             {
                 throw new AwsException("MissingAction", "The request must contain the parameter Action.");
@@ -43,6 +48,10 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
                 throw new AwsException("InvalidAction", $"Version '{version}' is not an API version Berth serves with the Query protocol.");
             }
             ns = service.Model.XmlNamespace;
+            if (service.Model.Operations.ContainsKey(action))
+            {
+                auth.Authorize(caller, service.Model.SigningName, action);
+            }
             var handler = service.Find(action)
                 ?? throw (service.Model.Operations.ContainsKey(action)
                     ? new AwsException("UnsupportedOperation", $"Berth does not implement {action} yet.")
@@ -53,9 +62,17 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
             context.Response.Headers["x-amzn-RequestId"] = requestId;
             await context.Response.Body.WriteAsync(payload, ct).ConfigureAwait(false);
         }
+        catch (AwsAuthException e)
+        {
+            await WriteErrorAsync(context, ns, e.QueryStatus, e.QueryCode, e.Message, requestId).ConfigureAwait(false);
+        }
         catch (AwsException e)
         {
             await WriteErrorAsync(context, ns, e.StatusCode, e.ErrorType, e.Message, requestId).ConfigureAwait(false);
+        }
+        catch (FormatException e)
+        {
+            await WriteErrorAsync(context, ns, 400, "IncompleteSignature", e.Message, requestId).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -72,25 +89,25 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
         }
     }
 
-    private static async Task<Dictionary<string, StringValues>> ReadFormAsync(HttpRequest request, CancellationToken ct)
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken ct)
     {
         if (request.ContentLength is > MaxBodyBytes)
         {
             throw new AwsException("ValidationError", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
         }
-        using var reader = new StreamReader(request.Body);
-        var buffer = new char[MaxBodyBytes + 1];
-        var total = 0;
+        // Bounded whether or not Content-Length was sent; the raw bytes are kept because the signature covers them.
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16384];
         int n;
-        while (total <= MaxBodyBytes && (n = await reader.ReadAsync(buffer.AsMemory(total), ct).ConfigureAwait(false)) > 0)
+        while ((n = await request.Body.ReadAsync(chunk, ct).ConfigureAwait(false)) > 0)
         {
-            total += n;
+            if (buffer.Length + n > MaxBodyBytes)
+            {
+                throw new AwsException("ValidationError", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+            }
+            buffer.Write(chunk, 0, n);
         }
-        if (total > MaxBodyBytes)
-        {
-            throw new AwsException("ValidationError", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
-        }
-        return QueryHelpers.ParseQuery("?" + new string(buffer, 0, total));
+        return buffer.ToArray();
     }
 
     private static Task WriteErrorAsync(HttpContext context, string ns, int status, string code, string message, string requestId)

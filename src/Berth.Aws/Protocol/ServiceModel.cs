@@ -27,6 +27,22 @@ public sealed class ServiceModel
         Shapes = shapes;
     }
 
+    /// <summary>
+    /// The service name a SigV4 credential scope must carry for this API (botocore's metadata.signingName,
+    /// else its endpointPrefix): "ecs", "ecr", "elasticloadbalancing", "logs", "application-autoscaling".
+    /// </summary>
+    public string SigningName { get; private init; } = "";
+
+    private static string KnownSigningName(string service) => service switch
+    {
+        "Ecs" => "ecs",
+        "Ecr" => "ecr",
+        "Elbv2" => "elasticloadbalancing",
+        "Logs" => "logs",
+        "ApplicationAutoScaling" or "AutoScaling" => "application-autoscaling",
+        _ => service.ToLowerInvariant(),
+    };
+
     /// <summary>Loads the embedded model of one generated service ("Ecs", "Ecr").</summary>
     public static ServiceModel Load(string service)
     {
@@ -60,6 +76,7 @@ public sealed class ServiceModel
         {
             ApiVersion = root.TryGetProperty("apiVersion", out var av) && av.ValueKind == JsonValueKind.String ? av.GetString()! : "",
             XmlNamespace = root.TryGetProperty("xmlNamespace", out var xn) && xn.ValueKind == JsonValueKind.String ? xn.GetString()! : "",
+            SigningName = root.TryGetProperty("signingName", out var sn) && sn.ValueKind == JsonValueKind.String ? sn.GetString()! : KnownSigningName(service),
         };
     }
 }

@@ -1,3 +1,4 @@
+using Berth.Aws.Auth;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.Agents;
 using Berth.ControlPlane.Domain;
@@ -54,14 +55,15 @@ public static class ControlPlaneHosting
         _ = app.Services.GetRequiredService<EcsState>();
         app.MapAwsFrontDoor();
         app.MapBerthAgentGateway();
+        var auth = AwsAuthenticator.ModeName(app.Services.GetService<AwsAuthenticator>()?.Mode ?? AuthMode.None);
         app.MapGet("/_berth/health", (EcsState state, BerthIdentity id, ControlPlaneOptions o) => Results.Json(new HealthStatus(
             "ok", id.AccountId, id.Region, o.AgentPort, state.Store.Revision,
-            state.Clusters.Count, state.ContainerInstances.Count, state.Tasks.Count), HostingJsonContext.Default.HealthStatus));
+            state.Clusters.Count, state.ContainerInstances.Count, state.Tasks.Count, auth), HostingJsonContext.Default.HealthStatus));
         return app;
     }
 }
 
-public sealed record HealthStatus(string Status, string AccountId, string Region, int AgentPort, long StoreRevision, int Clusters, int ContainerInstances, int Tasks);
+public sealed record HealthStatus(string Status, string AccountId, string Region, int AgentPort, long StoreRevision, int Clusters, int ContainerInstances, int Tasks, string Auth = "none");
 
 [System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase)]
 [System.Text.Json.Serialization.JsonSerializable(typeof(HealthStatus))]

@@ -15,7 +15,8 @@ internal sealed class RegistryCredentialProvider(RegistryOptions options, Regist
         {
             return null;
         }
-        var (password, _) = tokens.Issue();
+        // Agents only pull.
+        var (password, _) = tokens.Issue("read-only", "berth-agent");
         return new RegistryCredential(host, RegistryTokens.UserName, password);
     }
 }

@@ -7,7 +7,8 @@ namespace Berth.Registry.Auth;
 /// <summary>
 /// Issues and checks the registry passwords GetAuthorizationToken hands out: an expiry signed with
 /// HMAC-SHA256 under a key kept in the data directory (so tokens survive a restart). Docker presents
-/// them as Basic credentials with user name "AWS", as it does for ECR.
+/// them as Basic credentials with user name "AWS", as it does for ECR. A token carries the name and the
+/// permission set of the credential that asked for it, so a read-only key's token can pull but not push.
 /// </summary>
 public sealed class RegistryTokens
 {
@@ -35,11 +36,15 @@ public sealed class RegistryTokens
         }
     }
 
-    /// <summary>A new password and when it expires.</summary>
-    public (string Password, DateTimeOffset ExpiresAt) Issue()
+    /// <summary>A new password for an admin, and when it expires.</summary>
+    public (string Password, DateTimeOffset ExpiresAt) Issue() => Issue("admin", "anonymous");
+
+    /// <summary>A new password carrying <paramref name="permissions"/> ("admin" or "read-only") and the user name, and when it expires.</summary>
+    public (string Password, DateTimeOffset ExpiresAt) Issue(string permissions, string name)
     {
         var expires = _time.GetUtcNow() + _options.TokenLifetime;
-        var payload = Encoding.ASCII.GetBytes(expires.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture) + "." + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)));
+        var payload = Encoding.UTF8.GetBytes(expires.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture) + "." + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))
+            + "." + permissions + "." + name);
         var token = Base64Url(payload) + "." + Base64Url(HMACSHA256.HashData(_key, payload));
         return (token, expires);
     }
@@ -48,11 +53,14 @@ public sealed class RegistryTokens
     public static string AuthorizationToken(string password) => Convert.ToBase64String(Encoding.UTF8.GetBytes(UserName + ":" + password));
 
     /// <summary>True when <paramref name="authorization"/> is a Basic credential for AWS with an unexpired token of ours.</summary>
-    public bool IsValidBasic(string? authorization)
+    public bool IsValidBasic(string? authorization) => ValidateBasic(authorization) is not null;
+
+    /// <summary>The permission set ("admin", "read-only") of a valid Basic credential, or null.</summary>
+    public string? ValidateBasic(string? authorization)
     {
         if (authorization is null || !authorization.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
         {
-            return false;
+            return null;
         }
         string decoded;
         try
@@ -61,27 +69,33 @@ public sealed class RegistryTokens
         }
         catch (FormatException)
         {
-            return false;
+            return null;
         }
         var colon = decoded.IndexOf(':', StringComparison.Ordinal);
-        return colon > 0 && decoded[..colon] == UserName && IsValidPassword(decoded[(colon + 1)..]);
+        return colon > 0 && decoded[..colon] == UserName ? ValidatePassword(decoded[(colon + 1)..]) : null;
     }
 
-    public bool IsValidPassword(string token)
+    public bool IsValidPassword(string token) => ValidatePassword(token) is not null;
+
+    /// <summary>The permission set an unexpired token of ours carries (tokens from before permissions were added count as admin), or null.</summary>
+    public string? ValidatePassword(string token)
     {
         var dot = token.IndexOf('.', StringComparison.Ordinal);
         if (dot <= 0 || !TryBase64Url(token[..dot], out var payload) || !TryBase64Url(token[(dot + 1)..], out var mac))
         {
-            return false;
+            return null;
         }
         if (!CryptographicOperations.FixedTimeEquals(mac, HMACSHA256.HashData(_key, payload)))
         {
-            return false;
+            return null;
         }
-        var text = Encoding.ASCII.GetString(payload);
-        var end = text.IndexOf('.', StringComparison.Ordinal);
-        return end > 0 && long.TryParse(text[..end], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var exp)
-            && DateTimeOffset.FromUnixTimeSeconds(exp) > _time.GetUtcNow();
+        var parts = Encoding.UTF8.GetString(payload).Split('.', 4);
+        if (!long.TryParse(parts[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var exp)
+            || DateTimeOffset.FromUnixTimeSeconds(exp) <= _time.GetUtcNow())
+        {
+            return null;
+        }
+        return parts.Length >= 3 ? parts[2] : "admin";
     }
 
     private static string Base64Url(byte[] data) => Convert.ToBase64String(data).TrimEnd('=').Replace('+', '-').Replace('/', '_');

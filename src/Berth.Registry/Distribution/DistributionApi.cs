@@ -26,10 +26,20 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         context.Response.Headers[ApiVersionHeader] = "registry/2.0";
         try
         {
-            if (registry.Options.RequireAuth && !tokens.IsValidBasic(context.Request.Headers.Authorization.ToString()))
+            if (registry.Options.RequireAuth)
             {
-                context.Response.Headers.WWWAuthenticate = "Basic realm=\"Berth registry\"";
-                throw new RegistryException("UNAUTHORIZED", "authentication required; run: aws ecr get-login-password | docker login --username AWS --password-stdin " + registry.Options.Host, 401);
+                var reads = context.Request.Method is "GET" or "HEAD";
+                var permissions = tokens.ValidateBasic(context.Request.Headers.Authorization.ToString());
+                if (permissions is null && !(reads && registry.Options.AnonymousPull))
+                {
+                    context.Response.Headers.WWWAuthenticate = "Basic realm=\"Berth registry\"";
+                    throw new RegistryException("UNAUTHORIZED", "authentication required; run: aws ecr get-login-password | docker login --username AWS --password-stdin " + registry.Options.Host, 401);
+                }
+                if (!reads && permissions != "admin")
+                {
+                    // Pushing and deleting need an admin credential's token (docker reports "denied: ...").
+                    throw new RegistryException("DENIED", "requested access to the resource is denied: the token comes from a read-only credential, which can pull but not push or delete", 403);
+                }
             }
             await RouteAsync(context, ct).ConfigureAwait(false);
         }

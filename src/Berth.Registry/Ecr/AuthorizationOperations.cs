@@ -1,3 +1,4 @@
+using Berth.Aws.Auth;
 using Berth.Aws.Ecr;
 using Berth.Aws.Protocol;
 using Berth.Registry.Auth;
@@ -12,7 +13,9 @@ internal sealed class AuthorizationOperations(RegistryTokens tokens, RegistryOpt
     public void Map(AwsJsonService s)
         => s.Map(EcrOperations.GetAuthorizationToken, Json.GetAuthorizationTokenRequest, Json.GetAuthorizationTokenResponse, (_, _) =>
         {
-            var (password, expires) = tokens.Issue();
+            // The token carries who asked and what they may do: a read-only key's token pulls but cannot push.
+            var caller = AwsCaller.Current ?? AwsCaller.Anonymous;
+            var (password, expires) = tokens.Issue(caller.Permissions, caller.Name);
             return Task.FromResult(new GetAuthorizationTokenResponse
             {
                 AuthorizationData =

@@ -15,6 +15,9 @@ public sealed record RegistryOptions
     /// <summary>When true, /v2/ requires a Basic credential from GetAuthorizationToken.</summary>
     public bool RequireAuth { get; init; }
 
+    /// <summary>With <see cref="RequireAuth"/>, GET and HEAD under /v2/ need no token (anonymous pull); writes still do.</summary>
+    public bool AnonymousPull { get; init; }
+
     /// <summary>Pushing to a repository that does not exist creates it (ECR's create-on-push); when false, NAME_UNKNOWN.</summary>
     public bool CreateOnPush { get; init; } = true;
 

@@ -291,6 +291,9 @@ public sealed class BerthServer : IAsyncDisposable
         return ((IPEndPoint)any.LocalEndpoint).Port;
     }
 
+    /// <summary>Runs a one-shot berth command (for example <c>credentials create</c>) and returns what it printed.</summary>
+    public static Task<CommandResult> RunCliAsync(params string[] args) => Processes.RunAsync("dotnet", [BerthDll, .. args]);
+
     /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
     private static string BerthDll
     {

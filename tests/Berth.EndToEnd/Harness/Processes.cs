@@ -78,13 +78,24 @@ public sealed class AwsCli(string endpoint)
 public static class Boto3
 {
     public static Task<CommandResult> RunAsync(string script, string endpoint, params string[] args)
-        => Processes.RunAsync("python3", [Path.Combine(AppContext.BaseDirectory, "Python", script), .. args], new Dictionary<string, string>
+        => RunWithEnvAsync(script, endpoint, new Dictionary<string, string>(), args);
+
+    /// <summary>As <see cref="RunAsync"/>, with <paramref name="env"/> added (and overriding the test/test keys).</summary>
+    public static Task<CommandResult> RunWithEnvAsync(string script, string endpoint, IReadOnlyDictionary<string, string> env, params string[] args)
+    {
+        var all = new Dictionary<string, string>
         {
             ["BERTH_ENDPOINT"] = endpoint,
             ["AWS_ACCESS_KEY_ID"] = "test",
             ["AWS_SECRET_ACCESS_KEY"] = "test",
             ["AWS_DEFAULT_REGION"] = "us-east-1",
-        });
+        };
+        foreach (var (k, v) in env)
+        {
+            all[k] = v;
+        }
+        return Processes.RunAsync("python3", [Path.Combine(AppContext.BaseDirectory, "Python", script), .. args], all);
+    }
 }
 
 public static class DockerCli

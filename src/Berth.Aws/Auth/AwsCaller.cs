@@ -1,0 +1,18 @@
+namespace Berth.Aws.Auth;
+
+/// <summary>Who made the AWS request being served: set by the front door, read by handlers that need the identity (GetAuthorizationToken).</summary>
+public sealed record AwsCaller(string AccessKeyId, string Name, string Permissions, string? Region)
+{
+    private static readonly AsyncLocal<AwsCaller?> CurrentCaller = new();
+
+    /// <summary>The caller when authentication is off: anyone, allowed everything.</summary>
+    public static readonly AwsCaller Anonymous = new("", "anonymous", Auth.Permissions.Admin, null);
+
+    public static AwsCaller? Current
+    {
+        get => CurrentCaller.Value;
+        internal set => CurrentCaller.Value = value;
+    }
+
+    public bool Authenticated => AccessKeyId.Length > 0;
+}
