@@ -161,6 +161,7 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
             throw AwsException.Client("containerDefinitions: a task definition must have at least one essential container.");
         }
         ValidateHealthAndDependencies(containers);
+        LogConfigurationRules.Validate(containers);
     }
 
     /// <summary>
