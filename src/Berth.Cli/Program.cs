@@ -5,4 +5,5 @@ var root = new RootCommand("Berth: a self-hosted container orchestrator that spe
 root.Subcommands.Add(Commands.Up());
 root.Subcommands.Add(Commands.Server());
 root.Subcommands.Add(Commands.Agent());
+root.Subcommands.Add(LogsCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
