@@ -237,7 +237,7 @@ public sealed class BerthServer : IAsyncDisposable
     }
 
     /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
-    private static string BerthDll
+    internal static string BerthDll
     {
         get
         {
