@@ -142,7 +142,7 @@ public sealed class LogShippingTests
         // No stream prefix: ECS names the stream after the container's id. The side container keeps json-file.
         var def = await EcsScenario.RegisterAsync(aws, "failing",
             $$"""
-            [{"name":"app","image":"{{EcsScenario.Image}}","memory":32,"command":["sh","-c","echo starting; echo 'config file missing' >&2; exit 3"],"logConfiguration":{{AwsLogs(group, null)}}},
+            [{"name":"app","image":"{{EcsScenario.Image}}","memory":32,"command":["sh","-c","echo starting; usleep 200000; echo 'config file missing' >&2; exit 3"],"logConfiguration":{{AwsLogs(group, null)}}},
              {"name":"side","image":"{{EcsScenario.Image}}","memory":16,"essential":false,"command":["sleep","600"],"stopTimeout":1}]
             """);
         var task = await EcsScenario.RunOneAsync(aws, "default", def);
