@@ -82,10 +82,13 @@ internal sealed class DockerLogSource(IDockerClient docker) : ILogSource
     }
 
     /// <summary>RFC 3339 with up to nine fraction digits (Go's RFC3339Nano drops trailing zeros), UTC "Z" or an offset.</summary>
+    /// <remarks>Parsed by hand: it runs once per shipped line.</remarks>
     internal static long? ParseTimestampNs(string s)
     {
-        if (s.Length < 20 || !DateTime.TryParseExact(s.AsSpan(0, 19), "yyyy-MM-ddTHH:mm:ss", CultureInfo.InvariantCulture,
-                DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var whole))
+        if (s.Length < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':'
+            || Digits(s, 0, 4) is not { } year || Digits(s, 5, 2) is not { } month || Digits(s, 8, 2) is not { } day
+            || Digits(s, 11, 2) is not { } hour || Digits(s, 14, 2) is not { } minute || Digits(s, 17, 2) is not { } second
+            || month is < 1 or > 12 || day < 1 || day > DateTime.DaysInMonth(year, month) || hour > 23 || minute > 59 || second > 60)
         {
             return null;
         }
@@ -109,17 +112,38 @@ internal sealed class DockerLogSource(IDockerClient docker) : ILogSource
                 fraction *= 10;
             }
         }
-        var offset = TimeSpan.Zero;
-        if (i < s.Length && s[i] != 'Z')
+        long offsetSeconds = 0;
+        if (i >= s.Length)
         {
-            if (!TimeSpan.TryParseExact(s.AsSpan(i + 1), @"hh\:mm", CultureInfo.InvariantCulture, out offset))
+            return null;
+        }
+        if (s[i] != 'Z')
+        {
+            if (s.Length != i + 6 || s[i] is not ('+' or '-') || s[i + 3] != ':' || Digits(s, i + 1, 2) is not { } oh || Digits(s, i + 4, 2) is not { } om)
             {
                 return null;
             }
-            offset = s[i] == '-' ? -offset : offset;
+            offsetSeconds = (s[i] == '-' ? -1 : 1) * (oh * 3600L + om * 60L);
         }
-        var seconds = new DateTimeOffset(whole.Ticks, TimeSpan.Zero).ToUnixTimeSeconds() - (long)offset.TotalSeconds;
+        var days = new DateOnly(year, month, day).DayNumber - UnixEpochDay;
+        var seconds = days * 86_400L + hour * 3600L + minute * 60L + Math.Min(second, 59) - offsetSeconds;
         return seconds * 1_000_000_000 + fraction;
+    }
+
+    private static readonly int UnixEpochDay = new DateOnly(1970, 1, 1).DayNumber;
+
+    private static int? Digits(string s, int at, int count)
+    {
+        var v = 0;
+        for (var k = at; k < at + count; k++)
+        {
+            if (!char.IsAsciiDigit(s[k]))
+            {
+                return null;
+            }
+            v = v * 10 + (s[k] - '0');
+        }
+        return v;
     }
 
     /// <summary>Bytes in, complete lines (UTF-8, without "\n") out; a partial line waits for the rest.</summary>

@@ -5,7 +5,8 @@ namespace Berth.Agent.Logs;
 /// <summary>A line read from the engine and sequenced, waiting to be shipped.</summary>
 internal readonly record struct PendingLine(LogCursor Cursor, string Message)
 {
-    public int Cost => LogBatchLimits.Cost(Message);
+    /// <summary>What the line counts against a batch's byte bound (computed once).</summary>
+    public int Cost { get; } = LogBatchLimits.Cost(Message);
 }
 
 /// <summary>
@@ -65,10 +66,12 @@ internal sealed class LineBuffer(long capacityBytes, bool dropOldest)
         {
             lock (_gate)
             {
-                return _lines.Count >= LogBatchLimits.MaxLines || _bytes >= LogBatchLimits.MaxBytes;
+                return FullLocked;
             }
         }
     }
+
+    private bool FullLocked => _lines.Count >= LogBatchLimits.MaxLines || _bytes >= LogBatchLimits.MaxBytes;
 
     public async ValueTask AddAsync(PendingLine line, CancellationToken ct)
     {
@@ -87,9 +90,14 @@ internal sealed class LineBuffer(long capacityBytes, bool dropOldest)
                 }
                 if (_lines.Count == 0 || _bytes + line.Cost <= capacityBytes)
                 {
+                    var wasFull = FullLocked;
                     _lines.Enqueue(line);
                     _bytes += line.Cost;
-                    SignalLocked();
+                    // The shipper waits for the first line or for a full batch: wake it only then, not per line.
+                    if (_lines.Count == 1 || !wasFull && FullLocked)
+                    {
+                        SignalLocked();
+                    }
                     return;
                 }
                 wait = _changed.Task;
@@ -107,7 +115,7 @@ internal sealed class LineBuffer(long capacityBytes, bool dropOldest)
         }
     }
 
-    /// <summary>Completes at the next add, take or completion.</summary>
+    /// <summary>Completes at the next change that matters: the first line, a full batch's worth, a take, the completion.</summary>
     public Task ChangedAsync()
     {
         lock (_gate)
