@@ -137,6 +137,39 @@ public sealed class LogShippingTests
     }
 
     [Fact]
+    public async Task ServerKilledMidStream_Restarted_NoLineLostNoneDuplicated()
+    {
+        await DockerCli.RequireAsync();
+        await using var server = await BerthServer.StartAsync("server");
+        var aws = new AwsCli(server.Endpoint);
+        server.StartAgent();
+        await aws.WaitForContainerInstanceAsync("default", TimeSpan.FromSeconds(60));
+        var group = "/berth/e2e/" + server.RunId[..8];
+        const string script = "i=0; while [ $i -lt 100 ]; do seq $((i*500+1)) $((i*500+500)); usleep 100000; i=$((i+1)); done";
+        var def = await EcsScenario.RegisterAsync(aws, "srvkill",
+            $$"""[{"name":"app","image":"{{EcsScenario.Image}}","memory":32,"command":["sh","-c","{{script}}"],"logConfiguration":{{AwsLogs(group, "s")}}}]""");
+        var taskArn = (await EcsScenario.RunOneAsync(aws, "default", def))["taskArn"]!.GetValue<string>();
+        var stream = $"s/app/{taskArn[(taskArn.LastIndexOf('/') + 1)..]}";
+        using (var http = new EcsHttp(server.Endpoint))
+        {
+            var probe = new JsonObject { ["logGroupName"] = group, ["logStreamName"] = stream, ["limit"] = 1 }.ToJsonString();
+            await Wait.ForAsync(async () =>
+            {
+                var (status, body, _) = await http.SendAsync("Logs_20140328.GetLogEvents", probe);
+                return status == 200 && body!["events"]!.AsArray().Count > 0 ? body : null;
+            }, TimeSpan.FromSeconds(60), "the first lines to be shipped");
+        }
+        // kill -9 of the server only; the agent keeps its stream's unacknowledged batch and sends it again.
+        var kill = await Processes.RunAsync("kill", ["-9", server.Pid!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.Equal(0, kill.ExitCode);
+        Assert.Single(await DockerCli.ContainersAsync("com.amazonaws.ecs.task-arn=" + taskArn, all: false)); // still writing
+        await server.RestartAsync();
+
+        await EcsScenario.WaitForStatusAsync(aws, "default", taskArn, "STOPPED", 120);
+        AssertOneToN(await WaitForCountAsync(aws, group, stream, 50_000, TimeSpan.FromSeconds(60)), 50_000);
+    }
+
+    [Fact]
     public async Task FailedTask_ItsLinesReadable_WithBerthLogsAndTheAwsCli()
     {
         await DockerCli.RequireAsync();
