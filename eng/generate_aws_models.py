@@ -20,6 +20,7 @@ SERVICES = {
     "ecs": ("ecs", "2014-11-13", "Ecs"),
     "ecr": ("ecr", "2015-09-21", "Ecr"),
     "elbv2": ("elbv2", "2015-12-01", "Elbv2"),
+    "logs": ("logs", "2014-03-28", "Logs"),
 }
 
 # Shape names that would clash with types every C# file sees through implicit usings.

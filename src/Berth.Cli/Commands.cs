@@ -4,6 +4,8 @@ using Berth.ControlPlane.Hosting;
 using Berth.Core;
 using Berth.LoadBalancer;
 using Berth.Registry.Hosting;
+using Berth.Logs.Hosting;
+using Berth.Logs.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -142,7 +144,12 @@ internal static class Commands
         Description = "Address every load balancer listener port binds to (env BERTH_LB_BIND).",
     }, "BERTH_LB_BIND", "127.0.0.1");
 
-    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds];
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds, LogsSweepSeconds];
+
+    private static readonly Option<int?> LogsSweepSeconds = new("--logs-retention-sweep-interval")
+    {
+        Description = "Seconds between sweeps that delete log events past their group's retention (default 300).",
+    };
 
     private static readonly Option<int?> AgentGraceSeconds = new("--agent-grace")
     {
@@ -245,7 +252,8 @@ internal static class Commands
                 // knowledge, which Kestrel cannot offer on the same cleartext port, so they get their own.
                 k.Listen(ToIp(host), port, l => l.Protocols = HttpProtocols.Http1);
                 k.Listen(ToIp(agentHost), agentPort, l => l.Protocols = HttpProtocols.Http2);
-                k.Limits.MaxRequestBodySize = null;
+                // Kestrel's own bound (30 MB) stays on: the AWS front doors refuse smaller bodies themselves, and
+                // the registry lifts it only for blob uploads, which stream to disk; gRPC lifts it for its streams.
             });
             builder.Services.AddBerthControlPlane(new ControlPlaneOptions
             {
@@ -280,6 +288,11 @@ internal static class Commands
                 RequireAuth = p.GetValue(RegistryAuth),
                 SweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(RegistrySweepSeconds) ?? 300)),
                 GcGracePeriod = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(RegistryGcGraceSeconds) ?? 3600)),
+            });
+            builder.Services.AddBerthLogs(new LogStoreOptions
+            {
+                DataDirectory = Path.Combine(data, "logs"),
+                RetentionSweepInterval = TimeSpan.FromSeconds(Math.Max(1, p.GetValue(LogsSweepSeconds) ?? 300)),
             });
         }
         else

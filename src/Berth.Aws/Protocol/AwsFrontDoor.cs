@@ -88,11 +88,18 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
         {
             throw new AwsException("SerializationException", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
         }
+        // Read in bounded steps: a chunked body has no Content-Length, and copying it whole first would let one
+        // request grow the server by gigabytes before it is refused.
         using var buffer = new MemoryStream();
-        await request.Body.CopyToAsync(buffer, ct).ConfigureAwait(false);
-        if (buffer.Length > MaxBodyBytes)
+        var chunk = new byte[81920];
+        int n;
+        while ((n = await request.Body.ReadAsync(chunk, ct).ConfigureAwait(false)) > 0)
         {
-            throw new AwsException("SerializationException", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+            if (buffer.Length + n > MaxBodyBytes)
+            {
+                throw new AwsException("SerializationException", $"The request body is larger than {MaxBodyBytes} bytes.", 413);
+            }
+            buffer.Write(chunk, 0, n);
         }
         if (buffer.Length == 0)
         {
