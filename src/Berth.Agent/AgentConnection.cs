@@ -21,7 +21,8 @@ internal sealed partial class AgentConnection(
     TimeProvider time,
     Random random,
     ILogger logger,
-    bool quiet = false)
+    bool quiet = false,
+    Logs.LogShipper? logs = null)
 {
     /// <summary>Gives the channel for one connection attempt; <c>Owned</c>: dispose it when the attempt ends.</summary>
     public delegate Task<(GrpcChannel Channel, bool Owned)> ChannelSource(CancellationToken ct);
@@ -140,10 +141,17 @@ internal sealed partial class AgentConnection(
             long beats = 0;
             using var heartbeat = heartbeats.Join(() => outgoing.Writer.TryWrite(new AgentMessage { Heartbeat = new Heartbeat { Sequence = Interlocked.Increment(ref beats) } }));
             Task? forward = null;
+            // Log batches share the stream; those in flight when it ends are sent again on the next one.
+            logs?.Attach(m => outgoing.Writer.TryWrite(m));
             try
             {
                 await foreach (var m in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
                 {
+                    if (m.BodyCase == ServerMessage.BodyOneofCase.LogAck)
+                    {
+                        logs?.OnAck(m.LogAck);
+                        continue;
+                    }
                     if (m.BodyCase != ServerMessage.BodyOneofCase.Desired)
                     {
                         continue;
@@ -161,6 +169,7 @@ internal sealed partial class AgentConnection(
             }
             finally
             {
+                logs?.Detach();
                 outgoing.Writer.TryComplete();
                 await linked.CancelAsync().ConfigureAwait(false);
                 await writer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);

@@ -30,8 +30,11 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         var identity = AgentIdentity.LoadOrCreate(options.DataDirectory);
         var pulled = new PulledImages(Path.Combine(options.DataDirectory, "pulled-images.json"));
         var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>(), time, pulled);
+        // awslogs shipping; acknowledged cursors beside the identity (DATA/agent/logs/CONTAINER_ID.json).
+        await using var logs = new Logs.LogShipper(new Logs.DockerLogSource(docker), Path.Combine(identity.Directory ?? options.DataDirectory, "logs"),
+            time, loggers.CreateLogger<Logs.LogShipper>());
         await using var engine = new TaskEngine(runtime, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait,
-            options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>());
+            options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>(), logs);
         await using var heartbeats = new HeartbeatWheel(options.HeartbeatInterval, 1, time);
         var backoff = TimeSpan.FromMilliseconds(500);
         while (true)
@@ -82,7 +85,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             ? Task.Run(() => new ImageCleaner(docker, pulled, options, time, loggers.CreateLogger<ImageCleaner>()).RunAsync(cleanupStop.Token), CancellationToken.None)
             : Task.CompletedTask;
         var connection = new AgentConnection(identity, engine, c => DescribeHostAsync(runtime, c), OpenChannelAsync, heartbeats, time, Random.Shared,
-            loggers.CreateLogger<AgentConnection>());
+            loggers.CreateLogger<AgentConnection>(), logs: logs);
         try
         {
             await connection.RunAsync(ct).ConfigureAwait(false);

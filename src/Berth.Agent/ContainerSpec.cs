@@ -86,10 +86,7 @@ internal static class ContainerSpec
                 Links = networkMode == "bridge" && c.Links.Count > 0 ? c.Links.Select(l => l.Contains(':', StringComparison.Ordinal) ? l : $"{l}:{l}").ToList() : null!,
                 Binds = binds,
                 Ulimits = c.Ulimits.Count > 0 ? c.Ulimits.Select(x => new Docker.DotNet.Models.Ulimit { Name = x.Name, Soft = x.Soft, Hard = x.Hard }).ToList() : null!,
-                // Only json-file today: other drivers fall back to it (log shipping is another issue's).
-                LogConfig = c.LogConfiguration is { LogDriver: "json-file" } lc
-                    ? new LogConfig { Type = "json-file", Config = new Dictionary<string, string>(lc.Options, StringComparer.Ordinal) }
-                    : new LogConfig { Type = "json-file", Config = new Dictionary<string, string>() },
+                LogConfig = LogConfigOf(c.LogConfiguration),
             },
         };
         ApplyOptions(create, task, c, taskId);
@@ -252,6 +249,17 @@ internal static class ContainerSpec
 
     /// <summary>The start of the name of every task-scoped Docker volume of the task (removed with its containers after the cleanup wait).</summary>
     public static string TaskVolumePrefix(string taskId) => Sanitize($"ecs-{taskId}-");
+
+    /// <summary>
+    /// awslogs: Docker's json-file, which the agent follows and ships (Logs.LogShipper), so <c>docker logs</c> works too.
+    /// The drivers Docker has itself (json-file, syslog, journald, gelf, fluentd, splunk) are passed to it with their
+    /// options, as ECS's agent does; RegisterTaskDefinition refuses any other. No configuration: json-file.
+    /// </summary>
+    internal static LogConfig LogConfigOf(Proto.LogConfiguration? lc) => lc switch
+    {
+        null or { LogDriver: "" or "awslogs" } => new LogConfig { Type = "json-file", Config = new Dictionary<string, string>() },
+        _ => new LogConfig { Type = lc.LogDriver, Config = new Dictionary<string, string>(lc.Options, StringComparer.Ordinal) },
+    };
 
     /// <summary>Docker names allow [a-zA-Z0-9][a-zA-Z0-9_.-].</summary>
     private static string Sanitize(string name)

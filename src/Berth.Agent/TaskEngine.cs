@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Threading.Channels;
+using Berth.Agent.Logs;
 using Berth.Agent.Runtime;
 using Berth.Core;
 using Berth.Core.Agent;
@@ -40,6 +41,7 @@ internal sealed partial class TaskEngine : ITaskEngine
     private readonly TimeSpan _resyncInterval;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly LogShipper? _logs;
     private readonly ConcurrentDictionary<string, TrackedTask> _tasks = new(StringComparer.Ordinal);
     private readonly ReportBook _book = new();
     private readonly CancellationTokenSource _stop = new();
@@ -51,8 +53,9 @@ internal sealed partial class TaskEngine : ITaskEngine
 
     /// <param name="serverUrl">The control plane's URL; images in its registry are pulled through it (see <see cref="RegistryRouting.PullReference"/>).</param>
     public TaskEngine(IContainerRuntime runtime, string agentId, Uri serverUrl, IReadOnlyDictionary<string, string> extraLabels,
-        TimeSpan cleanupWait, TimeSpan resyncInterval, TimeProvider time, ILogger<TaskEngine> logger)
+        TimeSpan cleanupWait, TimeSpan resyncInterval, TimeProvider time, ILogger<TaskEngine> logger, LogShipper? logs = null)
     {
+        _logs = logs;
         _runtime = runtime;
         _agentId = agentId;
         _serverUrl = serverUrl;
@@ -274,6 +277,12 @@ internal sealed partial class TaskEngine : ITaskEngine
         }
     }
 
+    private async Task RemoveContainerAsync(string id, CancellationToken ct)
+    {
+        await _runtime.RemoveAsync(id, ct).ConfigureAwait(false);
+        _logs?.Removed(id);
+    }
+
     private async Task RetryLaterAsync(TrackedTask t, CancellationToken ct)
     {
         try
@@ -327,7 +336,7 @@ internal sealed partial class TaskEngine : ITaskEngine
                 await StopAllAsync(desired?.Spec, observed, ct).ConfigureAwait(false);
                 foreach (var c in observed.Values)
                 {
-                    await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
+                    await RemoveContainerAsync(c.Id, ct).ConfigureAwait(false);
                 }
                 await _runtime.RemoveTaskVolumesAsync(TaskId(t.Arn), ct).ConfigureAwait(false);
                 Forget(t);
@@ -346,9 +355,15 @@ internal sealed partial class TaskEngine : ITaskEngine
                 ScheduleCleanup(t, at);
                 return;
             }
+            if (_logs is not null && observed.Values.Any(c => !_logs.IsDrained(c.Id)))
+            {
+                // awslogs output not yet all acknowledged: the json-file is its only copy, keep the container.
+                _ = RetryLaterAsync(t, ct);
+                return;
+            }
             foreach (var c in observed.Values)
             {
-                await _runtime.RemoveAsync(c.Id, ct).ConfigureAwait(false);
+                await RemoveContainerAsync(c.Id, ct).ConfigureAwait(false);
             }
             await _runtime.RemoveTaskVolumesAsync(TaskId(t.Arn), ct).ConfigureAwait(false);
             Forget(t);
@@ -511,6 +526,12 @@ internal sealed partial class TaskEngine : ITaskEngine
         if (result.Count > 0)
         {
             t.HasContainers = true;
+            DesiredTask? desired;
+            lock (t)
+            {
+                desired = t.Desired;
+            }
+            _logs?.Observe(t.Arn, desired?.Spec, result.Values);
         }
         return result;
     }

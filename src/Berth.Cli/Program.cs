@@ -7,4 +7,5 @@ root.Subcommands.Add(Commands.Server());
 root.Subcommands.Add(Commands.Agent());
 root.Subcommands.Add(Commands.JoinToken());
 root.Subcommands.Add(CredentialCommands.Build());
+root.Subcommands.Add(LogsCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -1,10 +1,12 @@
 using System.Collections.Concurrent;
+using System.Threading.Channels;
 using Berth.Aws.Ecs;
 using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Hosting;
 using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.Core.Agent;
+using Berth.Core.Logs;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
@@ -17,7 +19,8 @@ namespace Berth.ControlPlane.Agents;
 /// </summary>
 internal sealed partial class AgentGatewayService(
     EcsState state, TaskLifecycle tasks, InstanceLifecycle instances, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger,
-    AgentPki? pki = null)
+    AgentPki? pki = null,
+    ILogIngest? logIngest = null)
     : AgentGateway.AgentGatewayBase
 {
     // Instance key -> the connection currently serving it, so an old stream ending late cannot
@@ -52,6 +55,8 @@ internal sealed partial class AgentGatewayService(
         var key = outcome.Key;
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        // The desired-state sender and the log acknowledgements share the response stream, which takes one write at a time.
+        var writer = new SerialWriter(responseStream);
         var connection = new Connection(time.GetUtcNow());
         connection.OnClose = cts.Cancel;
         // The registration recorded the instance connected: from here on the finally below must record its end,
@@ -66,7 +71,7 @@ internal sealed partial class AgentGatewayService(
         previous?.Close();
         try
         {
-            await responseStream.WriteAsync(new ServerMessage
+            await writer.WriteAsync(new ServerMessage
             {
                 Registered = new Registered { ContainerInstanceArn = instanceArn, ClusterArn = arns.Cluster(stored.Cluster), AgentSecret = outcome.NewSecret ?? "" },
             }, ct).ConfigureAwait(false);
@@ -75,14 +80,16 @@ internal sealed partial class AgentGatewayService(
             // as disconnected after the registration recorded it connected: record the current view again.
             await instances.SetConnectedAsync(key, () => _connections.ContainsKey(key), ct).ConfigureAwait(false);
 
-            var reader = ReadAsync(requestStream, key, connection, cts.Token);
-            var sender = SendAsync(responseStream, key, reg.KnownTaskArns, connection, cts.Token);
+            var logs = Channel.CreateBounded<LogBatch>(new BoundedChannelOptions(LogQueueCapacity) { SingleReader = true, SingleWriter = true });
+            var reader = ReadAsync(requestStream, key, connection, logs.Writer, cts.Token);
+            var sender = SendAsync(writer, key, reg.KnownTaskArns, connection, cts.Token);
             var watchdog = WatchAsync(connection, instanceArn, options.AgentTls ? reg.AgentId : null, cts.Token);
-            await Task.WhenAny(reader, sender, watchdog).ConfigureAwait(false);
+            var shipper = IngestAsync(logs.Reader, writer, instanceArn, cts.Token);
+            await Task.WhenAny(reader, sender, watchdog, shipper).ConfigureAwait(false);
             await cts.CancelAsync().ConfigureAwait(false);
             // A write stuck on a half-open connection must not keep the instance marked connected: wait a
             // bounded time for the loops to notice the cancellation, then record the disconnect regardless.
-            var ended = Task.WhenAll(Quiet(reader), Quiet(sender), Quiet(watchdog));
+            var ended = Task.WhenAll(Quiet(reader), Quiet(sender), Quiet(watchdog), Quiet(shipper));
             using (var drain = new CancellationTokenSource())
             {
                 if (await Task.WhenAny(ended, Task.Delay(StreamDrainTimeout, drain.Token)).ConfigureAwait(false) != ended)
@@ -92,7 +99,7 @@ internal sealed partial class AgentGatewayService(
                 await drain.CancelAsync().ConfigureAwait(false);
             }
             // Surface a real failure of the reader or sender (not the cancellation we just caused).
-            foreach (var t in new[] { reader, sender })
+            foreach (var t in new[] { reader, sender, shipper })
             {
                 if (t.IsFaulted && t.Exception!.InnerException is not (OperationCanceledException or IOException or RpcException))
                 {
@@ -191,7 +198,7 @@ internal sealed partial class AgentGatewayService(
         }
     }
 
-    private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, CancellationToken ct)
+    private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, ChannelWriter<LogBatch> logs, CancellationToken ct)
     {
         while (await stream.MoveNext(ct).ConfigureAwait(false))
         {
@@ -208,12 +215,18 @@ internal sealed partial class AgentGatewayService(
                 case AgentMessage.BodyOneofCase.Ack:
                     Interlocked.Exchange(ref connection.Acked, m.Ack.Generation);
                     break;
+                case AgentMessage.BodyOneofCase.LogBatch:
+                    // Appends (disk writes) run on their own loop so reports and heartbeats are not held up behind
+                    // them; the agent keeps one batch per stream in flight, so the queue only fills when an agent
+                    // floods, and then the reader waits (back pressure) rather than buffering without bound.
+                    await logs.WriteAsync(m.LogBatch, ct).ConfigureAwait(false);
+                    break;
             }
         }
     }
 
     /// <summary>A snapshot first, then a delta for every batch of changes to this instance's tasks.</summary>
-    private async Task SendAsync(IServerStreamWriter<ServerMessage> stream, string instanceKey, IEnumerable<string> knownTaskArns, Connection connection, CancellationToken ct)
+    private async Task SendAsync(SerialWriter stream, string instanceKey, IEnumerable<string> knownTaskArns, Connection connection, CancellationToken ct)
     {
         var cluster = instanceKey[..instanceKey.IndexOf('/', StringComparison.Ordinal)];
         var instanceId = instanceKey[(cluster.Length + 1)..];
@@ -272,6 +285,55 @@ internal sealed partial class AgentGatewayService(
             }
             await stream.WriteAsync(new ServerMessage { Desired = delta }, ct).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Hands each batch to the log store in arrival order and acknowledges it on the stream.</summary>
+    private async Task IngestAsync(ChannelReader<LogBatch> batches, SerialWriter stream, string instanceArn, CancellationToken ct)
+    {
+        await foreach (var batch in batches.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            var ack = await IngestOneAsync(batch, ct).ConfigureAwait(false);
+            if (ack.Error.Length > 0)
+            {
+                LogBatchRefused(logger, batch.Group, batch.Stream, instanceArn, ack.Error);
+            }
+            await stream.WriteAsync(new ServerMessage { LogAck = ack }, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One batch: checked against PutLogEvents' bounds, then appended; never throws for bad input.</summary>
+    internal async Task<LogAck> IngestOneAsync(LogBatch batch, CancellationToken ct)
+    {
+        var ack = new LogAck { BatchId = batch.BatchId, Group = batch.Group, Stream = batch.Stream };
+        if (logIngest is null)
+        {
+            ack.Error = "This server has no CloudWatch Logs store; awslogs output cannot be shipped.";
+            return ack;
+        }
+        if (LogBatchLimits.Check(batch) is { } problem)
+        {
+            ack.Error = problem;
+            return ack;
+        }
+        var events = new IngestedLogEvent[batch.Lines.Count];
+        for (var i = 0; i < events.Length; i++)
+        {
+            var l = batch.Lines[i];
+            events[i] = new IngestedLogEvent(l.Sequence, l.TimestampMs, l.Message);
+        }
+        try
+        {
+            var result = await logIngest.AppendAsync(batch.Group, batch.Stream, batch.CreateGroup, events, ct).ConfigureAwait(false);
+            ack.AcknowledgedSequence = result.AcknowledgedSequence;
+            ack.Error = result.Error ?? "";
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            // The agent keeps the batch and sends it again; the store's failure is this server's to log.
+            LogIngestFailed(logger, e, batch.Group, batch.Stream);
+            ack.Error = $"The log store failed: {e.GetBaseException().Message}";
+        }
+        return ack;
     }
 
     private DesiredTask Desired(TaskRecord t)
@@ -340,6 +402,27 @@ internal sealed partial class AgentGatewayService(
         }
     }
 
+    private const int LogQueueCapacity = 64;
+
+    /// <summary>gRPC allows one pending write per stream: the desired-state loop and the log acknowledgements take turns.</summary>
+    private sealed class SerialWriter(IServerStreamWriter<ServerMessage> inner)
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+
+        public async Task WriteAsync(ServerMessage message, CancellationToken ct)
+        {
+            await _gate.WaitAsync(ct).ConfigureAwait(false);
+            try
+            {
+                await inner.WriteAsync(message, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+    }
+
     private sealed class Connection(DateTimeOffset lastSeen)
     {
         private long _ticks = lastSeen.UtcTicks;
@@ -395,6 +478,12 @@ internal sealed partial class AgentGatewayService(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Agent stream of {InstanceArn} failed")]
     private static partial void LogStreamFailed(ILogger logger, Exception exception, string instanceArn);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Log batch for {Group}/{Stream} from {InstanceArn} not stored: {Error}")]
+    private static partial void LogBatchRefused(ILogger logger, string group, string stream, string instanceArn, string error);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Log store failed to append to {Group}/{Stream}")]
+    private static partial void LogIngestFailed(ILogger logger, Exception exception, string group, string stream);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Report for {TaskArn} from {InstanceKey} ignored: {Why}")]
     private static partial void LogReportIgnored(ILogger logger, string taskArn, string instanceKey, string why);

@@ -184,6 +184,7 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         }
         ValidateHealthAndDependencies(containers);
         TaskDefinitionRules.Validate(req);
+        LogConfigurationRules.Validate(containers);
     }
 
     /// <summary>

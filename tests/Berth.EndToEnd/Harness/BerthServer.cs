@@ -295,7 +295,7 @@ public sealed class BerthServer : IAsyncDisposable
     public static Task<CommandResult> RunCliAsync(params string[] args) => Processes.RunAsync("dotnet", [BerthDll, .. args]);
 
     /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
-    private static string BerthDll
+    internal static string BerthDll
     {
         get
         {

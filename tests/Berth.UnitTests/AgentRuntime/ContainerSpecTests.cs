@@ -61,4 +61,19 @@ public sealed class ContainerSpecTests
 
         Assert.Null(p.Healthcheck);
     }
+
+    [Theory]
+    [InlineData("awslogs", "json-file", 0)]
+    [InlineData("json-file", "json-file", 1)]
+    [InlineData("syslog", "syslog", 1)]
+    [InlineData("", "json-file", 0)]
+    public void LogConfigOf_Driver_AwslogsFollowedFromJsonFileOthersPassedToDocker(string driver, string dockerDriver, int options)
+    {
+        var lc = new Berth.Core.Agent.LogConfiguration { LogDriver = driver };
+        lc.Options[driver == "awslogs" ? "awslogs-group" : "max-size"] = "x";
+        var config = Berth.Agent.ContainerSpec.LogConfigOf(lc);
+        Assert.Equal(dockerDriver, config.Type);
+        Assert.Equal(options, config.Config.Count);
+        Assert.Equal("json-file", Berth.Agent.ContainerSpec.LogConfigOf(null).Type);
+    }
 }

@@ -60,7 +60,7 @@ public sealed class DockerTaskEngineTests : IAsyncLifetime
         _docker.Dispose();
     }
 
-    private static async Task EnsureImageAsync()
+    internal static async Task EnsureImageAsync()
     {
         // tests/fixtures/build-test-image.sh builds it from Debian's static busybox (no registry needed).
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
