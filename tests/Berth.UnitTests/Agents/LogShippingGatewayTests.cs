@@ -12,7 +12,7 @@ public sealed class LogShippingGatewayTests
 {
     private static AgentGatewayService Gateway(EcsFixture f, InMemoryLogIngest? ingest)
         => new(f.State, f.Tasks, new InstanceLifecycle(f.State, f.Arns, TimeProvider.System, NullLogger<InstanceLifecycle>.Instance), f.Arns, TimeProvider.System,
-            new ControlPlaneOptions { DataDirectory = "/nonexistent" }, new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance, ingest);
+            new ControlPlaneOptions { DataDirectory = "/nonexistent" }, new NoRegistryCredentials(), NullLogger<AgentGatewayService>.Instance, logIngest: ingest);
 
     private static LogBatch Batch(int lines, long firstSequence = 1000, int messageBytes = 5)
     {
