@@ -111,11 +111,11 @@ public sealed class HealthTests : IAsyncLifetime
               "dependsOn":[{"containerName":"init","condition":"SUCCESS"}]}]
             """);
         var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "init-ok"))["taskArn"]!.GetValue<string>();
-        var first = await EcsScenario.DescribeAsync(_aws!, "default", arn);
 
         var t = await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "RUNNING");
 
-        Assert.NotEqual("RUNNING", first["lastStatus"]!.GetValue<string>()); // the init container takes 2 s
+        // The order is asserted from Docker's own start and finish times below, not from how soon a describe call
+        // after RunTask answers (on a loaded machine the aws CLI alone can take longer than the init container).
         Assert.Equal(0, Container(t, "init")["exitCode"]!.GetValue<int>());
         Assert.Equal("STOPPED", Container(t, "init")["lastStatus"]!.GetValue<string>());
         Assert.Equal("RUNNING", Container(t, "app")["lastStatus"]!.GetValue<string>());
