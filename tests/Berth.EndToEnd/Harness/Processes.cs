@@ -67,7 +67,15 @@ public sealed class AwsCli(string endpoint)
     {
         var list = await Wait.ForAsync(async () =>
         {
-            var l = await RunAsync("ecs", "list-container-instances", "--cluster", cluster);
+            // Under `berth server` the cluster comes into being with the first agent's registration: until then
+            // the answer is ClusterNotFoundException, which means "not yet", not a failure.
+            var r = await TryRunAsync("ecs", "list-container-instances", "--cluster", cluster);
+            if (r.ExitCode != 0 && r.Stderr.Contains("ClusterNotFoundException", StringComparison.Ordinal))
+            {
+                return null;
+            }
+            Assert.True(r.ExitCode == 0, $"aws ecs list-container-instances --cluster {cluster} failed ({r.ExitCode}): {r.Stderr}");
+            var l = r.Json;
             return l["containerInstanceArns"]!.AsArray().Count > 0 ? l : null;
         }, timeout, $"an agent to register in cluster {cluster}");
         return list["containerInstanceArns"]![0]!.GetValue<string>();
