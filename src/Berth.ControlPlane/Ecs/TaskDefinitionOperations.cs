@@ -234,36 +234,7 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
                 }
             }
         }
-        // Cycles: depth-first search, colouring containers on the current path.
-        var state = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var c in containers)
-        {
-            if (FindCycle(c.Name!) is { } cycle)
-            {
-                throw AwsException.Client($"containerDefinitions: dependsOn forms a cycle ({cycle}); none of these containers could start.");
-            }
-        }
-
-        string? FindCycle(string name)
-        {
-            switch (state.GetValueOrDefault(name))
-            {
-                case 1:
-                    return name;
-                case 2:
-                    return null;
-            }
-            state[name] = 1;
-            foreach (var d in byName[name].DependsOn ?? [])
-            {
-                if (FindCycle(d.ContainerName!) is { } path)
-                {
-                    return name + " -> " + path;
-                }
-            }
-            state[name] = 2;
-            return null;
-        }
+        // Cycles (through dependsOn, links and volumesFrom together) are TaskDefinitionRules'.
     }
 
     private static void CheckRange(int? value, int min, int max, string field, string unit, string container)
