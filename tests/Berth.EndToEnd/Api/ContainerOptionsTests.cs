@@ -9,28 +9,8 @@ namespace Berth.EndToEnd.Api;
 /// <c>docker inspect</c> / <c>docker exec</c>: one task carrying most options at once, then the ones that need
 /// several containers (pid/ipc namespaces shared in the task, volumesFrom), then a task Docker cannot start.
 /// </summary>
-public sealed class ContainerOptionsTests : IAsyncLifetime
+public sealed class ContainerOptionsTests : LocalServerTest
 {
-    private BerthServer? _server;
-    private AwsCli? _aws;
-
-    public async ValueTask InitializeAsync()
-    {
-        await DockerCli.RequireAsync();
-        _server = await BerthServer.StartAsync();
-        _aws = new AwsCli(_server.Endpoint);
-        await _aws.RunAsync("ecs", "create-cluster");
-        await _aws.WaitForContainerInstanceAsync("default", TimeSpan.FromSeconds(30));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
-
     private static async Task<string> ContainerIdAsync(string taskArn, string container)
     {
         var r = await DockerCli.RunAsync("ps", "-aq", "--filter", $"label=com.amazonaws.ecs.task-arn={taskArn}", "--filter", $"label=com.amazonaws.ecs.container-name={container}");
@@ -58,7 +38,7 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
     [Fact]
     public async Task ManyOptions_OneTask_DockerShowsEachAsEcsDefinesIt()
     {
-        await EcsScenario.RegisterAsync(_aws!, "opts", """
+        await EcsScenario.RegisterAsync(Aws, "opts", """
             [{"name":"main","image":"berth-test/busybox:latest","memory":64,"command":["sleep","300"],"stopTimeout":2,
               "privileged":true,"readonlyRootFilesystem":true,"user":"1000:1000","workingDirectory":"/tmp","hostname":"opts-box",
               "dnsServers":["10.9.8.7"],"dnsSearchDomains":["berth.internal"],
@@ -75,8 +55,8 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
              {"name":"quiet","image":"berth-test/busybox:latest","memory":16,"essential":false,"stopTimeout":2,
               "disableNetworking":true,"interactive":true,"pseudoTerminal":true,"entryPoint":["/bin/sh","-c"],"command":["sleep 300"]}]
             """, "--pid-mode", "host");
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "opts"))["taskArn"]!.GetValue<string>();
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "RUNNING");
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", "opts"))["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "RUNNING");
 
         var main = await InspectAsync(arn, "main");
         var host = main["HostConfig"]!;
@@ -121,19 +101,19 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
         Assert.Equal(["/bin/sh", "-c"], Strings(quiet["Config"]!["Entrypoint"]));
         Assert.Equal(["sleep 300"], Strings(quiet["Config"]!["Cmd"]));
 
-        await _aws!.RunAsync("ecs", "stop-task", "--task", arn);
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
+        await Aws.RunAsync("ecs", "stop-task", "--task", arn);
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED");
     }
 
     [Fact]
     public async Task PidAndIpcModeTask_ContainersShareTheNamespaces()
     {
-        await EcsScenario.RegisterAsync(_aws!, "sharedns", """
+        await EcsScenario.RegisterAsync(Aws, "sharedns", """
             [{"name":"first","image":"berth-test/busybox:latest","memory":16,"command":["sh","-c","exec sleep 301"],"stopTimeout":2},
              {"name":"second","image":"berth-test/busybox:latest","memory":16,"command":["sh","-c","exec sleep 302"],"stopTimeout":2}]
             """, "--pid-mode", "task", "--ipc-mode", "task");
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "sharedns"))["taskArn"]!.GetValue<string>();
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "RUNNING");
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", "sharedns"))["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "RUNNING");
 
         // Each sees the other's process: one pid namespace for the task.
         var fromSecond = await ExecAsync(arn, "second", "ps");
@@ -151,22 +131,22 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
         Assert.StartsWith("container:", second["HostConfig"]!["PidMode"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal("shareable", (await InspectAsync(arn, "first"))["HostConfig"]!["IpcMode"]!.GetValue<string>());
 
-        await _aws!.RunAsync("ecs", "stop-task", "--task", arn);
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
+        await Aws.RunAsync("ecs", "stop-task", "--task", arn);
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED");
     }
 
     [Fact]
     public async Task VolumesFrom_TargetSeesTheSourcesMountsReadOnly()
     {
         // The target comes first in the definition: the agent still creates the source before it.
-        await EcsScenario.RegisterAsync(_aws!, "volfrom", """
+        await EcsScenario.RegisterAsync(Aws, "volfrom", """
             [{"name":"reader","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":2,
               "volumesFrom":[{"sourceContainer":"writer","readOnly":true}]},
              {"name":"writer","image":"berth-test/busybox:latest","memory":16,"command":["sh","-c","echo shared > /data/note; exec sleep 300"],"stopTimeout":2,
               "mountPoints":[{"sourceVolume":"data","containerPath":"/data"}]}]
             """, "--volumes", """[{"name":"data"}]""");
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "volfrom"))["taskArn"]!.GetValue<string>();
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "RUNNING");
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", "volfrom"))["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "RUNNING");
 
         var note = await Wait.ForAsync(async () =>
         {
@@ -180,19 +160,19 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
         Assert.Single(vf);
         Assert.EndsWith("-writer-" + arn[(arn.LastIndexOf('/') + 1)..] + ":ro", vf[0], StringComparison.Ordinal);
 
-        await _aws!.RunAsync("ecs", "stop-task", "--task", arn);
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
+        await Aws.RunAsync("ecs", "stop-task", "--task", arn);
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED");
     }
 
     [Fact]
     public async Task Links_ClientListedFirst_ReachesTheLinkedContainerByItsAlias()
     {
-        await EcsScenario.RegisterAsync(_aws!, "linked", """
+        await EcsScenario.RegisterAsync(Aws, "linked", """
             [{"name":"client","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":2,"links":["web:webhost"]},
              {"name":"web","image":"berth-test/busybox:latest","memory":16,"command":["httpd","-f","-p","80","-h","/www"],"stopTimeout":2}]
             """);
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "linked"))["taskArn"]!.GetValue<string>();
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "RUNNING");
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", "linked"))["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "RUNNING");
 
         var body = await Wait.ForAsync(async () =>
         {
@@ -201,8 +181,8 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
         }, TimeSpan.FromSeconds(20), "the client to reach web as webhost");
         Assert.Contains("berth test image", body, StringComparison.Ordinal);
 
-        await _aws!.RunAsync("ecs", "stop-task", "--task", arn);
-        await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED");
+        await Aws.RunAsync("ecs", "stop-task", "--task", arn);
+        await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED");
     }
 
     [Theory]
@@ -212,15 +192,15 @@ public sealed class ContainerOptionsTests : IAsyncLifetime
     {
         // The first container starts (with an init process, so SIGTERM stops it at once); Docker refuses the second
         // at start (a device the host lacks, a sysctl outside the container's namespaces).
-        await EcsScenario.RegisterAsync(_aws!, family, $$$"""
+        await EcsScenario.RegisterAsync(Aws, family, $$$"""
             [{"name":"ok","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":2,
               "linuxParameters":{"initProcessEnabled":true}},
              {"name":"broken","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],
               "dependsOn":[{"containerName":"ok","condition":"START"}],{{{option}}}}]
             """);
         var sw = Stopwatch.StartNew();
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", family))["taskArn"]!.GetValue<string>();
-        var t = await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED", seconds: 20);
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", family))["taskArn"]!.GetValue<string>();
+        var t = await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED", seconds: 20);
         // Measured by the task's own clock (createdAt to executionStoppedAt), not the CLI's polling.
         var took = t["executionStoppedAt"]!.GetValue<double>() - t["createdAt"]!.GetValue<double>();
         Assert.True(took < 10, $"stopped {took:F1} s after it was created ({sw.Elapsed} by the test's clock)");

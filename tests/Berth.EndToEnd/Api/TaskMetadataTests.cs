@@ -8,28 +8,8 @@ namespace Berth.EndToEnd.Api;
 /// compared with what DescribeTasks says. The container prints what it read; `docker logs` of the kept container
 /// (stopped tasks' containers stay for the cleanup wait) gives it back.
 /// </summary>
-public sealed class TaskMetadataTests : IAsyncLifetime
+public sealed class TaskMetadataTests : LocalServerTest
 {
-    private BerthServer? _server;
-    private AwsCli? _aws;
-
-    public async ValueTask InitializeAsync()
-    {
-        await DockerCli.RequireAsync();
-        _server = await BerthServer.StartAsync();
-        _aws = new AwsCli(_server.Endpoint);
-        await _aws.RunAsync("ecs", "create-cluster");
-        await _aws.WaitForContainerInstanceAsync("default", TimeSpan.FromSeconds(30));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_server is not null)
-        {
-            await _server.DisposeAsync();
-        }
-    }
-
     // Prints each document between markers; busybox's wget crashes with -T, so none is given.
     private const string Reader = "sleep 2; for p in /task '' /stats /task/stats; do echo \"=== $p\"; wget -qO- \"$ECS_CONTAINER_METADATA_URI_V4$p\"; echo; done; echo '=== end'";
 
@@ -61,9 +41,9 @@ public sealed class TaskMetadataTests : IAsyncLifetime
 
     private async Task<(JsonNode Task, Dictionary<string, JsonNode> Read)> RunReaderAsync(string family, string containers, params string[] extra)
     {
-        await EcsScenario.RegisterAsync(_aws!, family, containers, extra);
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", family))["taskArn"]!.GetValue<string>();
-        var task = await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED", 90);
+        await EcsScenario.RegisterAsync(Aws, family, containers, extra);
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", family))["taskArn"]!.GetValue<string>();
+        var task = await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED", 90);
         var reader = task["containers"]!.AsArray().First(c => c!["name"]!.GetValue<string>() == "reader")!;
         var logs = await DockerCli.RunAsync("logs", reader["runtimeId"]!.GetValue<string>());
         Assert.True(logs.ExitCode == 0, logs.Stderr);
@@ -138,11 +118,11 @@ public sealed class TaskMetadataTests : IAsyncLifetime
     [Fact]
     public async Task UnknownToken_Answers404()
     {
-        await EcsScenario.RegisterAsync(_aws!, "md-probe", $$"""
+        await EcsScenario.RegisterAsync(Aws, "md-probe", $$"""
             [{"name":"probe","image":"{{EcsScenario.Image}}","memory":16,"command":["sh","-c","echo $ECS_CONTAINER_METADATA_URI_V4; wget -qO- ${ECS_CONTAINER_METADATA_URI_V4%/*}/not-a-token || echo status=$?"]}]
             """);
-        var arn = (await EcsScenario.RunOneAsync(_aws!, "default", "md-probe"))["taskArn"]!.GetValue<string>();
-        var task = await EcsScenario.WaitForStatusAsync(_aws!, "default", arn, "STOPPED", 60);
+        var arn = (await EcsScenario.RunOneAsync(Aws, "default", "md-probe"))["taskArn"]!.GetValue<string>();
+        var task = await EcsScenario.WaitForStatusAsync(Aws, "default", arn, "STOPPED", 60);
         var logs = (await DockerCli.RunAsync("logs", task["containers"]![0]!["runtimeId"]!.GetValue<string>())).Stdout;
 
         Assert.Matches(@"^http://\d+\.\d+\.\d+\.\d+:\d+/v4/[0-9a-f]+-[0-9a-f]{16}\s", logs);
