@@ -30,47 +30,33 @@ internal sealed partial class Elbv2Context(Elbv2State state, Elbv2Arns arns, Loa
     public static string LastSegment(string arn) => arn[(arn.LastIndexOf('/') + 1)..];
 
     /// <summary>Target group ARNs a list of actions forwards to.</summary>
-    public static IEnumerable<string> ForwardTargets(IEnumerable<Elbv2Action>? actions)
+    public static IEnumerable<string> ForwardTargets(IEnumerable<Elbv2Action>? actions) => Elbv2Index.ForwardTargets(actions);
+
+    /// <summary>The load balancers whose listeners or rules forward to the target group (from the index, not a walk).</summary>
+    public IReadOnlyList<string> LoadBalancersUsing(string tgArn) => State.Index.LoadBalancersUsing(tgArn);
+
+    /// <summary>The listener's stored (non-default) rules.</summary>
+    public IEnumerable<Versioned<StoredRule>> RulesOf(string listenerArn)
     {
-        foreach (var a in actions ?? [])
+        foreach (var id in State.Index.RulesOf(listenerArn))
         {
-            if (a.Type != "forward")
+            if (State.Rules.Get(id) is { } rule)
             {
-                continue;
-            }
-            if (a.TargetGroupArn is { } single)
-            {
-                yield return single;
-            }
-            foreach (var t in a.ForwardConfig?.TargetGroups ?? [])
-            {
-                if (t.TargetGroupArn is { } arn)
-                {
-                    yield return arn;
-                }
+                yield return rule;
             }
         }
     }
 
-    /// <summary>The load balancers whose listeners or rules forward to the target group.</summary>
-    public List<string> LoadBalancersUsing(string tgArn)
+    /// <summary>The load balancer's listeners.</summary>
+    public IEnumerable<Versioned<StoredListener>> ListenersOf(string loadBalancerArn)
     {
-        var result = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var l in State.Listeners.All)
+        foreach (var id in State.Index.ListenersOf(loadBalancerArn))
         {
-            if (ForwardTargets(l.Value.Listener.DefaultActions).Contains(tgArn))
+            if (State.Listeners.Get(id) is { } listener)
             {
-                result.Add(l.Value.Listener.LoadBalancerArn!);
+                yield return listener;
             }
         }
-        foreach (var r in State.Rules.All)
-        {
-            if (ForwardTargets(r.Value.Rule.Actions).Contains(tgArn) && State.Listeners.Find(LastSegment(r.Value.ListenerArn)) is { } l)
-            {
-                result.Add(l.Listener.LoadBalancerArn!);
-            }
-        }
-        return [.. result];
     }
 
     /// <summary>Names follow ALB's rule: up to 32 alphanumerics or hyphens, no hyphen at either end.</summary>

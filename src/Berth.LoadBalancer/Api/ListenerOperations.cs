@@ -40,9 +40,9 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
     /// <summary>A listener port is a port of this host: it must be free, and not another load balancer's listener.</summary>
     private void CheckPort(int port, string lbArn, string? exceptListenerArn)
     {
-        foreach (var l in ctx.State.Listeners.All)
+        if (ctx.State.Index.ListenerOnPort(port) is { } onPort && ctx.State.Listeners.Get(onPort) is { } l)
         {
-            if (l.Value.Listener.Port == port && l.Value.Listener.ListenerArn != exceptListenerArn)
+            if (l.Value.Listener.ListenerArn != exceptListenerArn)
             {
                 throw l.Value.Listener.LoadBalancerArn == lbArn
                     ? Elbv2Errors.DuplicateListener(port)
@@ -80,7 +80,7 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         var lbArn = lb.LoadBalancer.LoadBalancerArn!;
         var actions = ActionValidator.Actions(ctx, lbArn, r.DefaultActions, "DefaultActions");
         // Same port, same actions on the same load balancer: CreateListener is idempotent.
-        var same = ctx.State.Listeners.All.FirstOrDefault(l => l.Value.Listener.LoadBalancerArn == lbArn && l.Value.Listener.Port == port);
+        var same = ctx.ListenersOf(lbArn).FirstOrDefault(l => l.Value.Listener.Port == port);
         if (same is not null && SameActions(same.Value.Listener.DefaultActions, actions))
         {
             return new CreateListenerOutput { Listeners = [same.Value.Listener] };
@@ -122,7 +122,7 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         else
         {
             ctx.RequireLoadBalancer(r.LoadBalancerArn!);
-            selected = ctx.State.Listeners.All.Select(l => l.Value.Listener).Where(l => l.LoadBalancerArn == r.LoadBalancerArn).OrderBy(l => l.Port).ToList();
+            selected = ctx.ListenersOf(r.LoadBalancerArn!).Select(l => l.Value.Listener).OrderBy(l => l.Port).ToList();
         }
         var (page, next) = Elbv2Context.Page(selected, r.Marker, r.PageSize);
         return new DescribeListenersOutput { Listeners = page, NextMarker = next };
@@ -153,7 +153,7 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
     {
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
         var current = ctx.RequireListener(r.ListenerArn!);
-        foreach (var rule in ctx.State.Rules.All.Where(x => x.Value.ListenerArn == current.Value.Listener.ListenerArn).ToList())
+        foreach (var rule in ctx.RulesOf(current.Value.Listener.ListenerArn!).ToList())
         {
             tx.Delete(ctx.State.Rules, rule.Id);
         }
@@ -214,11 +214,11 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
         var listener = ctx.RequireListener(r.ListenerArn!).Value.Listener;
         var actions = ActionValidator.Actions(ctx, listener.LoadBalancerArn!, r.Actions, "Actions");
-        if (ctx.State.Rules.All.Any(x => x.Value.ListenerArn == listener.ListenerArn && x.Value.Rule.Priority == priority.ToString(CultureInfo.InvariantCulture)))
+        if (ctx.RulesOf(listener.ListenerArn!).Any(x => x.Value.Rule.Priority == priority.ToString(CultureInfo.InvariantCulture)))
         {
             throw Elbv2Errors.PriorityInUse(priority);
         }
-        if (ctx.State.Rules.All.Count(x => x.Value.ListenerArn == listener.ListenerArn) >= 100)
+        if (ctx.State.Index.RulesOf(listener.ListenerArn!).Count >= 100)
         {
             throw new AwsException("TooManyRules", "A listener can have at most 100 rules besides the default rule");
         }
@@ -251,7 +251,7 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         else
         {
             var listener = ctx.RequireListener(r.ListenerArn!).Value.Listener;
-            selected = ctx.State.Rules.All.Where(x => x.Value.ListenerArn == listener.ListenerArn).Select(x => x.Value.Rule)
+            selected = ctx.RulesOf(listener.ListenerArn!).Select(x => x.Value.Rule)
                 .OrderBy(x => int.Parse(x.Priority!, CultureInfo.InvariantCulture)).Append(DefaultRule(listener)).ToList();
         }
         var (page, next) = Elbv2Context.Page(selected, r.Marker, r.PageSize);
@@ -321,8 +321,8 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
                 throw Elbv2Errors.Validation($"{f}: rule '{arn}' is listed twice.");
             }
         }
-        // The priorities after the change must be unique within each listener.
-        foreach (var group in ctx.State.Rules.All.GroupBy(x => x.Value.ListenerArn))
+        // The priorities after the change must be unique within each listener (only the listeners changed can clash).
+        foreach (var group in changes.Values.Select(c => c.Stored.Value.ListenerArn).Distinct(StringComparer.Ordinal).Select(ctx.RulesOf))
         {
             var seen = new HashSet<int>();
             foreach (var rule in group)

@@ -96,7 +96,7 @@ internal sealed class LoadBalancerOperations(Elbv2Context ctx)
         var tags = Elbv2Context.MergeTags([], r.Tags, "Tags");
 
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
-        var existing = ctx.State.LoadBalancers.All.FirstOrDefault(x => x.Value.LoadBalancer.LoadBalancerName == name);
+        var existing = ctx.State.Index.LoadBalancerNamed(name) is { } named ? ctx.State.LoadBalancers.Get(named) : null;
         if (existing is not null)
         {
             var e = existing.Value.LoadBalancer;
@@ -158,7 +158,7 @@ internal sealed class LoadBalancerOperations(Elbv2Context ctx)
         else if (r.Names is { Count: > 0 } names)
         {
             selected = names.Distinct(StringComparer.Ordinal).Select(n =>
-                ctx.State.LoadBalancers.All.FirstOrDefault(x => x.Value.LoadBalancer.LoadBalancerName == n)?.Value.LoadBalancer
+                (ctx.State.Index.LoadBalancerNamed(n) is { } named ? ctx.State.LoadBalancers.Find(named)?.LoadBalancer : null)
                     ?? throw Elbv2Errors.LoadBalancerNotFound($"Load balancers '[{n}]' not found")).ToList();
         }
         else
@@ -178,9 +178,9 @@ internal sealed class LoadBalancerOperations(Elbv2Context ctx)
             throw Elbv2Errors.OperationNotPermitted($"Load balancer '{r.LoadBalancerArn}' cannot be deleted because deletion protection is enabled");
         }
         var arn = lb.LoadBalancer.LoadBalancerArn!;
-        foreach (var l in ctx.State.Listeners.All.Where(l => l.Value.Listener.LoadBalancerArn == arn).ToList())
+        foreach (var l in ctx.ListenersOf(arn).ToList())
         {
-            foreach (var rule in ctx.State.Rules.All.Where(x => x.Value.ListenerArn == l.Value.Listener.ListenerArn).ToList())
+            foreach (var rule in ctx.RulesOf(l.Value.Listener.ListenerArn!).ToList())
             {
                 tx.Delete(ctx.State.Rules, rule.Id);
             }

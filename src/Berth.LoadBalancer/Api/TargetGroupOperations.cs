@@ -52,7 +52,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
     private TargetGroup WithUsage(TargetGroup tg)
     {
         var copy = ctx.State.TargetGroups.Clone(new StoredTargetGroup { TargetGroup = tg }).TargetGroup;
-        copy.LoadBalancerArns = ctx.LoadBalancersUsing(tg.TargetGroupArn!);
+        copy.LoadBalancerArns = [.. ctx.LoadBalancersUsing(tg.TargetGroupArn!)];
         return copy;
     }
 
@@ -113,7 +113,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
         var tags = Elbv2Context.MergeTags([], r.Tags, "Tags");
 
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
-        var existing = ctx.State.TargetGroups.All.FirstOrDefault(x => x.Value.TargetGroup.TargetGroupName == name);
+        var existing = ctx.State.Index.TargetGroupNamed(name) is { } named ? ctx.State.TargetGroups.Get(named) : null;
         if (existing is not null)
         {
             var e = existing.Value.TargetGroup;
@@ -192,16 +192,30 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
         else if (r.Names is { Count: > 0 } names)
         {
             selected = names.Distinct(StringComparer.Ordinal).Select(n =>
-                ctx.State.TargetGroups.All.FirstOrDefault(x => x.Value.TargetGroup.TargetGroupName == n)?.Value.TargetGroup
+                (ctx.State.Index.TargetGroupNamed(n) is { } named ? ctx.State.TargetGroups.Find(named)?.TargetGroup : null)
                     ?? throw Elbv2Errors.TargetGroupNotFound($"Target groups '[{n}]' not found")).ToList();
         }
         else
         {
-            var all = ctx.State.TargetGroups.All.Select(x => x.Value.TargetGroup);
+            IEnumerable<TargetGroup> all;
             if (r.LoadBalancerArn is { } lbArn)
             {
+                // The groups the load balancer's listeners and rules forward to: a walk over that load balancer only.
                 ctx.RequireLoadBalancer(lbArn);
-                all = all.Where(tg => ctx.LoadBalancersUsing(tg.TargetGroupArn!).Contains(lbArn));
+                var used = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var l in ctx.ListenersOf(lbArn))
+                {
+                    used.UnionWith(Elbv2Context.ForwardTargets(l.Value.Listener.DefaultActions));
+                    foreach (var rule in ctx.RulesOf(l.Value.Listener.ListenerArn!))
+                    {
+                        used.UnionWith(Elbv2Context.ForwardTargets(rule.Value.Rule.Actions));
+                    }
+                }
+                all = used.Select(a => ctx.Arns.IdOf(a, "targetgroup") is { } id ? ctx.State.TargetGroups.Find(id)?.TargetGroup : null).OfType<TargetGroup>();
+            }
+            else
+            {
+                all = ctx.State.TargetGroups.All.Select(x => x.Value.TargetGroup);
             }
             selected = all.OrderBy(x => x.TargetGroupName, StringComparer.Ordinal).ToList();
         }
@@ -225,7 +239,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
     {
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
         var current = ctx.RequireTargetGroup(r.TargetGroupArn!);
-        if (ctx.LoadBalancersUsing(r.TargetGroupArn!).Count > 0)
+        if (ctx.State.Index.InUse(r.TargetGroupArn!))
         {
             throw Elbv2Errors.ResourceInUse($"Target group '{r.TargetGroupArn}' is currently in use by a listener or a rule");
         }
@@ -330,7 +344,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
         => ctx.RequireTargetGroup(targetGroupArn).Value.TargetGroup.TargetType ?? TargetTypeEnumValues.Instance;
 
     public bool IsAttached(string targetGroupArn)
-        => ctx.LoadBalancersUsing(ctx.RequireTargetGroup(targetGroupArn).Value.TargetGroup.TargetGroupArn!).Count > 0;
+        => ctx.State.Index.InUse(ctx.RequireTargetGroup(targetGroupArn).Value.TargetGroup.TargetGroupArn!);
 
     private async Task RegisterAsync(string arn, IReadOnlyList<TargetDescription> targets, CancellationToken ct)
     {
@@ -372,7 +386,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
         tx.Put(ctx.State.TargetGroups, current.Id, tg, current.Revision);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         var delay = TimeSpan.FromSeconds(int.Parse(tg.Attributes.GetValueOrDefault("deregistration_delay.timeout_seconds", "300"), CultureInfo.InvariantCulture));
-        var inUse = ctx.LoadBalancersUsing(arn).Count > 0;
+        var inUse = ctx.State.Index.InUse(arn);
         foreach (var t in wanted)
         {
             var key = TargetHealthBook.Key(t.Id!, t.Port!.Value);
@@ -391,7 +405,13 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
     {
         var current = ctx.RequireTargetGroup(r.TargetGroupArn!);
         var tg = current.Value;
-        var inUse = ctx.LoadBalancersUsing(tg.TargetGroup.TargetGroupArn!).Count > 0;
+        var inUse = ctx.State.Index.InUse(tg.TargetGroup.TargetGroupArn!);
+        // Registered targets by "id:port": one pass, so the answer costs O(targets), not O(targets²).
+        var byKey = new Dictionary<string, TargetDescription>(StringComparer.Ordinal);
+        foreach (var x in tg.Targets)
+        {
+            byKey.TryAdd(TargetHealthBook.Key(x.Id!, x.Port!.Value), x);
+        }
         List<TargetDescription> subjects;
         if (r.Targets is { Count: > 0 })
         {
@@ -402,11 +422,10 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
             subjects = [.. tg.Targets];
             foreach (var (key, _) in health.Draining(current.Id))
             {
-                var colon = key.LastIndexOf(':');
-                var d = new TargetDescription { Id = key[..colon], Port = int.Parse(key[(colon + 1)..], CultureInfo.InvariantCulture) };
-                if (!subjects.Any(s => s.Id == d.Id && s.Port == d.Port))
+                if (!byKey.ContainsKey(key))
                 {
-                    subjects.Add(d);
+                    var colon = key.LastIndexOf(':');
+                    subjects.Add(new TargetDescription { Id = key[..colon], Port = int.Parse(key[(colon + 1)..], CultureInfo.InvariantCulture) });
                 }
             }
         }
@@ -414,7 +433,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
         foreach (var t in subjects)
         {
             var key = TargetHealthBook.Key(t.Id!, t.Port!.Value);
-            var registered = tg.Targets.Any(x => x.Id == t.Id && x.Port == t.Port);
+            var registered = byKey.TryGetValue(key, out var registeredTarget);
             var view = health.Find(current.Id, key, inUse);
             if (view is null || (!registered && view.State != TargetHealthStates.Draining))
             {
@@ -425,7 +444,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
                     : new TargetHealthView(TargetHealthStates.Unused, TargetHealthStates.NotRegistered, "Target is not registered to the target group");
             }
             var hcPort = tg.TargetGroup.HealthCheckPort == "traffic-port" ? t.Port!.Value.ToString(CultureInfo.InvariantCulture) : tg.TargetGroup.HealthCheckPort;
-            var registeredAz = tg.Targets.FirstOrDefault(x => x.Id == t.Id && x.Port == t.Port)?.AvailabilityZone;
+            var registeredAz = registeredTarget?.AvailabilityZone;
             result.Add(new TargetHealthDescription
             {
                 Target = new TargetDescription { Id = t.Id, Port = t.Port, AvailabilityZone = registeredAz },

@@ -166,14 +166,15 @@ internal sealed partial class DataPlaneHost(
                 book.Registered(tg.Id, TargetHealthBook.Key(t.Id!, t.Port!.Value));
             }
         }
-        var (routes, clusters) = Elbv2ProxyConfig.Build(state, table, instances);
+        var (routes, clusters) = Elbv2ProxyConfig.Build(state, instances);
         if (!first && _app is not null)
         {
             // Remember the live state of destinations about to disappear: draining ends when nothing is in flight.
             var lookup = _app.Services.GetRequiredService<IProxyStateLookup>();
+            var nextById = clusters.ToDictionary(c => c.ClusterId, StringComparer.Ordinal);
             foreach (var cluster in lookup.GetClusters())
             {
-                var next = clusters.FirstOrDefault(c => c.ClusterId == cluster.ClusterId);
+                var next = nextById.GetValueOrDefault(cluster.ClusterId);
                 foreach (var (key, dest) in cluster.Destinations)
                 {
                     if (next?.Destinations?.ContainsKey(key) != true)

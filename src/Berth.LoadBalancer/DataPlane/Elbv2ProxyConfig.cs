@@ -18,7 +18,7 @@ public static class Elbv2ProxyConfig
     public const string NoCluster = "berth-none";
     public const string StickinessCookie = "AWSALB";
 
-    public static (IReadOnlyList<RouteConfig> Routes, IReadOnlyList<ClusterConfig> Clusters) Build(Elbv2State state, RoutingTable routing, IInstanceAddressResolver instances)
+    public static (IReadOnlyList<RouteConfig> Routes, IReadOnlyList<ClusterConfig> Clusters) Build(Elbv2State state, IInstanceAddressResolver instances)
     {
         var routes = new List<RouteConfig>
         {
@@ -29,7 +29,7 @@ public static class Elbv2ProxyConfig
         {
             var tg = v.Value.TargetGroup;
             var attrs = v.Value.Attributes;
-            var idle = routing.ByPort.Values.Where(l => UsesGroup(state, l, tg.TargetGroupArn!)).Select(l => l.IdleTimeout).DefaultIfEmpty(TimeSpan.FromSeconds(60)).Max();
+            var idle = IdleTimeout(state, tg.TargetGroupArn!);
             var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
             foreach (var t in v.Value.Targets)
             {
@@ -96,8 +96,19 @@ public static class Elbv2ProxyConfig
         return (routes, clusters);
     }
 
-    private static bool UsesGroup(Elbv2State state, ListenerRoute l, string tgArn)
-        => l.Rules.Any(r => r.Action.ForwardConfig?.TargetGroups?.Any(t => t.TargetGroupArn == tgArn) == true);
+    /// <summary>The longest idle timeout of the load balancers forwarding to the group (60 s, ALB's default, when none does).</summary>
+    private static TimeSpan IdleTimeout(Elbv2State state, string tgArn)
+    {
+        var seconds = 0;
+        foreach (var lbArn in state.Index.LoadBalancersUsing(tgArn))
+        {
+            if (state.LoadBalancers.Find(RoutingTable.LastSegment(lbArn)) is { } lb)
+            {
+                seconds = Math.Max(seconds, int.Parse(lb.Attributes.GetValueOrDefault("idle_timeout.timeout_seconds", "60"), CultureInfo.InvariantCulture));
+            }
+        }
+        return TimeSpan.FromSeconds(seconds == 0 ? 60 : seconds);
+    }
 }
 
 /// <summary>The YARP configuration provider: holds the current snapshot and signals when a new one replaces it.</summary>

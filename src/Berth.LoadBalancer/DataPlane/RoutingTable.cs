@@ -31,8 +31,8 @@ public sealed class RoutingTable
                 continue;
             }
             var idle = int.Parse(lb.Attributes.GetValueOrDefault("idle_timeout.timeout_seconds", "60"), CultureInfo.InvariantCulture);
-            var rules = state.Rules.All.Where(r => r.Value.ListenerArn == listener.ListenerArn)
-                .Select(r => r.Value.Rule)
+            var rules = state.Index.RulesOf(listener.ListenerArn!)
+                .Select(id => state.Rules.Find(id)?.Rule).OfType<Rule>()
                 .OrderBy(r => int.Parse(r.Priority!, CultureInfo.InvariantCulture))
                 .Select(r => new CompiledRule(r.Priority!, RuleMatcher.Compile(r.Conditions ?? []), r.Actions![0]))
                 .Append(new CompiledRule("default", RuleMatcher.Always, listener.DefaultActions![0]))

@@ -23,6 +23,19 @@ public sealed class Elbv2State : DocumentState
         TargetGroups = Table(prefix + "tg/", Elbv2StateJsonContext.Default.StoredTargetGroup);
         Listeners = Table(prefix + "listener/", Elbv2StateJsonContext.Default.StoredListener);
         Rules = Table(prefix + "rule/", Elbv2StateJsonContext.Default.StoredRule);
+        LoadBalancers.Changed += Index.ApplyLoadBalancer;
+        TargetGroups.Changed += Index.ApplyTargetGroup;
+        Listeners.Changed += Index.ApplyListener;
+        Rules.Changed += Index.ApplyRule;
+    }
+
+    /// <summary>Names, a load balancer's listeners, a listener's rules, and which load balancers use a target group.</summary>
+    public Elbv2Index Index { get; } = new();
+
+    protected override Task BeforeLoadAsync(CancellationToken ct)
+    {
+        Index.Clear();
+        return Task.CompletedTask;
     }
 
     public DocumentTable<StoredLoadBalancer> LoadBalancers { get; }
