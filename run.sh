@@ -9,4 +9,6 @@ cd "$(dirname "$0")"
 berth_ensure_docker
 berth_log "building Berth (Release)"
 dotnet build -c Release src/Berth.Cli -nologo -v quiet -clp:ErrorsOnly >/dev/null
+# `berth` on PATH for the README's other commands (credentials, server, agent, logs, join-token).
+berth_install_launcher
 exec dotnet src/Berth.Cli/bin/Release/net10.0/berth.dll up "$@"

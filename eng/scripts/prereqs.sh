@@ -41,3 +41,23 @@ berth_ensure_docker() {
         return 1
     fi
 }
+
+berth_install_launcher() {
+    # Puts a `berth` command on PATH (/usr/local/bin/berth) that runs the build in this checkout, so the
+    # README's `berth ...` commands work as written. Replaces only a launcher it wrote itself.
+    local dll target dotnet
+    dll="$(pwd)/src/Berth.Cli/bin/Release/net10.0/berth.dll"
+    target=/usr/local/bin/berth
+    dotnet="$(command -v dotnet)"
+    if [ -e "$target" ] && ! grep -q 'berth launcher' "$target" 2>/dev/null; then
+        berth_log "$target exists and is not Berth's launcher; leaving it (run: dotnet $dll)"
+        return 0
+    fi
+    if ! { [ -w /usr/local/bin ] || [ -w "$target" ]; }; then
+        berth_log "cannot write $target; use: alias berth='dotnet $dll'"
+        return 0
+    fi
+    printf '#!/bin/sh\n# berth launcher written by %s/run.sh\nexec "%s" "%s" "$@"\n' "$(pwd)" "$dotnet" "$dll" > "$target.tmp"
+    chmod 755 "$target.tmp"
+    mv -f "$target.tmp" "$target"
+}
