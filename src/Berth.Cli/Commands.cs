@@ -395,6 +395,7 @@ internal static class Commands
                 BindAddress = lbBind,
                 DefaultAvailabilityZone = p.GetValue(Zone) ?? (p.GetValue(Region) + "a"),
                 ReservedPorts = new HashSet<int> { port, agentPort },
+                HealthFile = Path.Combine(data, "lb-health.json"),
             });
             builder.Services.AddBerthRegistry(new RegistryOptions
             {

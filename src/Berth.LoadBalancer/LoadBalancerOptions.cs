@@ -20,6 +20,12 @@ public sealed record LoadBalancerOptions
     /// <summary>Longest a connection to a target may take before the request answers 504 (ALB: 10 s).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// File the data plane keeps its targets' last health verdicts in, so that after a restart healthy targets keep their
+    /// traffic and unhealthy ones stay out until the checks say otherwise; null: every target starts over in <c>initial</c>.
+    /// </summary>
+    public string? HealthFile { get; init; }
+
     /// <summary>How often draining targets and target group counts are re-examined.</summary>
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 }

@@ -47,6 +47,7 @@ internal sealed partial class DataPlaneHost(
     {
         _app = BuildApp();
         var applied = state.Generation;
+        RestoreVerdicts();
         Reconcile(first: true);
         await _app.StartAsync(stoppingToken).ConfigureAwait(false);
         while (!stoppingToken.IsCancellationRequested)
@@ -62,6 +63,7 @@ internal sealed partial class DataPlaneHost(
                 }
                 await MarkActiveAsync(stoppingToken).ConfigureAwait(false);
                 Sweep();
+                await PersistVerdictsAsync(force: false, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -85,6 +87,14 @@ internal sealed partial class DataPlaneHost(
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await PersistVerdictsAsync(force: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogVerdictsNotSaved(_logger, e);
+        }
         if (_app is not null)
         {
             await _app.StopAsync(cancellationToken).ConfigureAwait(false);
@@ -158,7 +168,7 @@ internal sealed partial class DataPlaneHost(
     private void Reconcile(bool first)
     {
         var table = RoutingTable.Build(state);
-        // Targets stored before a restart start over in 'initial'.
+        // Targets the book does not hold yet (new, or stored before a restart without a saved verdict) start in 'initial'.
         foreach (var tg in state.TargetGroups.All)
         {
             foreach (var t in tg.Value.Targets)
@@ -193,6 +203,64 @@ internal sealed partial class DataPlaneHost(
             _ports = ports;
             LogListeners(_logger, string.Join(", ", ports.Order()));
         }
+    }
+
+    private long _savedVerdicts;
+    private DateTimeOffset _savedAt;
+
+    /// <summary>
+    /// Targets' verdicts from before a restart (options.HealthFile): a target still registered in the same group starts from
+    /// its last verdict rather than from <c>initial</c>, so a server restart neither sends traffic to targets that were failing
+    /// (ALB fails open while none is healthy) nor holds it back from healthy ones until their first check.
+    /// </summary>
+    private void RestoreVerdicts()
+    {
+        if (options.HealthFile is not { } file || !File.Exists(file))
+        {
+            return;
+        }
+        Dictionary<string, Dictionary<string, TargetVerdict>>? saved;
+        try
+        {
+            saved = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllBytes(file), VerdictJsonContext.Default.DictionaryStringDictionaryStringTargetVerdict);
+        }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or UnauthorizedAccessException)
+        {
+            LogVerdictsNotSaved(_logger, e);
+            return;
+        }
+        foreach (var (tgId, targets) in saved ?? [])
+        {
+            if (state.TargetGroups.Find(tgId) is not { } tg)
+            {
+                continue;
+            }
+            var registered = tg.Targets.Select(t => TargetHealthBook.Key(t.Id!, t.Port!.Value)).ToHashSet(StringComparer.Ordinal);
+            foreach (var (key, verdict) in targets)
+            {
+                if (registered.Contains(key))
+                {
+                    book.Restore(tgId, key, verdict);
+                }
+            }
+        }
+        _savedVerdicts = book.Verdicts;
+    }
+
+    /// <summary>Writes the verdicts when one changed, at most once a second (and at shutdown): a small file replaced atomically.</summary>
+    private async Task PersistVerdictsAsync(bool force, CancellationToken ct)
+    {
+        var verdicts = book.Verdicts;
+        var now = time.GetUtcNow();
+        if (options.HealthFile is not { } file || verdicts == _savedVerdicts || (!force && now - _savedAt < TimeSpan.FromSeconds(1)))
+        {
+            return;
+        }
+        var tmp = file + ".tmp";
+        await File.WriteAllBytesAsync(tmp, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(book.ExportVerdicts(), VerdictJsonContext.Default.DictionaryStringDictionaryStringTargetVerdict), ct).ConfigureAwait(false);
+        File.Move(tmp, file, overwrite: true);
+        _savedVerdicts = verdicts;
+        _savedAt = now;
     }
 
     private async Task MarkActiveAsync(CancellationToken ct)
@@ -268,7 +336,13 @@ internal sealed partial class DataPlaneHost(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Load balancer data plane reconcile failed")]
     private static partial void LogReconcileFailed(ILogger logger, Exception e);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Target health verdicts could not be read or saved; targets start over in 'initial'")]
+    private static partial void LogVerdictsNotSaved(ILogger logger, Exception e);
 }
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, Dictionary<string, TargetVerdict>>))]
+internal sealed partial class VerdictJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
 
 /// <summary>Kestrel endpoints as configuration, so that a reload binds new listener ports and unbinds removed ones.</summary>
 internal sealed class ListenerEndpoints : ConfigurationProvider, IConfigurationSource

@@ -65,8 +65,11 @@ internal sealed partial class AlbHealthCheckPolicy(TargetHealthBook book, IDesti
     private static partial void LogTransition(ILogger logger, string targetGroup, string target, string state, string reason);
 }
 
-/// <summary>Healthy targets only; when none is healthy, every registered target (ALB fails open).</summary>
-internal sealed class FailOpenDestinationsPolicy : IAvailableDestinationsPolicy
+/// <summary>
+/// Healthy targets only; when none is healthy, every registered target (ALB fails open). "Healthy" is the book's verdict,
+/// not YARP's own destination state, so a verdict restored after a restart counts before the first probe.
+/// </summary>
+internal sealed class FailOpenDestinationsPolicy(TargetHealthBook book) : IAvailableDestinationsPolicy
 {
     public const string PolicyName = "BerthFailOpen";
 
@@ -74,7 +77,7 @@ internal sealed class FailOpenDestinationsPolicy : IAvailableDestinationsPolicy
 
     public IReadOnlyList<DestinationState> GetAvailalableDestinations(ClusterConfig config, IReadOnlyList<DestinationState> allDestinations)
     {
-        var healthy = allDestinations.Where(d => d.Health.Active == DestinationHealth.Healthy).ToList();
+        var healthy = allDestinations.Where(d => book.IsHealthy(config.ClusterId, d.DestinationId)).ToList();
         return healthy.Count > 0 ? healthy : allDestinations;
     }
 }

@@ -100,6 +100,10 @@ public sealed class TargetHealthBook(TimeProvider time)
             }
             if (group.TryUpdate(key, next, e))
             {
+                if (next.State != e.State || next.Reason != e.Reason)
+                {
+                    Interlocked.Increment(ref _verdicts);
+                }
                 return next.State;
             }
         }
@@ -143,4 +147,52 @@ public sealed class TargetHealthBook(TimeProvider time)
             : [];
 
     public IEnumerable<string> Groups => _groups.Keys;
+
+    private long _verdicts;
+
+    /// <summary>Counts verdict changes (a target turning healthy or unhealthy, or failing for another reason): what is worth persisting.</summary>
+    public long Verdicts => Interlocked.Read(ref _verdicts);
+
+    /// <summary>Every target's last verdict (healthy or unhealthy), by target group id and "address:port".</summary>
+    public Dictionary<string, Dictionary<string, TargetVerdict>> ExportVerdicts()
+    {
+        var result = new Dictionary<string, Dictionary<string, TargetVerdict>>(StringComparer.Ordinal);
+        foreach (var (tgId, group) in _groups)
+        {
+            foreach (var (key, e) in group)
+            {
+                if (e.State is TargetHealthStates.Healthy or TargetHealthStates.Unhealthy)
+                {
+                    if (!result.TryGetValue(tgId, out var targets))
+                    {
+                        result[tgId] = targets = new(StringComparer.Ordinal);
+                    }
+                    targets[key] = new TargetVerdict { State = e.State, Reason = e.Reason, Description = e.Description };
+                }
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Seeds a target with the verdict it had before a restart, so a healthy target keeps its traffic and an unhealthy one stays
+    /// out until the health checks say otherwise. Only for a target the book does not hold yet, or holds as just registered.
+    /// </summary>
+    public void Restore(string tgId, string key, TargetVerdict verdict)
+    {
+        if (verdict.State is not (TargetHealthStates.Healthy or TargetHealthStates.Unhealthy))
+        {
+            return;
+        }
+        var restored = new Entry(verdict.State, verdict.Reason, verdict.Description, 0, 0, null);
+        Group(tgId).AddOrUpdate(key, _ => restored, (_, e) => e.State == TargetHealthStates.Initial && e.Passes == 0 && e.Failures == 0 ? restored : e);
+    }
+}
+
+/// <summary>A target's last health verdict as persisted across restarts of the data plane.</summary>
+public sealed class TargetVerdict
+{
+    [System.Text.Json.Serialization.JsonPropertyName("state")] public required string State { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("reason")] public string? Reason { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("description")] public string? Description { get; init; }
 }

@@ -12,7 +12,7 @@ namespace Berth.LoadBalancer.State;
 /// <remarks>
 /// Key layout, under elbv2/{account}/{region}/ (ids are the last segment of the ARN, 16 hex digits):
 ///   lb/{id}  tg/{id}  listener/{id}  rule/{id}
-/// Target health is not stored: it is what the data plane observes, rebuilt by probing after a restart.
+/// Target health is not in the store: it is what the data plane observes; its last verdicts are kept in DATA/lb-health.json (LoadBalancerOptions.HealthFile) for a restart.
 /// </remarks>
 public sealed class Elbv2State : DocumentState
 {

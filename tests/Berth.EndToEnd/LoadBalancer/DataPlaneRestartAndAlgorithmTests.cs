@@ -31,6 +31,46 @@ public sealed class DataPlaneRestartAndAlgorithmTests
     }
 
     [Fact]
+    public async Task KillAndRestart_TargetsKeepTheirLastVerdicts()
+    {
+        await using var server = await BerthServer.StartAsync("server");
+        var elb = new Elbv2Cli(new AwsCli(server.Endpoint));
+        await using var good = await TestBackend.StartAsync("good");
+        await using var bad = await TestBackend.StartAsync("bad");
+        bad.HealthStatus = 500;
+        var (lb, _) = await elb.CreateLoadBalancerAsync("verdicts");
+        var tg = await elb.CreateTargetGroupAsync("verdicts");
+        await elb.RegisterAsync(tg, good, bad);
+        var port = BerthServer.FreePort();
+        await elb.CreateListenerAsync(lb, port, $"Type=forward,TargetGroupArn={tg}");
+        async Task<Dictionary<int, string>> StatesAsync()
+            => (await elb.RunAsync("describe-target-health", "--target-group-arn", tg))["TargetHealthDescriptions"]!.AsArray()
+                .ToDictionary(d => d!["Target"]!["Port"]!.GetValue<int>(), d => d!["TargetHealth"]!["State"]!.GetValue<string>());
+        // The first check passes good at once; bad needs two failures, 5 s apart.
+        await Wait.ForAsync(async () => (await StatesAsync()) is var s && s[good.Port] == "healthy" && s[bad.Port] == "unhealthy" ? "ok" : null,
+            TimeSpan.FromSeconds(60), "good healthy and bad unhealthy");
+        // Checks every 60 s from now on: after the restart the first check fails bad once, too few (2) to judge it unhealthy by itself.
+        await elb.RunAsync("modify-target-group", "--target-group-arn", tg, "--health-check-interval-seconds", "60");
+        var file = Path.Combine(server.DataDirectory, "lb-health.json");
+        await Wait.ForAsync(() => Task.FromResult(File.Exists(file) && File.ReadAllText(file).Contains("unhealthy", StringComparison.Ordinal) ? "saved" : null),
+            TimeSpan.FromSeconds(10), "the verdicts to be saved");
+
+        await server.KillAsync();
+        await server.RestartAsync();
+        // Straight after the restart: the verdicts are the saved ones, not 'initial'; bad gets no traffic.
+        var after = await StatesAsync();
+        Assert.Equal("healthy", after[good.Port]);
+        Assert.Equal("unhealthy", after[bad.Port]);
+        await Elbv2Cli.WaitForPortAsync(port, open: true, TimeSpan.FromSeconds(10));
+        var before = bad.Requests;
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal((200, "good"), await Elbv2Cli.CurlAsync($"http://127.0.0.1:{port}/"));
+        }
+        Assert.Equal(before, bad.Requests);
+    }
+
+    [Fact]
     public async Task LeastOutstandingRequests_AvoidsTheTargetThatIsBusy()
     {
         await using var server = await BerthServer.StartAsync("server");
