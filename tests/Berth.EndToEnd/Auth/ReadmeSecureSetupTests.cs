@@ -21,7 +21,7 @@ public sealed partial class ReadmeSecureSetupTests
     public async Task SecureSection_PastedAsWritten_AgentJoinsOverTls_AwsCliUsesTheCredential()
     {
         await DockerCli.RequireAsync();
-        var blocks = ShellBlocks(await File.ReadAllTextAsync(Path.Combine(RepoRoot(), "README.md")));
+        var blocks = ShellBlocks(await File.ReadAllTextAsync(Path.Combine(BerthServer.RepoRoot, "README.md")));
         Assert.True(blocks.Count >= 4, $"the README's secure section has {blocks.Count} bash blocks; the test expects its four steps");
 
         var temp = Directory.CreateTempSubdirectory("berth-readme-").FullName;
@@ -168,16 +168,6 @@ public sealed partial class ReadmeSecureSetupTests
         var end = readme.IndexOf("\n### ", start + Section.Length, StringComparison.Ordinal);
         var section = end < 0 ? readme[start..] : readme[start..end];
         return BashBlock().Matches(section).Select(m => m.Groups[1].Value).ToList();
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Berth.slnx")))
-        {
-            dir = dir.Parent;
-        }
-        return dir?.FullName ?? throw new InvalidOperationException("Berth.slnx not found above " + AppContext.BaseDirectory);
     }
 
     [GeneratedRegex("```bash\n(.*?)```", RegexOptions.Singleline)]

@@ -294,8 +294,8 @@ public sealed class BerthServer : IAsyncDisposable
     /// <summary>Runs a one-shot berth command (for example <c>credentials create</c>) and returns what it printed.</summary>
     public static Task<CommandResult> RunCliAsync(params string[] args) => Processes.RunAsync("dotnet", [BerthDll, .. args]);
 
-    /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
-    internal static string BerthDll
+    /// <summary>The checkout this test assembly was built from (the directory holding Berth.slnx).</summary>
+    internal static string RepoRoot
     {
         get
         {
@@ -304,16 +304,21 @@ public sealed class BerthServer : IAsyncDisposable
             {
                 dir = dir.Parent;
             }
-            if (dir is null)
-            {
-                throw new InvalidOperationException("Berth.slnx not found above " + AppContext.BaseDirectory);
-            }
+            return dir?.FullName ?? throw new InvalidOperationException("Berth.slnx not found above " + AppContext.BaseDirectory);
+        }
+    }
+
+    /// <summary>The berth.dll built with the same configuration as this test assembly.</summary>
+    internal static string BerthDll
+    {
+        get
+        {
 #if DEBUG
             const string config = "Debug";
 #else
             const string config = "Release";
 #endif
-            var dll = Path.Combine(dir.FullName, "src", "Berth.Cli", "bin", config, "net10.0", "berth.dll");
+            var dll = Path.Combine(RepoRoot, "src", "Berth.Cli", "bin", config, "net10.0", "berth.dll");
             return File.Exists(dll) ? dll : throw new InvalidOperationException($"{dll} is missing: build src/Berth.Cli -c {config} first");
         }
     }
