@@ -239,6 +239,11 @@ internal sealed partial class CapacityProviderOperations(EcsState state, Arns ar
         {
             // The shape checks RunTask makes (weights, one base, no duplicates), then the providers against the list.
             NetworkRules.Launch(null, items, null, null, member: "defaultCapacityProviderStrategy");
+            // Unlike a RunTask strategy (where Berth lets FARGATE and FARGATE_SPOT run unassociated), the default names only the list's providers.
+            if (items.Any(s => !names.Contains(Arns.NameOf(s.CapacityProvider!))))
+            {
+                throw AwsException.InvalidParameter(CapacityProviders.NotAssociatedMessage);
+            }
             CapacityProviders.Check(items, n => state.CapacityProviders.Find(n), names, isDefault: true, member: "defaultCapacityProviderStrategy");
         }
         return (names, items.Select(s => new CapacityProviderStrategyRecord(Arns.NameOf(s.CapacityProvider!), s.Weight ?? 0, s.Base ?? 0)).ToList());
