@@ -73,6 +73,9 @@ public sealed record AgentOptions
 
     /// <summary>Below this share of free space on Docker's data directory, the minimum age no longer protects an unused image.</summary>
     public double ImageCleanupMinFreeDiskFraction { get; init; } = 0.10;
+
+    /// <summary>The capacity provider this instance belongs to: registered as the attribute ecs.capacity-provider; null: none.</summary>
+    public string? CapacityProvider { get; init; }
 }
 
 /// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>

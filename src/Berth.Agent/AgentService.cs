@@ -228,8 +228,15 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         reg.Attributes["ecs.instance-type"] = options.InstanceType;
         reg.Attributes["ecs.availability-zone"] = options.AvailabilityZone;
         reg.Attributes["ecs.os-family"] = "LINUX";
+        if (!string.IsNullOrEmpty(options.CapacityProvider))
+        {
+            reg.Attributes[CapacityProviderAttribute] = options.CapacityProvider;
+        }
         return reg;
     }
+
+    /// <summary>The attribute that puts an instance in a capacity provider (the control plane's CapacityProviders.Attribute).</summary>
+    internal const string CapacityProviderAttribute = "ecs.capacity-provider";
 
     internal static string AgentVersion => typeof(AgentService).Assembly.GetName().Version?.ToString() ?? "0.0.0";
 

@@ -64,6 +64,11 @@ internal static class Commands
         Description = "ecs.availability-zone attribute (env BERTH_AVAILABILITY_ZONE).",
     }, "BERTH_AVAILABILITY_ZONE", "us-east-1a");
 
+    private static readonly Option<string> CapacityProvider = Env(new Option<string>("--capacity-provider")
+    {
+        Description = "The capacity provider this host's container instance belongs to (its ecs.capacity-provider attribute); tasks under a capacity provider strategy naming it are placed here (env BERTH_CAPACITY_PROVIDER).",
+    }, "BERTH_CAPACITY_PROVIDER", "");
+
     private static readonly Option<string[]> Labels = new("--container-label")
     {
         Description = "KEY=VALUE label added to every container the agent creates (repeatable; env BERTH_CONTAINER_LABELS, comma-separated).",
@@ -245,7 +250,7 @@ internal static class Commands
     public static Command Up()
     {
         var cmd = new Command("up", "Run the control plane and one local agent in one process.");
-        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan, .. AgentRuntimeOptionsList])
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan, .. AgentRuntimeOptionsList, CapacityProvider])
         {
             cmd.Options.Add(o);
         }
@@ -267,7 +272,7 @@ internal static class Commands
     public static Command Agent()
     {
         var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
-        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList])
+        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList, CapacityProvider])
         {
             cmd.Options.Add(o);
         }
@@ -451,6 +456,12 @@ internal static class Commands
                 await Console.Error.WriteLineAsync("berth: --simulate dials the agent port in plaintext, so only a server on loopback without --agent-tls.").ConfigureAwait(false);
                 return 2;
             }
+            var capacityProvider = p.GetValue(CapacityProvider) is { Length: > 0 } cp ? cp : null;
+            if (capacityProvider is not null && (capacityProvider.Length > 255 || !capacityProvider.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
+            {
+                await Console.Error.WriteLineAsync($"berth: --capacity-provider '{capacityProvider}' is not a capacity provider name (up to 255 letters, numbers, hyphens and underscores).").ConfigureAwait(false);
+                return 2;
+            }
             if (simulate > 0)
             {
                 static string[] List(string? csv) => (csv ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -476,6 +487,7 @@ internal static class Commands
                     StartDelay = TimeSpan.FromMilliseconds(p.GetValue(SimulateStartDelay)),
                     StopDelay = TimeSpan.FromMilliseconds(p.GetValue(SimulateStopDelay)),
                     DataDirectory = keepIdentities ? data : null, // DATA/sim-N/agent.json
+                    CapacityProvider = capacityProvider,
                 });
             }
             else
@@ -522,6 +534,7 @@ internal static class Commands
                     ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
                     ResyncInterval = TimeSpan.FromSeconds(resync),
                     Tls = agentTlsOptions,
+                    CapacityProvider = capacityProvider,
                 });
             }
         }

@@ -16,6 +16,7 @@ public sealed class Arns(BerthIdentity identity)
     public string ServiceDeployment(string cluster, string service, string id) => Prefix("ecs") + $"service-deployment/{cluster}/{service}/{id}";
     public string ServiceRevision(string cluster, string service, string id) => Prefix("ecs") + $"service-revision/{cluster}/{service}/{id}";
     public string ContainerInstance(string cluster, string id) => Prefix("ecs") + $"container-instance/{cluster}/{id}";
+    public string CapacityProvider(string name) => Prefix("ecs") + "capacity-provider/" + name;
     public string EcrRepository(string name) => Prefix("ecr") + "repository/" + name;
 
     /// <summary>Splits an ECS ARN into its resource type and the path after it; null when it is not one of ours.</summary>

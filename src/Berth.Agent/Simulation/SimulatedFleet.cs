@@ -40,6 +40,9 @@ public sealed record SimulatedFleetOptions
 
     /// <summary>Where identities are kept (DIR/sim-N/agent.json); null: in memory, so every run registers new instances.</summary>
     public string? DataDirectory { get; init; }
+
+    /// <summary>The capacity provider every simulated instance belongs to (attribute ecs.capacity-provider); null: none.</summary>
+    public string? CapacityProvider { get; init; }
 }
 
 /// <summary>A task's desired status as one simulated instance received it; <c>ReceivedAtTimestamp</c> is <see cref="TimeProvider.GetTimestamp"/> on arrival.</summary>
@@ -178,6 +181,10 @@ public sealed partial class SimulatedFleet : IAsyncDisposable
         reg.Attributes["ecs.availability-zone"] = zones[index % zones.Count];
         // Types vary across zones too: instance i's type steps once per round of zones.
         reg.Attributes["ecs.instance-type"] = types[index / zones.Count % types.Count];
+        if (!string.IsNullOrEmpty(_options.CapacityProvider))
+        {
+            reg.Attributes[AgentService.CapacityProviderAttribute] = _options.CapacityProvider;
+        }
         return reg;
     }
 

@@ -28,6 +28,9 @@ public sealed class InstanceLedger(Arns arns)
     // Per cluster and task group, the live tasks per instance key ("{cluster}/{id}"): placement reads one group's
     // instances without looking the group up in every candidate. Written and read under the state's write lock.
     private readonly Dictionary<(string Cluster, string Group), Dictionary<string, int>> _groups = [];
+    // Per cluster and capacity provider (the instance's ecs.capacity-provider attribute), the same candidates again:
+    // a strategy's placement reads only its provider's instances. Written and read under the state's write lock.
+    private readonly Dictionary<(string Cluster, string Provider), ClusterCandidates> _byProvider = [];
 
     /// <summary>Up to <paramref name="max"/> keys of instances deregistered at or before <paramref name="cutoff"/>.</summary>
     public List<string> DeregisteredBefore(DateTimeOffset cutoff, int max)
@@ -49,6 +52,7 @@ public sealed class InstanceLedger(Arns arns)
         _byAgent.Clear();
         _candidates.Clear();
         _groups.Clear();
+        _byProvider.Clear();
     }
 
     /// <summary>
@@ -57,8 +61,15 @@ public sealed class InstanceLedger(Arns arns)
     /// cluster's. Call under the state's write lock only, together with Candidates.
     /// </summary>
     public IReadOnlyList<KeyValuePair<int, int>> GroupTasks(string cluster, string group)
+        => _candidates.TryGetValue(cluster, out var c) ? GroupTasksIn(c, cluster, group) : [];
+
+    /// <summary><see cref="GroupTasks(string, string)"/> as indexes in <see cref="Candidates(string, string)"/> of one capacity provider.</summary>
+    public IReadOnlyList<KeyValuePair<int, int>> GroupTasks(string cluster, string group, string provider)
+        => _byProvider.TryGetValue((cluster, provider), out var c) ? GroupTasksIn(c, cluster, group) : [];
+
+    private List<KeyValuePair<int, int>> GroupTasksIn(ClusterCandidates c, string cluster, string group)
     {
-        if (!_groups.TryGetValue((cluster, group), out var byInstance) || !_candidates.TryGetValue(cluster, out var c))
+        if (!_groups.TryGetValue((cluster, group), out var byInstance))
         {
             return [];
         }
@@ -133,6 +144,13 @@ public sealed class InstanceLedger(Arns arns)
     public IReadOnlyList<InstanceCandidate> Candidates(string cluster)
         => _candidates.TryGetValue(cluster, out var c) ? c.List : [];
 
+    /// <summary>
+    /// The candidates of the cluster's instances in one capacity provider (ecs.capacity-provider = <paramref name="provider"/>),
+    /// kept beside the cluster's list, so a strategy's placement costs that provider's instances. Under the write lock only.
+    /// </summary>
+    public IReadOnlyList<InstanceCandidate> Candidates(string cluster, string provider)
+        => _byProvider.TryGetValue((cluster, provider), out var c) ? c.List : [];
+
     /// <summary>Puts the instance's current candidate in its cluster's list (or takes it out when it has none or is INACTIVE).</summary>
     private void Publish(string key, Entry e)
     {
@@ -142,11 +160,36 @@ public sealed class InstanceLedger(Arns arns)
             _candidates[cluster] = c = new ClusterCandidates();
         }
         var keep = e.Candidate is not null && e.Instance?.Status != "INACTIVE";
+        Place(c, key, keep ? e.Candidate : null);
+        var provider = keep ? CapacityProviders.Of(e.Candidate!.Attributes) : null;
+        if (e.Provider is { } was && was != provider && _byProvider.TryGetValue((cluster, was), out var old))
+        {
+            Place(old, key, null);
+            if (old.List.Count == 0)
+            {
+                _byProvider.Remove((cluster, was));
+            }
+        }
+        if (provider is not null)
+        {
+            if (!_byProvider.TryGetValue((cluster, provider), out var p))
+            {
+                _byProvider[(cluster, provider)] = p = new ClusterCandidates();
+            }
+            Place(p, key, e.Candidate);
+        }
+        e.Provider = provider;
+    }
+
+    /// <summary>Sets the instance's slot in one list of candidates, or removes it when <paramref name="candidate"/> is null.</summary>
+    private static void Place(ClusterCandidates c, string key, InstanceCandidate? candidate)
+    {
+        var keep = candidate is not null;
         if (c.Position.TryGetValue(key, out var at))
         {
             if (keep)
             {
-                c.List[at] = e.Candidate!;
+                c.List[at] = candidate!;
                 return;
             }
             // Swap-remove: the last one takes the freed slot.
@@ -161,7 +204,7 @@ public sealed class InstanceLedger(Arns arns)
         else if (keep)
         {
             c.Position[key] = c.List.Count;
-            c.List.Add(e.Candidate!);
+            c.List.Add(candidate!);
             c.Keys.Add(key);
         }
     }
@@ -378,6 +421,8 @@ public sealed class InstanceLedger(Arns arns)
         public readonly Dictionary<string, int> Groups = new(StringComparer.Ordinal);
         public int Running;
         public InstanceCandidate? Candidate;
+        /// <summary>The capacity provider whose list holds this instance's candidate; null: none.</summary>
+        public string? Provider;
         public Dictionary<string, string>? Attributes;
         public IReadOnlyList<AttributeRecord>? AttributesOf;
 

@@ -109,9 +109,11 @@ public static partial class NetworkRules
 
     /// <summary>
     /// RunTask/StartTask/CreateService: launchType, capacityProviderStrategy and platformVersion as ECS takes them.
-    /// FARGATE and FARGATE_SPOT run on Berth's own agents as awsvpc tasks; other capacity providers do not exist here.
+    /// FARGATE and FARGATE_SPOT run on Berth's own agents as awsvpc tasks; Auto Scaling group capacity providers
+    /// (whose existence <see cref="CapacityProviders.Check"/> checks) run EC2 tasks on their own instances.
     /// </summary>
-    public static LaunchKind Launch(string? launchType, List<CapacityProviderStrategyItem>? strategy, string? platformVersion, TaskDefinition? def)
+    public static LaunchKind Launch(string? launchType, List<CapacityProviderStrategyItem>? strategy, string? platformVersion, TaskDefinition? def,
+        string member = "capacityProviderStrategy")
     {
         if (launchType is not null && strategy is { Count: > 0 })
         {
@@ -122,39 +124,48 @@ public static partial class NetworkRules
         {
             if (strategy.Count > 20)
             {
-                throw AwsException.InvalidParameter("capacityProviderStrategy: at most 20 capacity providers.");
+                throw AwsException.InvalidParameter($"{member}: at most 20 capacity providers.");
             }
             var names = new List<string>();
             for (var i = 0; i < strategy.Count; i++)
             {
                 var item = strategy[i];
-                if (item.CapacityProvider is not ("FARGATE" or "FARGATE_SPOT"))
+                if (string.IsNullOrEmpty(item.CapacityProvider))
                 {
-                    throw AwsException.InvalidParameter($"capacityProviderStrategy[{i}].capacityProvider: Berth has the FARGATE and FARGATE_SPOT capacity providers only; '{item.CapacityProvider}' is not one of them.");
+                    throw AwsException.InvalidParameter($"{member}[{i}].capacityProvider: must be specified.");
                 }
                 if (item.Weight is < 0 or > 1000)
                 {
-                    throw AwsException.InvalidParameter($"capacityProviderStrategy[{i}].weight: must be between 0 and 1000.");
+                    throw AwsException.InvalidParameter($"{member}[{i}].weight: must be between 0 and 1000.");
                 }
                 if (item.Base is < 0 or > 100000)
                 {
-                    throw AwsException.InvalidParameter($"capacityProviderStrategy[{i}].base: must be between 0 and 100000.");
+                    throw AwsException.InvalidParameter($"{member}[{i}].base: must be between 0 and 100000.");
                 }
-                if (names.Contains(item.CapacityProvider))
+                var name = Berth.Core.Arns.NameOf(item.CapacityProvider);
+                if (names.Contains(name))
                 {
-                    throw AwsException.InvalidParameter($"capacityProviderStrategy[{i}].capacityProvider: '{item.CapacityProvider}' is given twice.");
+                    throw AwsException.InvalidParameter($"{member}[{i}].capacityProvider: '{item.CapacityProvider}' is given twice.");
                 }
-                names.Add(item.CapacityProvider);
+                names.Add(name);
             }
             if (strategy.Count(s => s.Base is > 0) > 1)
             {
-                throw AwsException.InvalidParameter("capacityProviderStrategy: a base value can be set for only one capacity provider.");
+                throw AwsException.InvalidParameter($"{member}: a base value can be set for only one capacity provider.");
             }
-            if (strategy.All(s => (s.Weight ?? 0) == 0) && strategy.All(s => (s.Base ?? 0) == 0))
+            if (strategy.All(s => (s.Weight ?? 0) == 0) && strategy.All(s => (s.Base ?? 0) == 0) && strategy.Count > 1)
             {
-                throw AwsException.InvalidParameter("capacityProviderStrategy: at least one capacity provider must have a weight greater than 0.");
+                throw AwsException.InvalidParameter($"{member}: at least one capacity provider must have a weight greater than 0.");
             }
-            kind = new LaunchKind("FARGATE", null, names);
+            // FARGATE and FARGATE_SPOT run as Fargate tasks; Auto Scaling group providers (CapacityProviders.Check
+            // says whether they exist) run as EC2 tasks on their own container instances. A strategy is one or the other.
+            var fargate = names.Count(CapacityProviders.IsBuiltIn);
+            if (fargate > 0 && fargate < names.Count)
+            {
+                var first = names.FindIndex(n => CapacityProviders.IsBuiltIn(n) != CapacityProviders.IsBuiltIn(names[0]));
+                throw AwsException.InvalidParameter($"{member}[{first}].capacityProvider: {CapacityProviders.MixMessage}");
+            }
+            kind = new LaunchKind(fargate > 0 ? "FARGATE" : "EC2", null, names);
         }
         else
         {
@@ -187,35 +198,11 @@ public static partial class NetworkRules
         return kind;
     }
 
-    /// <summary>
-    /// The capacity provider of each of <paramref name="count"/> tasks under a strategy, as ECS spreads them: the
-    /// provider with a base gets its base first, the rest go by weight (lowest share of its weight first).
-    /// </summary>
-    public static IReadOnlyList<string?> Spread(LaunchKind kind, List<CapacityProviderStrategyItem>? strategy, int count, int alreadyRunningBase = 0)
-    {
-        if (kind.CapacityProviders is null || strategy is not { Count: > 0 })
-        {
-            return Enumerable.Repeat<string?>(null, count).ToList();
-        }
-        var result = new List<string?>(count);
-        var given = strategy.ToDictionary(s => s.CapacityProvider!, _ => 0, StringComparer.Ordinal);
-        var withBase = strategy.FirstOrDefault(s => s.Base is > 0);
-        for (var i = 0; i < count; i++)
-        {
-            if (withBase is not null && i + alreadyRunningBase < withBase.Base)
-            {
-                result.Add(withBase.CapacityProvider);
-                continue; // the base does not count towards the weights' shares
-
-            }
-            var weighted = strategy.Where(s => s.Weight is > 0).ToList();
-            var pick = weighted.Count == 0 ? withBase!
-                : weighted.MinBy(s => (double)given[s.CapacityProvider!] / s.Weight!.Value)!;
-            result.Add(pick.CapacityProvider);
-            given[pick.CapacityProvider!]++;
-        }
-        return result;
-    }
+    /// <summary>The capacity provider of each of <paramref name="count"/> tasks under a strategy (<see cref="CapacityProviders.Split"/>); nulls without one.</summary>
+    public static IReadOnlyList<string?> Spread(LaunchKind kind, List<CapacityProviderStrategyItem>? strategy, int count)
+        => kind.CapacityProviders is null || strategy is not { Count: > 0 }
+            ? Enumerable.Repeat<string?>(null, count).ToList()
+            : [.. CapacityProviders.Split(strategy, count)];
 
     /// <summary>A definition Fargate can run: awsvpc, task-level cpu and memory in one of Fargate's combinations.</summary>
     public static bool IsFargateCompatible(TaskDefinition def)

@@ -33,6 +33,8 @@ public sealed record UpdateServiceCommand
     /// <summary>awsvpc: the network configuration (validated against the definition the service will run); a change starts a new deployment.</summary>
     public AwsvpcRecord? Awsvpc { get; init; }
     public string? PlatformVersion { get; init; }
+    /// <summary>A new capacity provider strategy (starts a new deployment when it differs); null: unchanged.</summary>
+    public IReadOnlyList<CapacityProviderStrategyRecord>? CapacityProviderStrategy { get; init; }
 }
 
 /// <summary>ECS's numbers for services, in one place.</summary>
@@ -155,13 +157,15 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
             Awsvpc = cmd.Awsvpc ?? (cmd.TaskDefinition is null ? current.Awsvpc : null),
             PlatformVersion = cmd.PlatformVersion ?? current.PlatformVersion,
             Version = current.Version + 1,
+            CapacityProviderStrategy = cmd.CapacityProviderStrategy ?? current.CapacityProviderStrategy,
         };
         // A new deployment when what the tasks run changes (definition, load balancers) or when forced;
         // a new count or configuration alone applies to the deployment in place, as in ECS.
         var redeploy = cmd.ForceNewDeployment
             || (cmd.Awsvpc is not null && !SameNetwork(cmd.Awsvpc, current.Awsvpc))
             || (cmd.TaskDefinition is not null && cmd.TaskDefinition != current.TaskDefinition)
-            || (cmd.LoadBalancers is not null && !cmd.LoadBalancers.SequenceEqual(current.LoadBalancers));
+            || (cmd.LoadBalancers is not null && !cmd.LoadBalancers.SequenceEqual(current.LoadBalancers))
+            || (cmd.CapacityProviderStrategy is not null && !cmd.CapacityProviderStrategy.SequenceEqual(current.CapacityProviderStrategy ?? []));
         var deployments = current.Deployments.ToList();
         if (redeploy)
         {

@@ -269,8 +269,13 @@ public static class ServicePlanner
         }
         else if (need < 0)
         {
-            // Scale in: tasks not yet running first, then the newest.
-            foreach (var t in primaryKeep.OrderBy(t => t.LastStatus == TaskStates.Running ? 1 : 0).ThenByDescending(t => t.CreatedAt).Take(-need))
+            // Scale in: tasks not yet running first, then the newest; under a capacity provider strategy, from the
+            // providers above their share of the new count first, so the split stays the strategy's.
+            var ordered = primaryKeep.OrderBy(t => t.LastStatus == TaskStates.Running ? 1 : 0).ThenByDescending(t => t.CreatedAt).ToList();
+            var victims = svc.CapacityProviderStrategy is { Count: > 0 } strategy
+                ? ScaleInByProvider(ordered, CapacityProviders.Items(strategy), desired, -need)
+                : ordered.Take(-need).ToList();
+            foreach (var t in victims)
             {
                 stop(t, "Scaling activity initiated by (deployment " + primary.Id + ")");
             }
@@ -306,6 +311,43 @@ public static class ServicePlanner
 
         FinishDeployments(svc, tasks, plan, primary, current, desired, inputs);
         return plan;
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> of <paramref name="ordered"/> (in the order they would go) to stop so that the rest match
+    /// the strategy's split of <paramref name="desired"/> tasks as closely as the providers' tasks allow.
+    /// </summary>
+    public static List<TaskRecord> ScaleInByProvider(IReadOnlyList<TaskRecord> ordered, IReadOnlyList<Berth.Aws.Ecs.CapacityProviderStrategyItem> strategy, int desired, int count)
+    {
+        var excess = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var t in ordered)
+        {
+            excess[t.CapacityProviderName ?? ""] = excess.GetValueOrDefault(t.CapacityProviderName ?? "") + 1;
+        }
+        foreach (var p in CapacityProviders.Split(strategy, desired))
+        {
+            excess[p] = excess.GetValueOrDefault(p) - 1;
+        }
+        var picked = new List<TaskRecord>(count);
+        var taken = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in ordered)
+        {
+            var p = t.CapacityProviderName ?? "";
+            if (picked.Count < count && excess[p] > 0)
+            {
+                picked.Add(t);
+                taken.Add(t.Id);
+                excess[p]--;
+            }
+        }
+        foreach (var t in ordered)
+        {
+            if (picked.Count < count && taken.Add(t.Id))
+            {
+                picked.Add(t);
+            }
+        }
+        return picked;
     }
 
     private static ServicePlan PlanDaemon(ServiceRecord svc, IReadOnlyList<TaskRecord> tasks, PlannerInputs inputs, ServicePlan plan,

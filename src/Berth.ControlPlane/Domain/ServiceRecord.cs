@@ -49,6 +49,8 @@ public sealed record ServiceRecord
     /// <summary>Whether the service was last seen at its desired state (the "has reached a steady state" event is written on the way in).</summary>
     [JsonPropertyName("steady")] public bool Steady { get; init; }
     [JsonPropertyName("version")] public long Version { get; init; } = 1;
+    /// <summary>The capacity provider strategy its tasks are split by (the cluster's default copied in at creation); null: a launch type.</summary>
+    [JsonPropertyName("capacityProviderStrategy")] public IReadOnlyList<CapacityProviderStrategyRecord>? CapacityProviderStrategy { get; init; }
 
     [JsonIgnore] public DeploymentRecord? Primary => Deployments.Count > 0 ? Deployments[0] : null;
     [JsonIgnore] public string Group => "service:" + Name;

@@ -588,7 +588,11 @@ public sealed partial class ServiceScheduler : BackgroundService
                 : [new PlacementStrategySpec("spread", "attribute:ecs.availability-zone"), new PlacementStrategySpec("spread", "instanceId")],
             Targets = instances?.Select(i => (i, (string?)EcsState.ScopedId(svc.Cluster, i))).ToList(),
             Awsvpc = svc.Awsvpc,
-            Launch = new LaunchKind(svc.LaunchType, svc.PlatformVersion, null),
+            Launch = new LaunchKind(svc.LaunchType, svc.PlatformVersion, svc.CapacityProviderStrategy?.Select(s => s.CapacityProvider ?? "").ToList()),
+            // The new tasks' providers continue the split of the deployment's live tasks (replacements refill the provider short of its share).
+            CapacityProviders = instances is null && svc.CapacityProviderStrategy is { Count: > 0 } strategy
+                ? [.. CapacityProviders.Split(CapacityProviders.Items(strategy), count, LiveByProvider(svc, deployment))]
+                : null,
         };
         try
         {
@@ -600,6 +604,20 @@ public sealed partial class ServiceScheduler : BackgroundService
         {
             return ([], "Reason: " + e.Message);
         }
+    }
+
+    /// <summary>The deployment's tasks that are to keep running, counted per capacity provider.</summary>
+    private Dictionary<string, int> LiveByProvider(ServiceRecord svc, DeploymentRecord deployment)
+    {
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var id in _state.TaskIndex.Get(TaskIndex.ByGroup, svc.Cluster, svc.Group))
+        {
+            if (_state.Tasks.Find(id) is { IsStopped: false, DesiredStatus: TaskStates.Running, CapacityProviderName: { } p } t && t.StartedBy == deployment.Id)
+            {
+                counts[p] = counts.GetValueOrDefault(p) + 1;
+            }
+        }
+        return counts;
     }
 
     private static string Describe(FailureRecord f)

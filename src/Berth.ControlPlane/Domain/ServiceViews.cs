@@ -53,6 +53,17 @@ public static class ServiceViews
         {
             service.Tags = (s.Tags ?? []).Select(t => new Tag { Key = t.Key, Value = t.Value }).ToList();
         }
+        if (s.CapacityProviderStrategy is { Count: > 0 } strategy)
+        {
+            // ECS reports the strategy instead of a launch type, on the service and on each deployment.
+            service.CapacityProviderStrategy = strategy.Select(c => new CapacityProviderStrategyItem { CapacityProvider = c.CapacityProvider, Weight = c.Weight ?? 0, Base = c.Base ?? 0 }).ToList();
+            service.LaunchType = null;
+            foreach (var d in service.Deployments ?? [])
+            {
+                d.CapacityProviderStrategy = service.CapacityProviderStrategy;
+                d.LaunchType = null;
+            }
+        }
         return service;
     }
 

@@ -27,7 +27,10 @@ public sealed record LaunchRequest
     /// <summary>awsvpc: the validated networkConfiguration; null for other network modes.</summary>
     public AwsvpcRecord? Awsvpc { get; init; }
     public LaunchKind Launch { get; init; } = LaunchKind.Ec2;
-    /// <summary>The capacity provider of each task of the launch (FARGATE / FARGATE_SPOT), in order; null: none.</summary>
+    /// <summary>
+    /// The capacity provider of each task of the launch, in order; null: none. FARGATE / FARGATE_SPOT tasks go to
+    /// any instance of the cluster; an Auto Scaling group provider's tasks only to that provider's instances.
+    /// </summary>
     public IReadOnlyList<string?>? CapacityProviders { get; init; }
 }
 
@@ -117,9 +120,36 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         }
 
         var reservation = Reservations.For(req.Definition, req.WireOverrides);
-        var placements = new List<(string InstanceArn, string InstanceId)>();
+        var placements = new List<(string InstanceArn, string InstanceId, string? Provider)>();
         var failures = new List<FailureRecord>();
-        if (req.Targets is null)
+        if (req.Targets is null && req.Launch.LaunchType == "EC2" && req.CapacityProviders is { } split && split.Any(p => p is not null))
+        {
+            // An Auto Scaling group capacity provider strategy: each provider's share of the tasks is placed on that
+            // provider's instances only (the ledger keeps them apart, so this costs the provider's instances).
+            foreach (var share in split.GroupBy(p => p ?? ""))
+            {
+                var provider = share.Key;
+                var count = share.Count();
+                var candidates = state.Ledger.Candidates(req.Cluster, provider);
+                if (candidates.Count == 0)
+                {
+                    failures.AddRange(Enumerable.Repeat(new FailureRecord(null, "No Container Instances were found in your capacity provider"), count));
+                    continue;
+                }
+                var plan = Scheduler.Place(new PlacementRequest
+                {
+                    Candidates = candidates,
+                    Tasks = Enumerable.Repeat(reservation, count).ToList(),
+                    Constraints = req.Constraints,
+                    Strategies = req.Strategies,
+                    Group = GroupOf(req),
+                    GroupTasks = state.Ledger.GroupTasks(req.Cluster, GroupOf(req), provider),
+                }, _random);
+                placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn), (string?)provider)));
+                failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));
+            }
+        }
+        else if (req.Targets is null)
         {
             var candidates = state.Ledger.Candidates(req.Cluster);
             if (candidates.Count == 0)
@@ -135,7 +165,8 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 Group = GroupOf(req),
                 GroupTasks = state.Ledger.GroupTasks(req.Cluster, GroupOf(req)),
             }, _random);
-            placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn))));
+            placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn),
+                req.CapacityProviders is { } cps && p.TaskIndex < cps.Count ? cps[p.TaskIndex] : null)));
             failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));
         }
         else
@@ -165,17 +196,17 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 }
                 used.Ports.AddRange(reservation.StaticPorts);
                 extra[key] = (used.Cpu + reservation.Cpu, used.Memory + reservation.Memory, used.Ports, used.Tasks + 1);
-                placements.Add((candidate.Arn, key[(key.IndexOf('/') + 1)..]));
+                placements.Add((candidate.Arn, key[(key.IndexOf('/') + 1)..], null));
             }
         }
 
         var shared = new SharedStrings(req, reservation);
-        var tasks = placements.Select((p, i) => NewTask(req, shared, p.InstanceId) with
+        var tasks = placements.Select(p => NewTask(req, shared, p.InstanceId) with
         {
             Awsvpc = req.Awsvpc,
             LaunchType = req.Launch.LaunchType,
             PlatformVersion = req.Launch.PlatformVersion,
-            CapacityProviderName = req.CapacityProviders is { } cps && i < cps.Count ? cps[i] : null,
+            CapacityProviderName = p.Provider,
         }).ToList();
         foreach (var t in tasks)
         {

@@ -34,14 +34,15 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         {
             return new CreateClusterResponse { Cluster = View(existing, full: true) }; // idempotent on name
         }
+        var (providers, defaultStrategy) = CapacityProviderOperations.ValidateClusterProviders(state, req.CapacityProviders, req.DefaultCapacityProviderStrategy);
         var fresh = Berth.ControlPlane.Domain.Clusters.New(name);
         var cluster = fresh with
         {
             Tags = req.Tags is { Count: > 0 } ? InstanceViews.FromWire(req.Tags) : null,
             Settings = ClusterViews.FromWire(req.Settings) ?? fresh.Settings,
             Configuration = ClusterViews.FromWire(req.Configuration),
-            CapacityProviders = req.CapacityProviders?.ToList() ?? [],
-            DefaultCapacityProviderStrategy = ClusterViews.FromWire(req.DefaultCapacityProviderStrategy) ?? [],
+            CapacityProviders = providers,
+            DefaultCapacityProviderStrategy = defaultStrategy,
         };
         tx.Put(state.Clusters, name, cluster);
         await tx.CommitAsync(ct).ConfigureAwait(false);

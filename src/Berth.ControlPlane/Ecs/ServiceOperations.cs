@@ -59,6 +59,21 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         }
     }
 
+    /// <summary>The strategy a service runs under (<see cref="CapacityProviders.Effective"/>), checked against the cluster's providers; null for a launch type.</summary>
+    private List<CapacityProviderStrategyItem>? CapacityProviderStrategyOf(string cluster, string? launchType, List<CapacityProviderStrategyItem>? given)
+    {
+        var record = State.Clusters.Find(cluster)!;
+        var strategy = CapacityProviders.Effective(record, launchType, given, out var isDefault);
+        if (strategy is not null)
+        {
+            CapacityProviders.Check(strategy, State.CapacityProviders.Find, record.CapacityProviders ?? [], isDefault);
+        }
+        return strategy;
+    }
+
+    private static List<CapacityProviderStrategyRecord>? Records(List<CapacityProviderStrategyItem>? strategy)
+        => strategy?.Select(s => new CapacityProviderStrategyRecord(Arns.NameOf(s.CapacityProvider!), s.Weight ?? 0, s.Base ?? 0)).ToList();
+
     private static DeploymentConfigRecord Config(DeploymentConfiguration? c, DeploymentConfigRecord defaults)
     {
         if (c is null)
@@ -183,9 +198,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             throw AwsException.InvalidParameter("serviceName: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.");
         }
         Tags.Validate(req.Tags);
-        RefuseUnsupported(req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
+        RefuseUnsupported(null, req.ServiceRegistries, req.ServiceConnectConfiguration,
             req.VolumeConfigurations, req.VpcLatticeConfigurations, req.EnableExecuteCommand, req.DeploymentConfiguration, req.AvailabilityZoneRebalancing);
-        NetworkRules.Launch(req.LaunchType, null, req.PlatformVersion, def: null);
+        NetworkRules.Launch(req.LaunchType, req.CapacityProviderStrategy, req.PlatformVersion, def: null);
         if (req.DeploymentController?.Type is not (null or "ECS"))
         {
             throw AwsException.InvalidParameter($"deploymentController.type: only ECS (rolling update) deployments are available; {req.DeploymentController!.Type} is not.");
@@ -213,6 +228,10 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             {
                 throw AwsException.InvalidParameter("placementStrategy: placement strategies are not supported with the DAEMON scheduling strategy.");
             }
+            if (req.CapacityProviderStrategy is { Count: > 0 })
+            {
+                throw AwsException.InvalidParameter("capacityProviderStrategy: capacity provider strategies are not supported with the DAEMON scheduling strategy.");
+            }
         }
         else if (req.DesiredCount is null)
         {
@@ -227,7 +246,9 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         var cluster = tasks.ResolveCluster(req.Cluster);
         var definition = Definition(req.TaskDefinition);
         var def = tasks.FindDefinition(definition, activeOnlyForFamily: false)!.Definition;
-        var launch = NetworkRules.Launch(req.LaunchType, null, req.PlatformVersion, def);
+        // A DAEMON service runs on every instance: the cluster's default strategy does not apply to it.
+        var capacity = strategy == "DAEMON" ? null : CapacityProviderStrategyOf(cluster, req.LaunchType, req.CapacityProviderStrategy);
+        var launch = NetworkRules.Launch(req.LaunchType, capacity, req.PlatformVersion, def);
         var awsvpc = NetworkRules.Validate(def, req.NetworkConfiguration, launch);
         var balancers = LoadBalancers(req.LoadBalancers, definition) ?? [];
 
@@ -244,6 +265,7 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
                 SchedulingStrategy = strategy,
                 LaunchType = launch.LaunchType,
                 PlatformVersion = launch.PlatformVersion,
+                CapacityProviderStrategy = Records(capacity),
                 Awsvpc = awsvpc,
                 TaskDefinition = definition,
                 DeploymentConfiguration = config,
@@ -285,8 +307,12 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         {
             throw AwsException.InvalidParameter("service: must be specified.");
         }
-        RefuseUnsupported(req.CapacityProviderStrategy, req.ServiceRegistries, req.ServiceConnectConfiguration,
+        RefuseUnsupported(null, req.ServiceRegistries, req.ServiceConnectConfiguration,
             req.VolumeConfigurations, req.VpcLatticeConfigurations, req.EnableExecuteCommand, req.DeploymentConfiguration, req.AvailabilityZoneRebalancing);
+        if (req.CapacityProviderStrategy is { Count: > 0 })
+        {
+            NetworkRules.Launch(null, req.CapacityProviderStrategy, null, def: null);
+        }
         if (req.DeploymentController is not null)
         {
             throw AwsException.InvalidParameter("deploymentController: the deployment controller of a service cannot be changed.");
@@ -304,6 +330,20 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
         if (existing.SchedulingStrategy == "DAEMON" && req.PlacementStrategy is { Count: > 0 })
         {
             throw AwsException.InvalidParameter("placementStrategy: placement strategies are not supported with the DAEMON scheduling strategy.");
+        }
+        List<CapacityProviderStrategyItem>? capacity = null;
+        if (req.CapacityProviderStrategy is { Count: > 0 })
+        {
+            if (existing.SchedulingStrategy == "DAEMON")
+            {
+                throw AwsException.InvalidParameter("capacityProviderStrategy: capacity provider strategies are not supported with the DAEMON scheduling strategy.");
+            }
+            capacity = CapacityProviderStrategyOf(cluster, null, req.CapacityProviderStrategy);
+            // The tasks keep their kind: Fargate providers replace Fargate, Auto Scaling group providers replace EC2.
+            if (NetworkRules.Launch(null, capacity, null, null).LaunchType != existing.LaunchType)
+            {
+                throw AwsException.InvalidParameter($"capacityProviderStrategy: the service runs {existing.LaunchType} tasks; its strategy can only name {(existing.LaunchType == "FARGATE" ? "the FARGATE and FARGATE_SPOT capacity providers" : "Auto Scaling group capacity providers")}.");
+            }
         }
         var config = req.DeploymentConfiguration is null ? null : Config(req.DeploymentConfiguration, existing.DeploymentConfiguration);
         var definition = req.TaskDefinition is null ? null : Definition(req.TaskDefinition);
@@ -336,6 +376,7 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             ForceNewDeployment = req.ForceNewDeployment ?? false,
             Awsvpc = awsvpc,
             PlatformVersion = platformVersion,
+            CapacityProviderStrategy = Records(capacity),
         }, ct).ConfigureAwait(false);
         return new UpdateServiceResponse { Service = ServiceViews.ToWire(arns, State, updated, withTags: false) };
     }

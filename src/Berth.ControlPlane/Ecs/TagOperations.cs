@@ -96,6 +96,8 @@ internal sealed class TagOperations(EcsState state)
             }, edit),
             "task" => RetagTask(tx, p.Path, edit),
             "container-instance" => Retag(tx, state.ContainerInstances, p.Path, i => InstanceViews.ToWire(i.Tags), (i, t) => i with { Tags = InstanceViews.FromWire(t) }, edit),
+            "capacity-provider" => state.CapacityProviders.Find(p.Path) is { Status: "ACTIVE" }
+                && Retag(tx, state.CapacityProviders, p.Path, c => InstanceViews.ToWire(c.Tags), (c, t) => c with { Tags = InstanceViews.FromWire(t) }, edit),
             _ => false,
         };
         if (!found)

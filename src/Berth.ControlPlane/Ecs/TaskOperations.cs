@@ -93,8 +93,10 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         var (constraints, strategies) = PlacementRules.Validate(req.PlacementConstraints, req.PlacementStrategy);
         var clusterName = tasks.ResolveCluster(req.Cluster);
         var def = tasks.ResolveDefinition(req.TaskDefinition);
-        // FARGATE and FARGATE_SPOT run on this cluster's own instances, as awsvpc tasks.
-        var launch = NetworkRules.Launch(req.LaunchType, req.CapacityProviderStrategy, req.PlatformVersion, def);
+        // FARGATE and FARGATE_SPOT run on this cluster's own instances, as awsvpc tasks; an Auto Scaling group
+        // provider's tasks on its instances. Without a launch type or strategy, the cluster's default strategy applies.
+        var strategy = CapacityProviderStrategyOf(clusterName, req.LaunchType, req.CapacityProviderStrategy);
+        var launch = NetworkRules.Launch(req.LaunchType, strategy, req.PlatformVersion, def);
         var awsvpc = NetworkRules.Validate(def, req.NetworkConfiguration, launch);
         // The task definition's memberOf constraints apply too, and count towards the limit of 10.
         var inherited = PlacementRules.OfDefinition(def);
@@ -121,13 +123,25 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             Fingerprint = token is null ? null : Fingerprint(req, Json.RunTaskRequest),
             Awsvpc = awsvpc,
             Launch = launch,
-            CapacityProviders = NetworkRules.Spread(launch, req.CapacityProviderStrategy, count),
+            CapacityProviders = NetworkRules.Spread(launch, strategy, count),
         }, ct).ConfigureAwait(false);
         return new RunTaskResponse
         {
             Tasks = result.Tasks.Select(t => TaskViews.ToWire(tasks.Arns, t, withTags: true)).ToList(),
             Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason }).ToList(),
         };
+    }
+
+    /// <summary>The strategy a launch runs under (<see cref="CapacityProviders.Effective"/>), checked against the cluster's providers; null for a launch type.</summary>
+    private List<CapacityProviderStrategyItem>? CapacityProviderStrategyOf(string clusterName, string? launchType, List<CapacityProviderStrategyItem>? given)
+    {
+        var cluster = State.Clusters.Find(clusterName)!;
+        var strategy = CapacityProviders.Effective(cluster, launchType, given, out var isDefault);
+        if (strategy is not null)
+        {
+            CapacityProviders.Check(strategy, State.CapacityProviders.Find, cluster.CapacityProviders ?? [], isDefault);
+        }
+        return strategy;
     }
 
     private async Task<StartTaskResponse> StartAsync(StartTaskRequest req, CancellationToken ct)

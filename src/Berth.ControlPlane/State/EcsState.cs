@@ -22,6 +22,7 @@ namespace Berth.ControlPlane.State;
 ///   ecs/{account}/{region}/services/{clusterName}/{serviceName}   (a <see cref="ServiceRecord"/>)
 ///   ecs/{account}/{region}/client-tokens/{clusterName}/{token}
 ///   ecs/{account}/{region}/account-settings/{principalArn or "default"}/{name}
+///   ecs/{account}/{region}/capacity-providers/{name}               (a <see cref="CapacityProviderRecord"/>)
 ///   berth/format                                                   ({"version": 3})
 /// Format 1 (before account and region were in the keys, tasks stored as the wire Task shape) and format 2
 /// (clusters and container instances still in the wire shapes) are migrated on open by <see cref="StoreMigration"/>.
@@ -40,6 +41,7 @@ public sealed class EcsState : DocumentState
         ClientTokens = Table(root + "client-tokens/", StateJsonContext.Default.ClientTokenRecord);
         AccountSettings = Table(root + "account-settings/", StateJsonContext.Default.Setting);
         Services = Table(root + "services/", StateJsonContext.Default.ServiceRecord);
+        CapacityProviders = Table(root + "capacity-providers/", StateJsonContext.Default.CapacityProviderRecord);
         Services.Changed += ServiceIndex.ApplyService;
         TaskIndex.Applied += ServiceIndex.ApplyTask;
 
@@ -79,6 +81,8 @@ public sealed class EcsState : DocumentState
     public DocumentTable<ClientTokenRecord> ClientTokens { get; }
     public DocumentTable<Setting> AccountSettings { get; }
     public DocumentTable<ServiceRecord> Services { get; }
+    /// <summary>Auto Scaling group capacity providers by name (FARGATE and FARGATE_SPOT are built in, never stored).</summary>
+    public DocumentTable<CapacityProviderRecord> CapacityProviders { get; }
 
     public TaskIndex TaskIndex { get; } = new();
     public InstanceLedger Ledger { get; }
@@ -180,4 +184,5 @@ public sealed class StoreFormat
 [JsonSerializable(typeof(Setting))]
 [JsonSerializable(typeof(ServiceRecord))]
 [JsonSerializable(typeof(StoreFormat))]
+[JsonSerializable(typeof(CapacityProviderRecord))]
 internal sealed partial class StateJsonContext : JsonSerializerContext;

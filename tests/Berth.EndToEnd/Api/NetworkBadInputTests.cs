@@ -57,7 +57,7 @@ public sealed class NetworkBadInputTests : IAsyncLifetime
         { "InvalidParameterException", "Task definition does not support launch_type FARGATE.", ["--task-definition", "vpc", "--launch-type", "FARGATE", "--network-configuration", Good] },
         { "InvalidParameterException", "Specifying both a launch type and capacity provider strategy is not supported.", ["--task-definition", "vpc", "--launch-type", "FARGATE",
             "--capacity-provider-strategy", "capacityProvider=FARGATE,weight=1", "--network-configuration", Good] },
-        { "InvalidParameterException", "capacityProviderStrategy[0].capacityProvider", ["--task-definition", "vpc", "--capacity-provider-strategy", "capacityProvider=my-asg,weight=1", "--network-configuration", Good] },
+        { "ClientException", "The specified capacity provider does not exist. Specify a valid name or ARN and try again.", ["--task-definition", "vpc", "--capacity-provider-strategy", "capacityProvider=my-asg,weight=1", "--network-configuration", Good] },
         { "InvalidParameterException", "The platform version must be null when specifying an EC2 launch type.", ["--task-definition", "vpc", "--platform-version", "1.4.0", "--network-configuration", Good] },
         { "InvalidParameterException", "launchType: Berth runs the EC2 and FARGATE launch types; EXTERNAL is not available.", ["--task-definition", "bridged", "--launch-type", "EXTERNAL"] },
     };

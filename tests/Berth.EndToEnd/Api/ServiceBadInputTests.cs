@@ -99,7 +99,7 @@ public sealed class ServiceBadInputTests(ServiceBadInputServer fixture) : IClass
         { "CreateService", """{"cluster":"svc-bad","serviceName":"web","taskDefinition":"svc-bad","desiredCount":2}""", 400, Ipe, "Creation of service was not idempotent" },
         { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"networkConfiguration":{"awsvpcConfiguration":{"subnets":["subnet-1"]}}}""", 400, Ipe, "Network Configuration is not valid for the given networkMode of this task definition." },
         { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"serviceRegistries":[{"registryArn":"arn:aws:servicediscovery:us-east-1:000000000000:service/srv-1"}]}""", 400, Ipe, "serviceRegistries" },
-        { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"capacityProviderStrategy":[{"capacityProvider":"cp"}]}""", 400, Ipe, "capacityProviderStrategy" },
+        { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"capacityProviderStrategy":[{"capacityProvider":"cp"}]}""", 400, "ClientException", "The specified capacity provider does not exist. Specify a valid name or ARN and try again." },
         { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"platformVersion":"LATEST"}""", 400, Ipe, "The platform version must be null when specifying an EC2 launch type." },
         { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"deploymentController":{"type":"CODE_DEPLOY"}}""", 400, Ipe, "deploymentController" },
         { "CreateService", """{"cluster":"svc-bad","serviceName":"new","taskDefinition":"svc-bad","desiredCount":1,"healthCheckGracePeriodSeconds":-5}""", 400, Ipe, "healthCheckGracePeriodSeconds" },
@@ -124,7 +124,7 @@ public sealed class ServiceBadInputTests(ServiceBadInputServer fixture) : IClass
         { "UpdateService", """{"cluster":"svc-bad","service":"web","deploymentController":{"type":"ECS"}}""", 400, Ipe, "deploymentController" },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","networkConfiguration":{"awsvpcConfiguration":{"subnets":["subnet-1"]}}}""", 400, Ipe, "Network Configuration is not valid for the given networkMode of this task definition." },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","serviceRegistries":[{"registryArn":"arn:aws:servicediscovery:us-east-1:000000000000:service/srv-1"}]}""", 400, Ipe, "serviceRegistries" },
-        { "UpdateService", """{"cluster":"svc-bad","service":"web","capacityProviderStrategy":[{"capacityProvider":"cp"}]}""", 400, Ipe, "capacityProviderStrategy" },
+        { "UpdateService", """{"cluster":"svc-bad","service":"web","capacityProviderStrategy":[{"capacityProvider":"cp"}]}""", 400, "ClientException", "The specified capacity provider does not exist. Specify a valid name or ARN and try again." },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","propagateTags":"ALL"}""", 400, Ipe, "propagateTags" },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","forceNewDeployment":"true"}""", 400, Ser, "forceNewDeployment" },
         // DeleteService
