@@ -1,3 +1,5 @@
+using Berth.Core.Agent;
+
 namespace Berth.Agent;
 
 /// <summary>Settings of one agent (one container instance).</summary>
@@ -73,6 +75,13 @@ public sealed record AgentOptions
 
     /// <summary>Below this share of free space on Docker's data directory, the minimum age no longer protects an unused image.</summary>
     public double ImageCleanupMinFreeDiskFraction { get; init; } = 0.10;
+
+    /// <summary>
+    /// What task definitions may take from this host (host paths, the Docker socket, privileged, capabilities,
+    /// devices, host pid/ipc): nothing by default. Reported as berth.policy.* attributes; a task asking for more stops
+    /// with TaskFailedToStart.
+    /// </summary>
+    public HostPolicy HostPolicy { get; init; } = HostPolicy.Default;
 }
 
 /// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>
