@@ -23,10 +23,19 @@ public sealed class HostPolicyFixture : IAsyncLifetime
         Allowed = Directory.CreateDirectory(Path.Combine(_dir, "allowed")).FullName;
         Server = await BerthServer.StartAsync("server");
         Aws = new AwsCli(Server.Endpoint);
+        await Aws.RunAsync("ecs", "create-cluster", "--cluster-name", "strict");
+        await Aws.RunAsync("ecs", "create-cluster", "--cluster-name", "open");
         Server.StartAgent("strict", "strict");
         Server.StartAgent("open", "open", "--allow-host-path", Allowed, "--allow-privileged");
-        StrictInstance = await Aws.WaitForContainerInstanceAsync("strict", TimeSpan.FromSeconds(60));
-        OpenInstance = await Aws.WaitForContainerInstanceAsync("open", TimeSpan.FromSeconds(60));
+        try
+        {
+            StrictInstance = await Aws.WaitForContainerInstanceAsync("strict", TimeSpan.FromSeconds(60));
+            OpenInstance = await Aws.WaitForContainerInstanceAsync("open", TimeSpan.FromSeconds(60));
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException(e.Message + "\n" + Server.Log, e);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -89,7 +98,8 @@ public sealed class HostPolicyTests(HostPolicyFixture f) : IClassFixture<HostPol
     [Fact]
     public async Task RunTask_PrivilegedOnAClusterWhoseOnlyInstanceForbidsIt_PlacementFailureNamesIt()
     {
-        await EcsScenario.RegisterAsync(f.Aws, "priv", """[{"name":"main","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":1,"privileged":true}]""");
+        // As ContainerOptionsTests: a non-root user, since this sandbox's Docker cannot apply every capability to root.
+        await EcsScenario.RegisterAsync(f.Aws, "priv", """[{"name":"main","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":1,"privileged":true,"user":"1000:1000"}]""");
 
         var run = await f.Aws.RunAsync("ecs", "run-task", "--cluster", "strict", "--task-definition", "priv");
 
