@@ -1,3 +1,5 @@
+using Berth.Core.Agent;
+
 namespace Berth.Agent;
 
 /// <summary>Settings of one agent (one container instance).</summary>
@@ -76,6 +78,13 @@ public sealed record AgentOptions
 
     /// <summary>The capacity provider this instance belongs to: registered as the attribute ecs.capacity-provider; null: none.</summary>
     public string? CapacityProvider { get; init; }
+
+    /// <summary>
+    /// What task definitions may take from this host (host paths, the Docker socket, privileged, capabilities,
+    /// devices, host pid/ipc): nothing by default. Reported as berth.policy.* attributes; a task asking for more stops
+    /// with TaskFailedToStart.
+    /// </summary>
+    public HostPolicy HostPolicy { get; init; } = HostPolicy.Default;
 }
 
 /// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>

@@ -33,8 +33,12 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         // awslogs shipping; acknowledged cursors beside the identity (DATA/agent/logs/CONTAINER_ID.json).
         await using var logs = new Logs.LogShipper(new Logs.DockerLogSource(docker), Path.Combine(identity.Directory ?? options.DataDirectory, "logs"),
             time, loggers.CreateLogger<Logs.LogShipper>());
+        var dockerSocket = HostPolicyCheck.SocketPathOf(options.DockerEndpoint
+            ?? (Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } dockerHost && Uri.TryCreate(dockerHost, UriKind.Absolute, out var u) ? u : null));
+        var hostPolicy = new HostPolicyCheck(options.HostPolicy, dockerSocket is null ? [] : [dockerSocket]);
+        LogHostPolicy(_logger, options.HostPolicy.ToString());
         await using var engine = new TaskEngine(runtime, identity.AgentId, options.ServerUrl, options.ContainerLabels, options.TaskCleanupWait,
-            options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>(), logs);
+            options.ResyncInterval, time, loggers.CreateLogger<TaskEngine>(), logs, hostPolicy);
         await using var heartbeats = new HeartbeatWheel(options.HeartbeatInterval, 1, time);
         var backoff = TimeSpan.FromMilliseconds(500);
         while (true)
@@ -232,6 +236,10 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         {
             reg.Attributes[CapacityProviderAttribute] = options.CapacityProvider;
         }
+        foreach (var (name, value) in options.HostPolicy.Attributes())
+        {
+            reg.Attributes[name] = value;
+        }
         return reg;
     }
 
@@ -270,6 +278,9 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The task metadata endpoint could not start ({Reason}); containers get no ECS_CONTAINER_METADATA_URI_V4")]
     private static partial void LogMetadataUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Host policy: {Policy}")]
+    private static partial void LogHostPolicy(ILogger logger, string policy);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Docker is not reachable ({Reason}); retrying in {Seconds} s")]
     private static partial void LogDockerUnavailable(ILogger logger, string reason, double seconds);

@@ -16,7 +16,9 @@ internal static class ContainerSpec
         => Sanitize($"ecs-{task.Family}-{task.Revision.ToString(CultureInfo.InvariantCulture)}-{c.Name}-{taskId}");
 
     /// <param name="labels">Berth's and ECS's labels (task ARN, cluster, family, ...); they win over the definition's dockerLabels.</param>
-    public static CreateContainerParameters Build(Proto.TaskSpec task, Proto.ContainerSpec c, string taskId, IReadOnlyDictionary<string, string> labels)
+    /// <param name="hostPaths">The host path to bind per host volume name, as the host policy checked it (<see cref="HostPolicyCheck"/>); null: the definition's.</param>
+    public static CreateContainerParameters Build(Proto.TaskSpec task, Proto.ContainerSpec c, string taskId, IReadOnlyDictionary<string, string> labels,
+        IReadOnlyDictionary<string, string>? hostPaths = null)
     {
         var networkMode = task.NetworkMode is { Length: > 0 } m ? m : "bridge";
 
@@ -48,7 +50,7 @@ internal static class ContainerSpec
             {
                 continue;
             }
-            var source = vol.HostSourcePath is { Length: > 0 } hostPath ? hostPath : Sanitize(TaskVolumePrefix(taskId) + vol.Name);
+            var source = vol.HostSourcePath is { Length: > 0 } hostPath ? hostPaths?.GetValueOrDefault(vol.Name) ?? hostPath : Sanitize(TaskVolumePrefix(taskId) + vol.Name);
             binds.Add($"{source}:{mp.ContainerPath}{(mp.ReadOnly ? ":ro" : "")}");
         }
 

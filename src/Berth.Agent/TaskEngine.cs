@@ -42,6 +42,7 @@ internal sealed partial class TaskEngine : ITaskEngine
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly LogShipper? _logs;
+    private readonly HostPolicyCheck? _hostPolicy;
     private readonly ConcurrentDictionary<string, TrackedTask> _tasks = new(StringComparer.Ordinal);
     private readonly ReportBook _book = new();
     private readonly CancellationTokenSource _stop = new();
@@ -52,10 +53,13 @@ internal sealed partial class TaskEngine : ITaskEngine
     private long _resyncs;
 
     /// <param name="serverUrl">The control plane's URL; images in its registry are pulled through it (see <see cref="RegistryRouting.PullReference"/>).</param>
+    /// <param name="hostPolicy">What the host's operator allows tasks to take from the host; null: not checked (unit tests' engines).</param>
     public TaskEngine(IContainerRuntime runtime, string agentId, Uri serverUrl, IReadOnlyDictionary<string, string> extraLabels,
-        TimeSpan cleanupWait, TimeSpan resyncInterval, TimeProvider time, ILogger<TaskEngine> logger, LogShipper? logs = null)
+        TimeSpan cleanupWait, TimeSpan resyncInterval, TimeProvider time, ILogger<TaskEngine> logger, LogShipper? logs = null,
+        HostPolicyCheck? hostPolicy = null)
     {
         _logs = logs;
+        _hostPolicy = hostPolicy;
         _runtime = runtime;
         _agentId = agentId;
         _serverUrl = serverUrl;
@@ -547,6 +551,14 @@ internal sealed partial class TaskEngine : ITaskEngine
         var spec = desired.Spec;
         Report(t, spec, "PENDING", observed);
         var taskId = TaskId(t.Arn);
+        // The host policy judges the whole task before anything of it is pulled or created; each container is
+        // judged again just before it is created (below), which also covers a task adopted after a restart.
+        if (_hostPolicy is not null && !spec.Containers.Any(c => observed.ContainsKey(c.Name)) && _hostPolicy.Refusal(spec) is { } refused)
+        {
+            LogFailedToStart(_logger, t.Arn, refused);
+            MarkStopped(t, spec, observed, "TaskFailedToStart", "CannotStartContainerError: " + refused);
+            return false;
+        }
         if (!t.ImagesReady)
         {
             if (t.PullStartedAt == 0)
@@ -648,9 +660,15 @@ internal sealed partial class TaskEngine : ITaskEngine
                 else
                 {
                     Docker.DotNet.Models.CreateContainerParameters create;
+                    IReadOnlyDictionary<string, string>? hostPaths = null;
+                    if (_hostPolicy is not null && _hostPolicy.Refusal(spec, c, out hostPaths) is { } refusedHere)
+                    {
+                        await FailToStartAsync(t, spec, observed, "CannotStartContainerError: " + refusedHere, ct).ConfigureAwait(false);
+                        return false;
+                    }
                     try
                     {
-                        create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name });
+                        create = ContainerSpec.Build(spec, c, taskId, new Dictionary<string, string>(labels, StringComparer.Ordinal) { [ContainerLabels.ContainerName] = c.Name }, hostPaths);
                     }
                     catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or OverflowException)
                     {

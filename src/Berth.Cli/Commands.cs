@@ -111,7 +111,69 @@ internal static class Commands
         Description = "Port of the task metadata endpoint on the Docker bridge's gateway address (default: kept from the last run, else a free one; env BERTH_METADATA_PORT). 0 picks a free one; -1 turns the endpoint off.",
     };
 
-    private static Option[] AgentRuntimeOptionsList => [TaskCleanupWait, ImageCleanupInterval, ImageMinimumAge, ImagesPerCycle, MetadataPort];
+    private static Option[] AgentRuntimeOptionsList => [TaskCleanupWait, ImageCleanupInterval, ImageMinimumAge, ImagesPerCycle, MetadataPort, .. HostPolicyOptionsList];
+
+    // The host policy: what task definitions may take from this host. Nothing unless the operator allows it.
+    private static readonly Option<string[]> AllowHostPath = new("--allow-host-path")
+    {
+        Description = "Allow bind mounts of host paths (volumes[].host.sourcePath) at or under this absolute path (repeatable; none by default; env BERTH_ALLOW_HOST_PATHS, comma-separated). Never the Docker socket without --allow-docker-socket.",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<bool> AllowDockerSocket = EnvFlag(new Option<bool>("--allow-docker-socket")
+    {
+        Description = "Allow a bind mount that exposes the Docker socket (/var/run/docker.sock, /run/docker.sock, DOCKER_HOST's), which is root on this host; it must also be under an --allow-host-path (env BERTH_ALLOW_DOCKER_SOCKET=true).",
+    }, "BERTH_ALLOW_DOCKER_SOCKET");
+
+    private static readonly Option<bool> AllowPrivileged = EnvFlag(new Option<bool>("--allow-privileged")
+    {
+        Description = "Allow privileged containers (the inverse of the ECS agent's ECS_DISABLE_PRIVILEGED; env BERTH_ALLOW_PRIVILEGED=true).",
+    }, "BERTH_ALLOW_PRIVILEGED");
+
+    private static readonly Option<string[]> AllowCapability = new("--allow-capability")
+    {
+        Description = "Allow this capability in linuxParameters.capabilities.add, e.g. NET_ADMIN, or ALL for any (repeatable; none by default; env BERTH_ALLOW_CAPABILITIES, comma-separated).",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<bool> AllowDevices = EnvFlag(new Option<bool>("--allow-devices")
+    {
+        Description = "Allow host devices (linuxParameters.devices) in containers (env BERTH_ALLOW_DEVICES=true).",
+    }, "BERTH_ALLOW_DEVICES");
+
+    private static readonly Option<bool> AllowHostPid = EnvFlag(new Option<bool>("--allow-host-pid")
+    {
+        Description = "Allow pidMode host: the container sees every process of this host (env BERTH_ALLOW_HOST_PID=true).",
+    }, "BERTH_ALLOW_HOST_PID");
+
+    private static readonly Option<bool> AllowHostIpc = EnvFlag(new Option<bool>("--allow-host-ipc")
+    {
+        Description = "Allow ipcMode host: the container shares this host's IPC namespace and /dev/shm (env BERTH_ALLOW_HOST_IPC=true).",
+    }, "BERTH_ALLOW_HOST_IPC");
+
+    private static Option[] HostPolicyOptionsList => [AllowHostPath, AllowDockerSocket, AllowPrivileged, AllowCapability, AllowDevices, AllowHostPid, AllowHostIpc];
+
+    private static Option<bool> EnvFlag(Option<bool> option, string variable)
+    {
+        option.DefaultValueFactory = _ => Environment.GetEnvironmentVariable(variable) is "1" or "true" or "TRUE" or "True";
+        return option;
+    }
+
+    /// <summary>The agent's host policy from the --allow-* options and their BERTH_ALLOW_* variables; null (printed) when one is invalid.</summary>
+    private static async Task<Berth.Core.Agent.HostPolicy?> HostPolicyOf(ParseResult p)
+    {
+        static IEnumerable<string> Csv(string? env) => (env ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (!Berth.Core.Agent.HostPolicy.TryCreate(
+            (p.GetValue(AllowHostPath) ?? []).Concat(Csv(Environment.GetEnvironmentVariable("BERTH_ALLOW_HOST_PATHS"))),
+            (p.GetValue(AllowCapability) ?? []).Concat(Csv(Environment.GetEnvironmentVariable("BERTH_ALLOW_CAPABILITIES"))),
+            p.GetValue(AllowDockerSocket), p.GetValue(AllowPrivileged), p.GetValue(AllowDevices), p.GetValue(AllowHostPid), p.GetValue(AllowHostIpc),
+            out var policy, out var error))
+        {
+            await Console.Error.WriteLineAsync($"berth: {error}.").ConfigureAwait(false);
+            return null;
+        }
+        return policy;
+    }
 
     private static readonly Option<int> Simulate = new("--simulate")
     {
@@ -508,6 +570,10 @@ internal static class Commands
                     await Console.Error.WriteLineAsync($"berth: --metadata-port takes a port (0 for a free one, -1 for none), not {metadataPort}.").ConfigureAwait(false);
                     return 2;
                 }
+                if (await HostPolicyOf(p).ConfigureAwait(false) is not { } hostPolicy)
+                {
+                    return 2;
+                }
                 var perCycle = p.GetValue(ImagesPerCycle) ?? EnvInt("BERTH_NUM_IMAGES_DELETE_PER_CYCLE") ?? 5;
                 if (perCycle < 1)
                 {
@@ -535,6 +601,7 @@ internal static class Commands
                     ResyncInterval = TimeSpan.FromSeconds(resync),
                     Tls = agentTlsOptions,
                     CapacityProvider = capacityProvider,
+                    HostPolicy = hostPolicy,
                 });
             }
         }

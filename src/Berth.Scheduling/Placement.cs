@@ -55,6 +55,11 @@ public sealed record PlacementRequest
     /// with the candidates' GroupCounts.
     /// </summary>
     public IReadOnlyList<KeyValuePair<int, int>>? GroupTasks { get; init; }
+    /// <summary>
+    /// Optional: what the tasks need from a host beyond resources (the control plane's host policy check); returns
+    /// the reason a candidate cannot take them, or null. Called at most once per candidate per request.
+    /// </summary>
+    public Func<InstanceCandidate, string?>? HostCheck { get; init; }
 }
 
 /// <summary>Task <paramref name="TaskIndex"/> of the request goes to <paramref name="InstanceArn"/>.</summary>
@@ -199,6 +204,7 @@ public static class Scheduler
             }
 
             var group = request.Group;
+            var hostCheck = request.HostCheck;
             // Only spread and distinctInstance read the group's tasks: binpack and random skip the lookup per candidate.
             var spreads = Spreads(request.Strategies, out var spreadsByAttribute);
             var countGroup = group is not null && (distinct || spreads);
@@ -230,6 +236,7 @@ public static class Scheduler
                     : sparse is not null ? sparse[c]
                     : candidate.GroupCounts.Count == 0 ? 0 : candidate.GroupCounts.GetValueOrDefault(group!);
                 _lastActiveStaticReason = !candidate.AgentConnected ? ReasonAgent
+                    : hostCheck?.Invoke(candidate) is { } refused ? refused
                     : !MatchesAll(memberOf, candidate) ? ReasonMemberOf
                     : distinct && countGroup && groupTasks > 0 ? ReasonDistinctInstance
                     : null;

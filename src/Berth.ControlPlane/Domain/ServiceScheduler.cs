@@ -629,6 +629,9 @@ public sealed partial class ServiceScheduler : BackgroundService
             Scheduler.ReasonMemory => $"The closest matching {instance} has insufficient memory available.",
             Scheduler.ReasonPorts => $"The closest matching {instance} is already using a port required by your task.",
             Scheduler.ReasonAttribute => $"The closest matching {instance} is missing an attribute required by your task.",
+            // The host policy (HostNeeds): which attribute, and the detail naming the container and the agent option.
+            var r when r.StartsWith(Scheduler.ReasonAttribute + ":", StringComparison.Ordinal)
+                => $"The closest matching {instance} is missing an attribute required by your task ({r[(Scheduler.ReasonAttribute.Length + 1)..]}{(f.Detail is { } d ? ": " + d : "")}).",
             Scheduler.ReasonMemberOf or Scheduler.ReasonDistinctInstance => $"The closest matching {instance} encountered error \"{f.Reason}.\"",
             _ => "Reason: " + f.Reason + ".",
         };

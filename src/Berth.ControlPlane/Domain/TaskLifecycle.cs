@@ -120,6 +120,11 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         }
 
         var reservation = Reservations.For(req.Definition, req.WireOverrides);
+        // What the definition needs from a host's policy (privileged, host paths, ...): judged from each candidate's berth.policy.* attributes.
+        var hostNeeds = HostNeeds.Of(req.Definition);
+        Func<InstanceCandidate, string?>? hostCheck = hostNeeds is null ? null : hostNeeds.Refuse;
+        FailureRecord Failed(string? arn, string reason) => new(arn, reason,
+            hostNeeds is null || arn is null ? null : hostNeeds.Detail(reason, state.Ledger.Candidate(state.KeyIn(req.Cluster, arn) ?? "")?.Attributes));
         var placements = new List<(string InstanceArn, string InstanceId, string? Provider)>();
         var failures = new List<FailureRecord>();
         if (req.Targets is null && req.Launch.LaunchType == "EC2" && req.CapacityProviders is { } split && split.Any(p => p is not null))
@@ -144,9 +149,10 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                     Strategies = req.Strategies,
                     Group = GroupOf(req),
                     GroupTasks = state.Ledger.GroupTasks(req.Cluster, GroupOf(req), provider),
+                    HostCheck = hostCheck,
                 }, _random);
                 placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn), (string?)provider)));
-                failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));
+                failures.AddRange(plan.Failures.Select(f => Failed(f.InstanceArn, f.Reason)));
             }
         }
         else if (req.Targets is null)
@@ -164,10 +170,11 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 Strategies = req.Strategies,
                 Group = GroupOf(req),
                 GroupTasks = state.Ledger.GroupTasks(req.Cluster, GroupOf(req)),
+                HostCheck = hostCheck,
             }, _random);
             placements.AddRange(plan.Placements.Select(p => (p.InstanceArn, Arns.NameOf(p.InstanceArn),
                 req.CapacityProviders is { } cps && p.TaskIndex < cps.Count ? cps[p.TaskIndex] : null)));
-            failures.AddRange(plan.Failures.Select(f => new FailureRecord(f.InstanceArn, f.Reason)));
+            failures.AddRange(plan.Failures.Select(f => Failed(f.InstanceArn, f.Reason)));
         }
         else
         {
@@ -188,10 +195,10 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                     MemoryAvailable = candidate.MemoryAvailable - used.Memory,
                     UsedPorts = used.Ports.Count == 0 ? candidate.UsedPorts : new HashSet<int>(candidate.UsedPorts.Concat(used.Ports)),
                 };
-                var plan = Scheduler.Place(new PlacementRequest { Candidates = [adjusted], Tasks = [reservation] }, _random);
+                var plan = Scheduler.Place(new PlacementRequest { Candidates = [adjusted], Tasks = [reservation], HostCheck = hostCheck }, _random);
                 if (plan.Failures.Count > 0)
                 {
-                    failures.Add(new FailureRecord(candidate.Arn, plan.Failures[0].Reason));
+                    failures.Add(Failed(candidate.Arn, plan.Failures[0].Reason));
                     continue;
                 }
                 used.Ports.AddRange(reservation.StaticPorts);

@@ -124,7 +124,8 @@ public sealed record ClientTokenRecord
 
 public sealed record FailureRecord(
     [property: JsonPropertyName("arn")] string? Arn,
-    [property: JsonPropertyName("reason")] string Reason);
+    [property: JsonPropertyName("reason")] string Reason,
+    [property: JsonPropertyName("detail")] string? Detail = null);
 
 /// <summary>ECS's task states, in the order a task moves through them.</summary>
 public static class TaskStates

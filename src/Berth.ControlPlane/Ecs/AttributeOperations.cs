@@ -42,6 +42,11 @@ internal sealed class AttributeOperations(EcsState state, Arns arns)
             {
                 throw AwsException.InvalidParameter($"attributes[{i}].targetId: the container instance the attribute belongs to is required.");
             }
+            if (a.Name is { } n && n.StartsWith(Berth.Core.Agent.HostPolicy.AttributePrefix, StringComparison.Ordinal))
+            {
+                // The host policy is the agent's to report (berth agent --allow-...): a client cannot widen or narrow it.
+                throw AwsException.InvalidParameter($"attributes[{i}].name: '{n}' is reported by the agent from its host policy and cannot be changed with {(remove ? "DeleteAttributes" : "PutAttributes")}.");
+            }
             var id = TaskQueries.ScopedIdOf(state, clusterName, a.TargetId);
             if (!changed.TryGetValue(id, out var doc))
             {

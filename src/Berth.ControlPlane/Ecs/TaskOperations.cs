@@ -128,7 +128,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         return new RunTaskResponse
         {
             Tasks = result.Tasks.Select(t => TaskViews.ToWire(tasks.Arns, t, withTags: true)).ToList(),
-            Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason }).ToList(),
+            Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason, Detail = f.Detail }).ToList(),
         };
     }
 
@@ -172,7 +172,7 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         return new StartTaskResponse
         {
             Tasks = result.Tasks.Select(t => TaskViews.ToWire(tasks.Arns, t, withTags: true)).ToList(),
-            Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason }).ToList(),
+            Failures = result.Failures.Select(f => new Failure { Arn = f.Arn, Reason = f.Reason, Detail = f.Detail }).ToList(),
         };
     }
 

@@ -11,6 +11,9 @@ namespace Berth.EndToEnd.Api;
 /// </summary>
 public sealed class ContainerOptionsTests : LocalServerTest
 {
+    // The host policy denies these by default; this test's host allows what its task definitions ask for.
+    protected override string[] ServerArgs => ["--allow-privileged", "--allow-capability", "NET_ADMIN", "--allow-devices", "--allow-host-pid"];
+
     private static async Task<string> ContainerIdAsync(string taskArn, string container)
     {
         var r = await DockerCli.RunAsync("ps", "-aq", "--filter", $"label=com.amazonaws.ecs.task-arn={taskArn}", "--filter", $"label=com.amazonaws.ecs.container-name={container}");

@@ -226,10 +226,13 @@ public abstract class LocalServerTest : IAsyncLifetime
     protected AwsCli Aws { get; private set; } = null!;
     protected EcsHttp Http { get; private set; } = null!;
 
+    /// <summary>Extra options of <c>berth up</c> (e.g. the host policy's --allow-* for tests that need privileged or devices).</summary>
+    protected virtual string[] ServerArgs => [];
+
     public async ValueTask InitializeAsync()
     {
         await DockerCli.RequireAsync();
-        _server = await BerthServer.StartAsync();
+        _server = await BerthServer.StartAsync("up", ServerArgs);
         Aws = new AwsCli(_server.Endpoint);
         Http = new EcsHttp(_server.Endpoint);
         await Aws.RunAsync("ecs", "create-cluster");
