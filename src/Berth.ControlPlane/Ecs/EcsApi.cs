@@ -18,6 +18,7 @@ internal static class EcsApi
         ActivatorUtilities.CreateInstance<TagOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<AccountSettingOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<ServiceOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<AgentOperations>(sp).Map(service);
         return service;
     }
 
