@@ -96,7 +96,7 @@ internal sealed class AgentOperations(TaskLifecycle tasks, ControlPlaneOptions o
         var (cluster, task) = Owned(req.Cluster, req.Task);
         if (task.IsStopped)
         {
-            throw AwsException.InvalidParameter($"task: the task is already STOPPED; its state cannot change any more.");
+            throw AwsException.InvalidParameter("task: the task is already STOPPED; its state cannot change any more.");
         }
         if (req.Status is { } status && TaskStates.Rank(status) < TaskStates.Rank(task.LastStatus))
         {
@@ -126,7 +126,7 @@ internal sealed class AgentOperations(TaskLifecycle tasks, ControlPlaneOptions o
         var (cluster, task) = Owned(req.Cluster, req.Task);
         if (task.IsStopped)
         {
-            throw AwsException.InvalidParameter($"task: the task is already STOPPED; its containers' state cannot change any more.");
+            throw AwsException.InvalidParameter("task: the task is already STOPPED; its containers' state cannot change any more.");
         }
         var change = new ContainerStateChange
         {
