@@ -225,7 +225,7 @@ public sealed class ServiceLifecycle(EcsState state, TimeProvider time)
         if (!force && current.DesiredCount > 0 && current.SchedulingStrategy == "REPLICA")
         {
             // ECS's words, then which member to change.
-            throw AwsException.InvalidParameter("The service cannot be stopped while it is scaled above 0. Update its desiredCount to 0 first, or delete it with force.");
+            throw AwsException.InvalidParameter("The service cannot be stopped while it is scaled above 0.");
         }
         var now = time.GetUtcNow();
         // The primary deployment shows the count it is now driven to, as after an UpdateService to 0.

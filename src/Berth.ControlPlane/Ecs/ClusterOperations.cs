@@ -43,6 +43,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
             Configuration = ClusterViews.FromWire(req.Configuration),
             CapacityProviders = providers,
             DefaultCapacityProviderStrategy = defaultStrategy,
+            ServiceConnectNamespace = NamespaceArn(req.ServiceConnectDefaults?.Namespace),
         };
         tx.Put(state.Clusters, name, cluster);
         await tx.CommitAsync(ct).ConfigureAwait(false);
@@ -74,7 +75,12 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
                 }
                 if (include.Contains("STATISTICS"))
                 {
-                    view.Statistics = [];
+                    view.Statistics = Statistics(cluster.Name);
+                }
+                if (include.Contains("ATTACHMENTS"))
+                {
+                    // Cluster attachments are capacity providers' Auto Scaling resources; Berth has none to attach.
+                    view.Attachments = [];
                 }
                 resp.Clusters.Add(view);
             }
@@ -125,7 +131,7 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         {
             Settings = ClusterViews.FromWire(req.Settings) ?? current.Settings,
             Configuration = ClusterViews.FromWire(req.Configuration) ?? current.Configuration,
-            ServiceConnectNamespace = req.ServiceConnectDefaults?.Namespace ?? current.ServiceConnectNamespace,
+            ServiceConnectNamespace = NamespaceArn(req.ServiceConnectDefaults?.Namespace) ?? current.ServiceConnectNamespace,
         };
         tx.Put(state.Clusters, name, updated);
         await tx.CommitAsync(ct).ConfigureAwait(false);
@@ -150,6 +156,104 @@ internal sealed class ClusterOperations(EcsState state, Arns arns)
         tx.Put(state.Clusters, name, updated);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new UpdateClusterSettingsResponse { Cluster = View(updated, full: true) };
+    }
+
+    /// <summary>ECS's STATISTICS keys: task and service counts split by launch type (EXTERNAL counts as neither, as in ECS).</summary>
+    private List<Berth.Aws.Ecs.KeyValuePair> Statistics(string cluster)
+    {
+        int runningEc2 = 0, runningFargate = 0, pendingEc2 = 0, pendingFargate = 0;
+        foreach (var id in state.TaskIndex.Get(TaskIndex.ByDesired, cluster, TaskStates.Running))
+        {
+            if (state.Tasks.Find(id) is not { } t)
+            {
+                continue;
+            }
+            var fargate = t.LaunchType == "FARGATE";
+            if (t.LastStatus == TaskStates.Running)
+            {
+                if (fargate)
+                {
+                    runningFargate++;
+                }
+                else
+                {
+                    runningEc2++;
+                }
+            }
+            else if (t.LastStatus is TaskStates.Provisioning or TaskStates.Pending or TaskStates.Activating)
+            {
+                if (fargate)
+                {
+                    pendingFargate++;
+                }
+                else
+                {
+                    pendingEc2++;
+                }
+            }
+        }
+        int activeEc2 = 0, activeFargate = 0, drainingEc2 = 0, drainingFargate = 0;
+        foreach (var key in state.ServiceIndex.InCluster(cluster))
+        {
+            if (state.Services.Find(key) is not { } s)
+            {
+                continue;
+            }
+            var fargate = s.LaunchType == "FARGATE";
+            if (s.Status == ServiceStates.Active)
+            {
+                if (fargate)
+                {
+                    activeFargate++;
+                }
+                else
+                {
+                    activeEc2++;
+                }
+            }
+            else if (s.Status == ServiceStates.Draining)
+            {
+                if (fargate)
+                {
+                    drainingFargate++;
+                }
+                else
+                {
+                    drainingEc2++;
+                }
+            }
+        }
+        static Berth.Aws.Ecs.KeyValuePair Kv(string name, int value) => new() { Name = name, Value = value.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        return
+        [
+            Kv("runningEC2TasksCount", runningEc2), Kv("runningFargateTasksCount", runningFargate),
+            Kv("pendingEC2TasksCount", pendingEc2), Kv("pendingFargateTasksCount", pendingFargate),
+            Kv("activeEC2ServiceCount", activeEc2), Kv("activeFargateServiceCount", activeFargate),
+            Kv("drainingEC2ServiceCount", drainingEc2), Kv("drainingFargateServiceCount", drainingFargate),
+        ];
+    }
+
+    /// <summary>
+    /// serviceConnectDefaults.namespace as ECS answers it: the Cloud Map namespace's ARN. ECS creates a namespace
+    /// when given a name; Berth has no Cloud Map, so a name stands for a stable ARN derived from it (ns- and 16
+    /// hex digits of its SHA-256) and an ARN is kept as given.
+    /// </summary>
+    private string? NamespaceArn(string? nameOrArn)
+    {
+        if (string.IsNullOrEmpty(nameOrArn))
+        {
+            return null;
+        }
+        if (nameOrArn.StartsWith("arn:", StringComparison.Ordinal))
+        {
+            return nameOrArn;
+        }
+        if (nameOrArn.Length > 1024)
+        {
+            throw AwsException.InvalidParameter("serviceConnectDefaults.namespace: up to 1024 characters.");
+        }
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(nameOrArn)))[..16];
+        return $"arn:aws:servicediscovery:{arns.Identity.Region}:{arns.Identity.AccountId}:namespace/ns-{hash}";
     }
 
     /// <summary>The stored cluster in the wire shape with live counts; tags and settings only when <paramref name="full"/>.</summary>

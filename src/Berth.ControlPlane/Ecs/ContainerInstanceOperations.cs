@@ -81,7 +81,7 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
         }
         if (req.Force != true && TaskQueries.LiveTasksOn(state, found.Key).Any(t => t.DesiredStatus == "RUNNING"))
         {
-            throw AwsException.InvalidParameter("Found running tasks on the instance. Stop them or deregister with force.");
+            throw AwsException.InvalidParameter("Found running tasks on the instance.");
         }
         var copy = found with { Status = "INACTIVE", AgentConnected = false, DeregisteredAt = time.GetUtcNow(), Version = found.Version + 1 };
         tx.Put(state.ContainerInstances, copy.Key, copy);
@@ -99,17 +99,29 @@ internal sealed class ContainerInstanceOperations(EcsState state, Arns arns, Tim
     {
         _ = ct;
         var clusterName = TaskQueries.ResolveCluster(state, req.Cluster);
-        if (req.ContainerInstances is not { Count: > 0 and <= 100 })
+        if (req.ContainerInstances is not { Count: > 0 })
         {
-            throw AwsException.InvalidParameter("containerInstances: between 1 and 100 container instances must be given.");
+            throw AwsException.Client("Container Instances cannot be empty.");
+        }
+        if (req.ContainerInstances.Count > 100)
+        {
+            throw AwsException.InvalidParameter("containerInstances: at most 100 container instances can be described in one call.");
         }
         var withTags = req.Include?.Contains("TAGS") == true;
+        var withHealth = req.Include?.Contains("CONTAINER_INSTANCE_HEALTH") == true;
         var result = new DescribeContainerInstancesResponse { ContainerInstances = [], Failures = [] };
         foreach (var reference in req.ContainerInstances)
         {
             if (FindIn(clusterName, reference) is { } found)
             {
-                result.ContainerInstances.Add(View(found, withTags));
+                var view = View(found, withTags);
+                if (withHealth)
+                {
+                    // Berth runs no instance health checks of ECS's kind (CONTAINER_RUNTIME); what it knows is whether
+                    // the instance's agent holds its stream, so that alone decides the overall status.
+                    view.HealthStatus = new ContainerInstanceHealthStatus { OverallStatus = found.AgentConnected ? "OK" : "INSUFFICIENT_DATA" };
+                }
+                result.ContainerInstances.Add(view);
             }
             else
             {

@@ -19,6 +19,7 @@ internal static class EcsApi
         ActivatorUtilities.CreateInstance<AccountSettingOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<ServiceOperations>(sp).Map(service);
         ActivatorUtilities.CreateInstance<CapacityProviderOperations>(sp).Map(service);
+        ActivatorUtilities.CreateInstance<AgentOperations>(sp).Map(service);
         return service;
     }
 

@@ -48,7 +48,7 @@ internal static class Tags
     }
 }
 
-/// <summary>TagResource, UntagResource, ListTagsForResource on clusters, task definitions, tasks and container instances.</summary>
+/// <summary>TagResource, UntagResource, ListTagsForResource on clusters, task definitions, tasks, container instances and services.</summary>
 internal sealed class TagOperations(EcsState state)
 {
     public void Map(AwsJsonService s)
@@ -95,6 +95,9 @@ internal sealed class TagOperations(EcsState state)
                 return copy;
             }, edit),
             "task" => RetagTask(tx, p.Path, edit),
+            // service/{cluster}/{name}: the path is the service's key. (Old-format service/{name} ARNs match nothing.)
+            "service" => Retag(tx, state.Services, p.Path, sv => sv.Tags?.Select(t => new Tag { Key = t.Key, Value = t.Value }).ToList(),
+                (sv, t) => sv with { Tags = t.Select(x => new Berth.ControlPlane.Domain.TagRecord(x.Key ?? "", x.Value ?? "")).ToList() }, edit),
             "container-instance" => Retag(tx, state.ContainerInstances, p.Path, i => InstanceViews.ToWire(i.Tags), (i, t) => i with { Tags = InstanceViews.FromWire(t) }, edit),
             "capacity-provider" => state.CapacityProviders.Find(p.Path) is { Status: "ACTIVE" }
                 && Retag(tx, state.CapacityProviders, p.Path, c => InstanceViews.ToWire(c.Tags), (c, t) => c with { Tags = InstanceViews.FromWire(t) }, edit),

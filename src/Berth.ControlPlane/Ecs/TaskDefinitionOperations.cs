@@ -118,9 +118,13 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         {
             var c = containers[i];
             var at = $"containerDefinitions[{i}]";
-            if (c.Name is null || !Names.IsValidFamily(c.Name))
+            if (string.IsNullOrEmpty(c.Name))
             {
-                throw AwsException.Client($"{at}.name: a container name is required: up to 255 letters, numbers, underscores and hyphens.");
+                throw AwsException.Client("Container.name should not be null or empty.");
+            }
+            if (!Names.IsValidFamily(c.Name))
+            {
+                throw AwsException.Client($"{at}.name: up to 255 letters (uppercase and lowercase), numbers, underscores and hyphens are allowed in a container name.");
             }
             if (!names.Add(c.Name))
             {
@@ -128,11 +132,11 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
             }
             if (string.IsNullOrWhiteSpace(c.Image))
             {
-                throw AwsException.Client($"{at}.image: an image is required.");
+                throw AwsException.Client("Container.image should not be null or empty.");
             }
             if (c.Memory is null && c.MemoryReservation is null && taskMemory is null)
             {
-                throw AwsException.Client($"{at}.memory: invalid setting for container '{c.Name}'. At least one of 'memory' or 'memoryReservation' must be specified.");
+                throw AwsException.Client($"Invalid setting for container '{c.Name}'. At least one of 'memory' or 'memoryReservation' must be specified.");
             }
             if (c.Memory is { } hard && c.MemoryReservation is { } soft && soft > hard)
             {
@@ -329,7 +333,12 @@ internal sealed partial class TaskDefinitionOperations(EcsState state, Arns arns
         var path = r.StartsWith("arn:", StringComparison.Ordinal) ? r[(r.IndexOf('/') + 1)..] : r;
         if (!path.Contains(':', StringComparison.Ordinal))
         {
-            throw AwsException.InvalidParameter("taskDefinition: a revision is required (family:revision or the full ARN).");
+            throw AwsException.Client("Revision is missing.");
+        }
+        var revisionText = path[(path.LastIndexOf(':') + 1)..];
+        if (!int.TryParse(revisionText, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+        {
+            throw AwsException.InvalidParameter("Invalid revision number. Number: " + revisionText);
         }
         await using var tx = await state.BeginAsync(ct).ConfigureAwait(false);
         var stored = Find(r, activeOnlyForFamily: false) ?? throw AwsException.Client("The specified task definition does not exist.");

@@ -30,6 +30,10 @@ internal static partial class TaskDefinitionRules
 
     public static void Validate(RegisterTaskDefinitionRequest req)
     {
+        if (req.RequiresCompatibilities?.Contains("FARGATE") == true)
+        {
+            RefuseOnFargate(req);
+        }
         ValidateTaskMembers(req);
         var volumes = ValidateVolumes(req.Volumes);
         var containers = req.ContainerDefinitions!;
@@ -80,6 +84,56 @@ internal static partial class TaskDefinitionRules
             }
             state[name] = 2;
             return null;
+        }
+    }
+
+    /// <summary>
+    /// What a task definition that requires FARGATE may not use (ECS developer guide, "Amazon ECS task definition
+    /// differences for Fargate"), with ECS's messages: "Tasks using the Fargate launch type do not support ipcMode."
+    /// and "... pidMode 'host'. The supported value for pidMode is 'task'." for the task members, "Fargate compatible
+    /// task definitions do not support X" for the others. pidMode 'task' is valid on Fargate (platform 1.4.0 on).
+    /// </summary>
+    private static void RefuseOnFargate(RegisterTaskDefinitionRequest req)
+    {
+        if (req.IpcMode is not null)
+        {
+            throw AwsException.Client("Tasks using the Fargate launch type do not support ipcMode.");
+        }
+        if (req.PidMode is { } pid && pid != "task")
+        {
+            throw AwsException.Client($"Tasks using the Fargate launch type do not support pidMode '{pid}'. The supported value for pidMode is 'task'.");
+        }
+        if (req.PlacementConstraints is { Count: > 0 })
+        {
+            throw AwsException.Client("Fargate compatible task definitions do not support constraints");
+        }
+        foreach (var v in req.Volumes ?? [])
+        {
+            if (v.DockerVolumeConfiguration is not null)
+            {
+                throw AwsException.Client("Fargate compatible task definitions do not support dockerVolumeConfiguration");
+            }
+        }
+        foreach (var c in req.ContainerDefinitions ?? [])
+        {
+            var lp = c.LinuxParameters;
+            string? member = c.Privileged == true ? "privileged"
+                : c.DockerSecurityOptions is { Count: > 0 } ? "dockerSecurityOptions"
+                : c.DisableNetworking is not null ? "disableNetworking"
+                : c.DnsServers is { Count: > 0 } ? "dnsServers"
+                : c.DnsSearchDomains is { Count: > 0 } ? "dnsSearchDomains"
+                : c.ExtraHosts is { Count: > 0 } ? "extraHosts"
+                : lp?.Devices is { Count: > 0 } ? "devices"
+                : lp?.SharedMemorySize is not null ? "sharedMemorySize"
+                : lp?.Tmpfs is { Count: > 0 } ? "tmpfs"
+                : lp?.MaxSwap is not null ? "maxSwap"
+                : lp?.Swappiness is not null ? "swappiness"
+                : lp?.Capabilities?.Add?.FirstOrDefault(a => a != "SYS_PTRACE") is { } cap ? "capabilities add " + cap
+                : null;
+            if (member is not null)
+            {
+                throw AwsException.Client($"Fargate compatible task definitions do not support {member}");
+            }
         }
     }
 

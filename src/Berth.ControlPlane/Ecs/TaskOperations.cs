@@ -192,9 +192,13 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
     {
         _ = ct;
         var clusterName = tasks.ResolveCluster(req.Cluster);
-        if (req.Tasks is not { Count: > 0 and <= 100 })
+        if (req.Tasks is not { Count: > 0 })
         {
-            throw AwsException.InvalidParameter("tasks: between 1 and 100 tasks must be given.");
+            throw AwsException.InvalidParameter("Tasks cannot be empty.");
+        }
+        if (req.Tasks.Count > 100)
+        {
+            throw AwsException.InvalidParameter("tasks: at most 100 tasks can be described in one call.");
         }
         var withTags = req.Include?.Contains("TAGS") == true;
         var found = new List<EcsTask>();

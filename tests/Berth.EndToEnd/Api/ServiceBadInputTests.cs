@@ -128,7 +128,7 @@ public sealed class ServiceBadInputTests(ServiceBadInputServer fixture) : IClass
         { "UpdateService", """{"cluster":"svc-bad","service":"web","propagateTags":"ALL"}""", 400, Ipe, "propagateTags" },
         { "UpdateService", """{"cluster":"svc-bad","service":"web","forceNewDeployment":"true"}""", 400, Ser, "forceNewDeployment" },
         // DeleteService
-        { "DeleteService", """{"cluster":"svc-bad","service":"web"}""", 400, Ipe, "desiredCount" },
+        { "DeleteService", """{"cluster":"svc-bad","service":"web"}""", 400, Ipe, "The service cannot be stopped while it is scaled above 0." }, // ECS's exact message
         { "DeleteService", """{"cluster":"svc-bad","service":"web","force":false}""", 400, Ipe, "scaled above 0" },
         { "DeleteService", """{"cluster":"svc-bad","service":"ghost"}""", 400, "ServiceNotFoundException", "Service not found" },
         { "DeleteService", """{"cluster":"no-such-cluster","service":"web","force":true}""", 400, "ClusterNotFoundException", "Cluster not found" },
