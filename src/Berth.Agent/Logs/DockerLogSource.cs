@@ -40,12 +40,13 @@ internal sealed class DockerLogSource(IDockerClient docker) : ILogSource
                 {
                     yield break;
                 }
-                var splitter = pending[r.Target == MultiplexedStream.TargetStream.StandardError ? 1 : 0];
+                var output = r.Target == MultiplexedStream.TargetStream.StandardError ? LogOutput.Stderr : LogOutput.Stdout;
+                var splitter = pending[(int)output];
                 foreach (var line in splitter.Push(buffer.AsSpan(0, r.Count)))
                 {
                     if (ParseEntry(line) is { } entry)
                     {
-                        yield return entry;
+                        yield return entry with { Stream = output };
                     }
                 }
             }
@@ -83,7 +84,7 @@ internal sealed class DockerLogSource(IDockerClient docker) : ILogSource
 
     /// <summary>RFC 3339 with up to nine fraction digits (Go's RFC3339Nano drops trailing zeros), UTC "Z" or an offset.</summary>
     /// <remarks>Parsed by hand: it runs once per shipped line.</remarks>
-    internal static long? ParseTimestampNs(string s)
+    internal static long? ParseTimestampNs(ReadOnlySpan<char> s)
     {
         if (s.Length < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':'
             || Digits(s, 0, 4) is not { } year || Digits(s, 5, 2) is not { } month || Digits(s, 8, 2) is not { } day
@@ -132,7 +133,22 @@ internal sealed class DockerLogSource(IDockerClient docker) : ILogSource
 
     private static readonly int UnixEpochDay = new DateOnly(1970, 1, 1).DayNumber;
 
-    private static int? Digits(string s, int at, int count)
+    /// <summary>The same from UTF-8 bytes (the json-file's <c>time</c> field), without allocating.</summary>
+    internal static long? ParseTimestampNs(ReadOnlySpan<byte> utf8)
+    {
+        if (utf8.Length > 64)
+        {
+            return null;
+        }
+        Span<char> chars = stackalloc char[utf8.Length];
+        for (var i = 0; i < utf8.Length; i++)
+        {
+            chars[i] = (char)utf8[i];
+        }
+        return ParseTimestampNs(chars);
+    }
+
+    private static int? Digits(ReadOnlySpan<char> s, int at, int count)
     {
         var v = 0;
         for (var k = at; k < at + count; k++)
