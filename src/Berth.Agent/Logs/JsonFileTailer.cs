@@ -83,6 +83,10 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
                         }
                     }
                     while (more);
+                    if (_end > _start)
+                    {
+                        Unreadable++; // a torn last entry in the file left behind
+                    }
                     OpenNext();
                     continue;
                 }
@@ -91,6 +95,10 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
                     break;
                 }
                 finishing = !await stillWriting(ct).ConfigureAwait(false);
+            }
+            if (_end > _start)
+            {
+                Unreadable++; // a torn last entry: the driver never finished writing it
             }
             // The container is done: a line it left without a newline is complete as it is (as Docker shows it).
             foreach (var l in FlushPartials(sinceNs))
@@ -384,6 +392,6 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
         _pending[1] = null;
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The log file {Path} was rotated away before it was read to its end; lines written to it after the last one read are lost")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Lost track of {Path}'s rotation (the file being read was rotated away); continuing with the oldest file left, lines in files removed unread are lost")]
     private static partial void LogRotatedAway(ILogger logger, string path);
 }
