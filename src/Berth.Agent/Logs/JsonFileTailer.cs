@@ -20,7 +20,7 @@ namespace Berth.Agent.Logs;
 /// </remarks>
 internal sealed partial class JsonFileTailer(string path, ILogger logger)
 {
-    private const int InitialBuffer = 256 * 1024;
+    private const int InitialBuffer = 64 * 1024;
     private const int MaxLineBytes = 8 * 1024 * 1024;
 
     private readonly string?[] _pending = new string?[2];
@@ -28,6 +28,7 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
     private FileStream? _file;
     private byte[]? _identity;
     private byte[] _buffer = new byte[InitialBuffer];
+    private byte[] _probe = new byte[4096]; // first lines of files, compared at each look for rotation
     private char[] _chars = new char[4096];
     private int _start;
     private int _end;
@@ -134,6 +135,10 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
         _file = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
         _identity = null;
         _start = _end = 0;
+        if (_buffer.Length > InitialBuffer)
+        {
+            _buffer = new byte[InitialBuffer]; // grown for a long line once: not kept for the life of the container
+        }
         _skippingLongLine = false;
         FilesOpened++;
     }
@@ -141,7 +146,7 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
     /// <summary>At the end of the current file: has the driver moved on to another file (rotation or truncation)?</summary>
     private bool Rotated()
     {
-        var (liveFirst, liveLength) = FirstLine(path);
+        var (liveFirst, liveLength) = FirstLine(path, ref _probe);
         if (liveLength < 0)
         {
             return false; // no live file: mid-rotation (it comes back) or the container was removed
@@ -151,7 +156,7 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
             // Nothing complete read from the current file: it is another file only if it is empty and the live one is not.
             return _file!.Length == 0 && liveLength > 0;
         }
-        return liveFirst is null || !liveFirst.AsSpan().SequenceEqual(_identity) || liveLength < _file!.Position;
+        return liveFirst is not { } first || !first.Span.SequenceEqual(_identity) || liveLength < _file!.Position;
     }
 
     /// <summary>Opens the file that follows the current one in the chain (the oldest there when it is gone).</summary>
@@ -169,8 +174,8 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
         }
         for (var i = chain.Count - 1; i >= 0; i--)
         {
-            var (first, _) = FirstLine(chain[i]);
-            if (first is not null && first.AsSpan().SequenceEqual(_identity))
+            var (first, _) = FirstLine(chain[i], ref _probe);
+            if (first is { } f && f.Span.SequenceEqual(_identity))
             {
                 if (i < chain.Count - 1)
                 {
@@ -186,7 +191,7 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
     }
 
     /// <summary>A file's first complete line (null when it has none yet) and its length (-1 when it does not exist).</summary>
-    private static (byte[]? First, long Length) FirstLine(string file)
+    private static (ReadOnlyMemory<byte>? First, long Length) FirstLine(string file, ref byte[] buf)
     {
         FileStream f;
         try
@@ -200,7 +205,6 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
         using (f)
         {
             var length = f.Length;
-            var buf = new byte[4096];
             var have = 0;
             while (true)
             {
@@ -220,7 +224,7 @@ internal sealed partial class JsonFileTailer(string path, ILogger logger)
                 var nl = buf.AsSpan(have, n).IndexOf((byte)'\n');
                 if (nl >= 0)
                 {
-                    return (buf[..(have + nl)], length);
+                    return (buf.AsMemory(0, have + nl), length);
                 }
                 have += n;
             }
