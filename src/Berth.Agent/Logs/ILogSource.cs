@@ -1,6 +1,6 @@
 namespace Berth.Agent.Logs;
 
-/// <summary>Reads a container's output as the engine recorded it (Docker: the json-file log through the logs API).</summary>
+/// <summary>Reads a container's output as the engine recorded it (Docker: the json-file log, read from disk or through the logs API).</summary>
 internal interface ILogSource
 {
     /// <summary>
