@@ -8,14 +8,17 @@ Usage (against a running `berth up`, the image built by tests/fixtures/build-tes
 1. Line rate. One task writes --lines lines as fast as it can (`seq 1 N`) and exits; its rate is N divided by
    the container's run time (Docker's State.StartedAt -> FinishedAt), i.e. how fast its output is taken from it.
    Rounds alternate between the awslogs task and the same task with the json-file driver, so machine noise hits
-   both alike. Under awslogs Berth's agent follows the container's json-file while it runs; the script also
-   times when the last line is readable with GetLogEvents (the shipping rate, end to end).
+   both alike. Under awslogs Berth's agent follows the container's json-file while it runs (read from disk when
+   it can, else through the Docker logs API); the script then reads the stream back whole with GetLogEvents (count
+   checked) and takes its lastIngestionTime, when the server stored the last line (the shipping rate, end to end).
 2. Latency. One task writes a line every 20 ms (--latency-lines lines); the script polls GetLogEvents (forward
    token) every 5 ms and, for each line, takes (time first returned - the event's timestamp, Docker's receive
    time in ms). p50 / p99 / max.
-Prints a markdown table. Containers are left to Berth (stopped tasks); the log group is bench-unique.
+With --berth-pid, each round also records the CPU seconds (user + system, from /proc) that dockerd and the berth
+process spent from RunTask until the round was over (json-file: the task stopped; awslogs: its last line stored):
+where the cores go. Prints a markdown table. Containers are left to Berth (stopped tasks); the log group is bench-unique.
 """
-import argparse, datetime, json, statistics, subprocess, sys, time, uuid
+import argparse, datetime, json, os, statistics, subprocess, sys, time, uuid
 
 import boto3
 
@@ -24,6 +27,15 @@ def pct(values, p):
     values = sorted(values)
     k = max(0, min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1)))))
     return values[k]
+
+
+def cpu_seconds(pid):
+    # utime + stime of the process (all its threads), /proc/PID/stat fields 14 and 15, in clock ticks.
+    if not pid:
+        return 0.0
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_docker_time(s):
@@ -41,7 +53,9 @@ def main():
     ap.add_argument("--lines", type=int, default=200000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--latency-lines", type=int, default=500)
+    ap.add_argument("--berth-pid", type=int, default=0, help="the berth process, to account its CPU per round")
     args = ap.parse_args()
+    dockerd = int(subprocess.check_output(["pidof", "dockerd"]).split()[0]) if args.berth_pid else 0
 
     kw = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     ecs, logs = boto3.client("ecs", **kw), boto3.client("logs", **kw)
@@ -102,19 +116,44 @@ def main():
                 time.sleep(0.05)
             token = page["nextForwardToken"]
 
+    def wait_last_line(stream, last, timeout=300):
+        # The newest event (GetLogEvents without a token, limit 1) is `seq`'s last line once everything is stored.
+        t0 = time.time()
+        while True:
+            try:
+                ev = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=1)["events"]
+            except logs.exceptions.ResourceNotFoundException:
+                ev = []
+            if ev and ev[0]["message"] == last:
+                return
+            if time.time() - t0 > timeout:
+                sys.exit("the last line of %s was not stored in %d s" % (stream, timeout))
+            time.sleep(0.02)
+
     rate_aws, rate_json, ship_rate = [], [], []
+    cpu = {"awslogs": ([], []), "json-file": ([], [])}  # (dockerd, berth) CPU seconds per round
     for r in range(args.rounds):
         for kind in (("awslogs", "json-file") if r % 2 == 0 else ("json-file", "awslogs")):
+            cpu0 = (cpu_seconds(dockerd), cpu_seconds(args.berth_pid))
             arn = run_task(td_aws if kind == "awslogs" else td_json)
             task = wait_stopped(arn)
             secs, started = container_seconds(task)
             (rate_aws if kind == "awslogs" else rate_json).append(args.lines / secs)
             if kind == "awslogs":
-                done, seen = count_stream("b/app/" + arn.rsplit("/", 1)[1], args.lines)
+                stream = "b/app/" + arn.rsplit("/", 1)[1]
+                wait_last_line(stream, str(args.lines))
+                cpu_shipped = (cpu_seconds(dockerd), cpu_seconds(args.berth_pid))
+                done, seen = count_stream(stream, args.lines)
                 if seen != args.lines:
                     sys.exit("stream holds %d lines, expected %d" % (seen, args.lines))
-                ship_rate.append(args.lines / (done - started))
-            print("round %d %-9s %8.0f lines/s" % (r + 1, kind, args.lines / secs), file=sys.stderr)
+                # Shipped = the stream's lastIngestionTime (when the server stored the last batch), not when this
+                # script finished paging through it: paging 500,000 events with boto3 alone takes seconds.
+                info = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=stream)["logStreams"][0]
+                ship_rate.append(args.lines / (info["lastIngestionTime"] / 1000.0 - started))
+            cpu1 = cpu_shipped if kind == "awslogs" else (cpu_seconds(dockerd), cpu_seconds(args.berth_pid))
+            cpu[kind][0].append(cpu1[0] - cpu0[0])
+            cpu[kind][1].append(cpu1[1] - cpu0[1])
+            print("round %d %-9s %8.0f lines/s  cpu dockerd %.2f s berth %.2f s" % (r + 1, kind, args.lines / secs, cpu[kind][0][-1], cpu[kind][1][-1]), file=sys.stderr)
 
     # Latency: one line every 20 ms.
     n = args.latency_lines
@@ -144,7 +183,12 @@ def main():
     print("|---|---|---|---|")
     print("| json-file: lines/s the container writes | %.0f | %.0f | %.0f |" % (med(rate_json), min(rate_json), max(rate_json)))
     print("| awslogs: lines/s the container writes | %.0f | %.0f | %.0f |" % (med(rate_aws), min(rate_aws), max(rate_aws)))
-    print("| awslogs: lines/s shipped (start -> last line readable) | %.0f | %.0f | %.0f |" % (med(ship_rate), min(ship_rate), max(ship_rate)))
+    print("| awslogs: lines/s shipped (start -> last line stored, lastIngestionTime) | %.0f | %.0f | %.0f |" % (med(ship_rate), min(ship_rate), max(ship_rate)))
+    if args.berth_pid:
+        for kind in ("json-file", "awslogs"):
+            d, b = cpu[kind]
+            print("| %s: CPU s per round, dockerd / berth | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |"
+                  % (kind, med(d), med(b), min(d), min(b), max(d), max(b)))
     print()
     print("ratio awslogs / json-file (medians): %.2f" % (med(rate_aws) / med(rate_json)))
     print("latency write -> GetLogEvents over %d lines: p50 %.0f ms, p99 %.0f ms, max %.0f ms"

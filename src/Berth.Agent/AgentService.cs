@@ -31,7 +31,10 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         var pulled = new PulledImages(Path.Combine(options.DataDirectory, "pulled-images.json"));
         var runtime = new DockerRuntime(docker, identity.AgentId, loggers.CreateLogger<DockerRuntime>(), time, pulled);
         // awslogs shipping; acknowledged cursors beside the identity (DATA/agent/logs/CONTAINER_ID.json).
-        await using var logs = new Logs.LogShipper(new Logs.DockerLogSource(docker), Path.Combine(identity.Directory ?? options.DataDirectory, "logs"),
+        // Read from the json-file directly when it is on this host and readable, else through the logs API.
+        var logSource = new Logs.JsonFileLogSource(docker, new Logs.DockerLogSource(docker), Logs.JsonFileLogSource.IsLocalEngine(options.DockerEndpoint),
+            time, loggers.CreateLogger<Logs.JsonFileLogSource>());
+        await using var logs = new Logs.LogShipper(logSource, Path.Combine(identity.Directory ?? options.DataDirectory, "logs"),
             time, loggers.CreateLogger<Logs.LogShipper>());
         var dockerSocket = HostPolicyCheck.SocketPathOf(options.DockerEndpoint
             ?? (Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } dockerHost && Uri.TryCreate(dockerHost, UriKind.Absolute, out var u) ? u : null));

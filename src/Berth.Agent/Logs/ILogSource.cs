@@ -1,6 +1,6 @@
 namespace Berth.Agent.Logs;
 
-/// <summary>Reads a container's output as the engine recorded it (Docker: the json-file log through the logs API).</summary>
+/// <summary>Reads a container's output as the engine recorded it (Docker: the json-file log, read from disk or through the logs API).</summary>
 internal interface ILogSource
 {
     /// <summary>
@@ -23,4 +23,11 @@ internal enum ContainerLogState
 
 /// <param name="TimestampNs">The engine's timestamp of the line, Unix nanoseconds.</param>
 /// <param name="Message">The line without its trailing newline.</param>
-internal readonly record struct RawLogLine(long TimestampNs, string Message);
+/// <param name="Stream">Which of the container's outputs wrote it.</param>
+internal readonly record struct RawLogLine(long TimestampNs, string Message, LogOutput Stream = LogOutput.Stdout);
+
+internal enum LogOutput
+{
+    Stdout,
+    Stderr,
+}

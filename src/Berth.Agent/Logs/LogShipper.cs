@@ -9,7 +9,7 @@ namespace Berth.Agent.Logs;
 
 /// <summary>
 /// Ships the output of every container that logs with <c>awslogs</c> to the control plane: one follower per
-/// container reads its json-file through the engine, sequences the lines (<see cref="SequenceTracker"/>), batches
+/// container reads its json-file (from disk, or through the engine's logs API), sequences the lines (<see cref="SequenceTracker"/>), batches
 /// them, sends one batch at a time over the agent's stream and waits for its <see cref="LogAck"/>, then records the
 /// acknowledged cursor in <c>DATA/agent/logs/CONTAINER_ID.json</c>. After a restart a follower resumes from that
 /// cursor; a batch is resent with the same sequences until acknowledged, and the store drops what it already holds,

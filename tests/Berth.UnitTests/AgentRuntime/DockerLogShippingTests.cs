@@ -59,7 +59,7 @@ public sealed class DockerLogShippingTests : IAsyncLifetime
         }
     }
 
-    private async Task<string> RunAsync(string script)
+    private async Task<string> RunAsync(string script, Dictionary<string, string>? logOptions = null)
     {
         var (k, v) = (_label[.._label.IndexOf('=')], _label[(_label.IndexOf('=') + 1)..]);
         var id = (await _docker.Containers.CreateContainerAsync(new CreateContainerParameters
@@ -67,7 +67,7 @@ public sealed class DockerLogShippingTests : IAsyncLifetime
             Image = Image,
             Cmd = ["sh", "-c", script],
             Labels = new Dictionary<string, string> { [k] = v },
-            HostConfig = new HostConfig { LogConfig = new LogConfig { Type = "json-file", Config = new Dictionary<string, string>() } },
+            HostConfig = new HostConfig { LogConfig = new LogConfig { Type = "json-file", Config = logOptions ?? [] } },
         })).ID;
         await _docker.Containers.StartContainerAsync(id, new ContainerStartParameters());
         return id;
@@ -83,13 +83,22 @@ public sealed class DockerLogShippingTests : IAsyncLifetime
         return spec;
     }
 
+    /// <summary>The agent's source: the json-file read directly (fromFile) or, as when it is not readable, the logs API.</summary>
+    private ILogSource Source(bool fromFile)
+        => fromFile
+            ? new JsonFileLogSource(_docker, new DockerLogSource(_docker), localEngine: true, TimeProvider.System, NullLogger.Instance)
+            : new JsonFileLogSource(_docker, new DockerLogSource(_docker), localEngine: false, TimeProvider.System, NullLogger.Instance);
+
     private static RuntimeContainer Container(string id) => new() { Id = id, TaskArn = TaskArn, ContainerName = "app", State = "running" };
 
-    [Fact]
-    public async Task Follow_StdoutAndStderr_EveryLineOnceInOrder()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Follow_StdoutAndStderr_EveryLineOnceInOrder(bool fromFile)
     {
         var id = await RunAsync("seq 1 20000; echo to-stderr >&2; echo 'last line with  spaces'");
-        await using var shipper = new LogShipper(new DockerLogSource(_docker), _dir, TimeProvider.System, NullLogger.Instance);
+        var source = (JsonFileLogSource)Source(fromFile);
+        await using var shipper = new LogShipper(source, _dir, TimeProvider.System, NullLogger.Instance);
         var server = new FakeLogServer(_ingest, shipper);
         shipper.Attach(server.Send);
         shipper.Observe(TaskArn, Spec(), [Container(id)]);
@@ -104,13 +113,36 @@ public sealed class DockerLogShippingTests : IAsyncLifetime
         Assert.True(events.Zip(events.Skip(1)).All(p => p.First.Sequence < p.Second.Sequence));
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         Assert.InRange(events[0].TimestampMs, now - 60_000, now);
+        Assert.Equal(fromFile ? (1L, 0L) : (0L, 1L), (source.FileReads, source.ApiReads));
     }
 
     [Fact]
-    public async Task Restart_MidStream_ResumesFromTheAcknowledgedCursorWithoutLossOrDuplicate()
+    public async Task FromFile_RotatedByTheDriverWhileFollowed_EveryLineOnceInOrder()
+    {
+        // max-size 512k / max-file 3: about 6,500 entries of ~80 bytes a file, so 30,000 lines rotate four times while
+        // being read; two rotated files (13,000 lines, over half a second of this output) give the reader its slack.
+        var id = await RunAsync("i=0; while [ $i -lt 30 ]; do seq $((i*1000+1)) $((i*1000+1000)); usleep 50000; i=$((i+1)); done",
+            new Dictionary<string, string> { ["max-size"] = "512k", ["max-file"] = "3" });
+        var source = (JsonFileLogSource)Source(fromFile: true);
+        await using var shipper = new LogShipper(source, _dir, TimeProvider.System, NullLogger.Instance);
+        var server = new FakeLogServer(_ingest, shipper);
+        shipper.Attach(server.Send);
+        shipper.Observe(TaskArn, Spec(), [Container(id)]);
+        await shipper.WhenDrainedAsync(id).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+
+        var inspect = await _docker.Containers.InspectContainerAsync(id, TestContext.Current.CancellationToken);
+        Assert.True(File.Exists(inspect.LogPath + ".1"), "the driver rotated the file");
+        Assert.Equal(Enumerable.Range(1, 30000).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)), _ingest.Events("g", id).Select(e => e.Message));
+        Assert.Equal((1L, 0L), (source.FileReads, source.ApiReads));
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Restart_MidStream_ResumesFromTheAcknowledgedCursorWithoutLossOrDuplicate(bool fromFile)
     {
         var id = await RunAsync("i=0; while [ $i -lt 40 ]; do seq $((i*500+1)) $((i*500+500)); usleep 25000; i=$((i+1)); done");
-        var first = new LogShipper(new DockerLogSource(_docker), _dir, TimeProvider.System, NullLogger.Instance);
+        var first = new LogShipper(Source(fromFile), _dir, TimeProvider.System, NullLogger.Instance);
         var server1 = new FakeLogServer(_ingest, first);
         server1.LoseAckOf = n => n >= 3; // the third batch onwards is stored but never acknowledged: then the agent dies
         first.Attach(server1.Send);
@@ -126,7 +158,7 @@ public sealed class DockerLogShippingTests : IAsyncLifetime
         var before = _ingest.Events("g", id).Count;
         Assert.InRange(before, 1, 19_999);
 
-        await using var second = new LogShipper(new DockerLogSource(_docker), _dir, TimeProvider.System, NullLogger.Instance);
+        await using var second = new LogShipper(Source(fromFile), _dir, TimeProvider.System, NullLogger.Instance);
         var server2 = new FakeLogServer(_ingest, second);
         second.Attach(server2.Send);
         second.Observe(TaskArn, Spec(), [Container(id)]);
