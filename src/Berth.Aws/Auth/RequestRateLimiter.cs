@@ -38,6 +38,8 @@ public sealed record RateLimitPolicy
         {
             throw new InvalidDataException($"{path}: empty rate-limit file.");
         }
+        // The source-generated reader leaves a missing list null whatever the initializer says.
+        policy = policy with { Buckets = policy.Buckets is null ? [] : [.. policy.Buckets.Select(b => b.Actions is null ? b with { Actions = [] } : b)] };
         var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < policy.Buckets.Count; i++)
         {
