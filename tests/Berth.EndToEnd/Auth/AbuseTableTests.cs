@@ -134,7 +134,12 @@ public sealed class AbuseTableTests(AbuseFixture f, ITestOutputHelper output) : 
             await sampler;
         }
         peak = Math.Max(peak, f.ResidentMiB());
-        output.WriteLine($"{name}: {answer.Status} {answer.ErrorType} in {sw.Elapsed.TotalSeconds:F1} s, server RSS peak {peak} MiB");
+        var line = $"{name}: {answer.Status} {answer.ErrorType} in {sw.Elapsed.TotalSeconds:F1} s, server RSS peak {peak} MiB" + (answer.Status is 408 or 0 && answer.Text.Length < 300 ? $" ({answer.Text})" : "");
+        output.WriteLine(line);
+        if (Environment.GetEnvironmentVariable("BERTH_ABUSE_REPORT") is { Length: > 0 } report)
+        {
+            await File.AppendAllTextAsync(report, line + Environment.NewLine); // the figures for a report, on request
+        }
 
         Assert.True(c.Statuses.Contains(answer.Status), $"{name}: status {answer.Status}, expected {string.Join(" or ", c.Statuses)}:\n{Cut(answer.Text)}");
         if (c.Code is not null && answer.Status != 0)
