@@ -192,11 +192,18 @@ internal static class ControlPlaneBench
         return 0;
     }
 
-    private static async Task<(double Rate, double[] Latencies)> MeasureAsync(HttpClient http, string op, string body, int seconds, int concurrency)
+    private static Task<(double Rate, double[] Latencies)> MeasureAsync(HttpClient http, string op, string body, int seconds, int concurrency)
+        => LoadAsync(() => CallAsync(http, op, body), seconds, concurrency);
+
+    /// <summary>
+    /// The load loop every rate benchmark shares: 20 warm-up calls, then <paramref name="concurrency"/> loops calling
+    /// <paramref name="call"/> back to back for <paramref name="seconds"/>; the rate and every latency (ms, sorted).
+    /// </summary>
+    public static async Task<(double Rate, double[] Latencies)> LoadAsync(Func<Task> call, int seconds, int concurrency)
     {
         for (var i = 0; i < 20; i++)
         {
-            await CallAsync(http, op, body);
+            await call();
         }
         var sw = Stopwatch.StartNew();
         var end = TimeSpan.FromSeconds(seconds);
@@ -207,7 +214,7 @@ internal static class ControlPlaneBench
             while (sw.Elapsed < end)
             {
                 var t0 = Stopwatch.GetTimestamp();
-                await CallAsync(http, op, body);
+                await call();
                 lat[i].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             }
         }));

@@ -76,25 +76,8 @@ internal static class SigV4Bench
 
     private static async Task<(double Rate, double P99)> MeasureAsync(HttpClient http, string body, Dictionary<string, string>? auth, int seconds, int concurrency)
     {
-        for (var i = 0; i < 20; i++)
-        {
-            await CallAsync(http, body, auth);
-        }
-        var sw = Stopwatch.StartNew();
-        var end = TimeSpan.FromSeconds(seconds);
-        var lat = new List<double>[concurrency];
-        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async i =>
-        {
-            lat[i] = [];
-            while (sw.Elapsed < end)
-            {
-                var t0 = Stopwatch.GetTimestamp();
-                await CallAsync(http, body, auth);
-                lat[i].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
-            }
-        }));
-        var all = lat.SelectMany(l => l).Order().ToArray();
-        return (all.Length / sw.Elapsed.TotalSeconds, ControlPlaneBench.Pct(all, 0.99));
+        var (rate, latencies) = await ControlPlaneBench.LoadAsync(() => CallAsync(http, body, auth), seconds, concurrency);
+        return (rate, ControlPlaneBench.Pct(latencies, 0.99));
     }
 
     private static async Task CallAsync(HttpClient http, string body, Dictionary<string, string>? auth)

@@ -312,7 +312,7 @@ internal static class Commands
     public static Command Up()
     {
         var cmd = new Command("up", "Run the control plane and one local agent in one process.");
-        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan, .. AgentRuntimeOptionsList, CapacityProvider])
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, .. RegistryOptionsList, AgentTls, TlsSan, .. AgentRuntimeOptionsList, CapacityProvider, .. LimitOptions.All])
         {
             cmd.Options.Add(o);
         }
@@ -323,7 +323,7 @@ internal static class Commands
     public static Command Server()
     {
         var cmd = new Command("server", "Run the control plane only; agents connect to it with 'berth agent --server URL'.");
-        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, .. RegistryOptionsList, AgentTls, TlsSan])
+        foreach (var o in (Option[])[Listen, AgentListen, Data, AccountId, Region, LogLevel, .. RegistryOptionsList, AgentTls, TlsSan, .. LimitOptions.All])
         {
             cmd.Options.Add(o);
         }
@@ -399,6 +399,16 @@ internal static class Commands
             }
             builder.Services.AddSingleton(sp => new Berth.Aws.Auth.AwsAuthenticator(authMode, credentials, sp.GetRequiredService<TimeProvider>(), p.GetValue(AccountId)!));
         }
+        var (limits, rates, limitError) = withServer ? LimitOptions.Read(p) : (new Berth.Aws.Hosting.ServerLimits(), null, null);
+        if (limitError is not null)
+        {
+            await Console.Error.WriteLineAsync("berth: " + limitError).ConfigureAwait(false);
+            return 2;
+        }
+        if (rates is not null)
+        {
+            builder.Services.AddSingleton(sp => new Berth.Aws.Auth.RequestRateLimiter(rates, sp.GetRequiredService<TimeProvider>()));
+        }
         // The agent channel carries registry passwords and containers' environment: plaintext only on loopback.
         var agentTls = withServer && (p.GetValue(AgentTls) || !System.Net.IPAddress.IsLoopback(ToIp(agentHost)));
         Berth.ControlPlane.Agents.AgentPki? pki = null;
@@ -417,10 +427,18 @@ internal static class Commands
             {
                 // HTTP/1.1 for the AWS clients and docker; the agents' gRPC streams need HTTP/2 with prior
                 // knowledge, which Kestrel cannot offer on the same cleartext port, so they get their own.
-                k.Listen(ToIp(host), port, l => l.Protocols = HttpProtocols.Http1);
+                // Header, URL, slow-request and connection bounds on both ports (issue 12), the per-address cap first.
+                limits.ApplyTo(k);
+                var loggers = k.ApplicationServices.GetRequiredService<ILoggerFactory>();
+                k.Listen(ToIp(host), port, l =>
+                {
+                    l.Protocols = HttpProtocols.Http1;
+                    limits.Guard(l, loggers);
+                });
                 k.Listen(ToIp(agentHost), agentPort, l =>
                 {
                     l.Protocols = HttpProtocols.Http2;
+                    limits.Guard(l, loggers);
                     if (serving is not null)
                     {
                         l.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -241,54 +242,166 @@ public sealed class AwsAuthenticator
             throw AwsAuthException.InvalidSignature("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
         }
 
-        var payloadHash = PayloadHash(request, body);
-        var query = request.Query.SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? "")));
-        if (p.Presigned)
+        var key = _keys.GetOrAdd((credential.SecretAccessKey, scopeDate, region, scopeService), static (k, keys) =>
         {
-            query = query.Where(kv => kv.Key != "X-Amz-Signature");
-        }
-        var canonical = SigV4.CanonicalRequest(request.Method, request.PathBase + request.Path, query, p.SignedHeaders,
-            name => HeaderValues(request, name), payloadHash);
-        var scopeText = $"{scopeDate}/{region}/{scopeService}/{SigV4.Terminator}";
-        var key = _keys.GetOrAdd((credential.SecretAccessKey, scopeDate, region, scopeService), k =>
-        {
-            if (_keys.Count > 4096)
+            if (keys.Count > 4096)
             {
-                _keys.Clear(); // a bound, not a policy: keys change once a day per credential
+                keys.Clear(); // a bound, not a policy: keys change once a day per credential
             }
             return SigV4.SigningKey(k.Secret, k.Date, k.Region, k.Service);
-        });
-        var expected = SigV4.Signature(key, SigV4.StringToSign(p.AmzDate, scopeText, canonical));
-        if (!CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes(expected.AsSpan()), MemoryMarshal.AsBytes(p.Signature.AsSpan())))
+        }, _keys);
+        if (!SignatureMatches(request, p, body, key, scopeDate, region, scopeService))
         {
             throw AwsAuthException.InvalidSignature();
         }
         return new AwsCaller(credential.AccessKeyId, credential.Name, credential.Permissions, region);
     }
 
-    private static string PayloadHash(HttpRequest request, ReadOnlySpan<byte> body)
+    /// <summary>
+    /// Recomputes the signature and compares it in constant time. The hot path of every authenticated request,
+    /// so it builds the canonical request and the string to sign as UTF-8 in a per-thread buffer (no strings),
+    /// hashes them in place, and signs with a per-thread HMAC already keyed with the cached signing key
+    /// (creating an HMAC context costs more than the hash itself). <see cref="SigV4"/> is the readable reference
+    /// the unit tests pin this to.
+    /// </summary>
+    private static bool SignatureMatches(HttpRequest request, SignatureParts p, ReadOnlySpan<byte> body, byte[] key, string scopeDate, string region, string service)
     {
+        var w = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        w.ResetWrittenCount();
+        Span<byte> hash = stackalloc byte[32];
+
+        Write(w, request.Method);
+        Write(w, "\n");
+        string path = request.PathBase + request.Path;
+        Write(w, path is "/" or "" ? "/" : SigV4.CanonicalPath(path));
+        Write(w, "\n");
+        if (request.QueryString.HasValue)
+        {
+            var query = request.Query.SelectMany(kv => kv.Value.Select(v => new KeyValuePair<string, string>(kv.Key, v ?? "")));
+            Write(w, SigV4.CanonicalQuery(p.Presigned ? query.Where(kv => kv.Key != "X-Amz-Signature") : query));
+        }
+        Write(w, "\n");
+        foreach (var name in p.SignedHeaders)
+        {
+            Write(w, name);
+            Write(w, ":");
+            var values = request.Headers[name];
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (i > 0)
+                {
+                    Write(w, ",");
+                }
+                WriteTrimmed(w, values[i] ?? "");
+            }
+            Write(w, "\n");
+        }
+        Write(w, "\n");
+        for (var i = 0; i < p.SignedHeaders.Length; i++)
+        {
+            if (i > 0)
+            {
+                Write(w, ";");
+            }
+            Write(w, p.SignedHeaders[i]);
+        }
+        Write(w, "\n");
         var declared = request.Headers["X-Amz-Content-Sha256"].ToString();
         if (declared == SigV4.UnsignedPayload)
         {
-            return declared;
+            Write(w, declared);
         }
-        var actual = SigV4.Hex(SHA256.HashData(body));
-        if (declared.Length > 0 && !string.Equals(declared, actual, StringComparison.OrdinalIgnoreCase))
+        else
         {
-            throw AwsAuthException.InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.");
+            Span<char> hex = stackalloc char[64];
+            SHA256.HashData(body, hash);
+            Convert.TryToHexStringLower(hash, hex, out _);
+            if (declared.Length > 0 && !declared.AsSpan().Equals(hex, StringComparison.OrdinalIgnoreCase))
+            {
+                throw AwsAuthException.InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.");
+            }
+            if (declared.Length > 0)
+            {
+                Write(w, declared);
+            }
+            else
+            {
+                Write(w, hex);
+            }
         }
-        return declared.Length > 0 ? declared : actual;
+        SHA256.HashData(w.WrittenSpan, hash);
+
+        // String to sign: algorithm, date, scope, hex of the canonical request's hash.
+        w.ResetWrittenCount();
+        Write(w, SigV4.Algorithm);
+        Write(w, "\n");
+        Write(w, p.AmzDate);
+        Write(w, "\n");
+        Write(w, scopeDate);
+        Write(w, "/");
+        Write(w, region);
+        Write(w, "/");
+        Write(w, service);
+        Write(w, "/" + SigV4.Terminator + "\n");
+        Span<char> canonicalHex = stackalloc char[64];
+        Convert.TryToHexStringLower(hash, canonicalHex, out _);
+        Write(w, canonicalHex);
+
+        var hmac = t_hmac;
+        if (hmac is null || !ReferenceEquals(hmac.Value.Key, key))
+        {
+            hmac?.Hmac.Dispose();
+            hmac = (key, IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key));
+            t_hmac = hmac;
+        }
+        hmac.Value.Hmac.AppendData(w.WrittenSpan);
+        hmac.Value.Hmac.GetHashAndReset(hash);
+        Span<char> expected = stackalloc char[64];
+        Convert.TryToHexStringLower(hash, expected, out _);
+        return CryptographicOperations.FixedTimeEquals(MemoryMarshal.AsBytes((ReadOnlySpan<char>)expected), MemoryMarshal.AsBytes(p.Signature.AsSpan()));
     }
 
-    private static IReadOnlyList<string> HeaderValues(HttpRequest request, string name)
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    // One keyed HMAC per thread, for the signing key it was last used with: requests come mostly from a few
+    // credentials, so the key rarely changes between two requests on one thread.
+    [ThreadStatic]
+    private static (byte[] Key, IncrementalHash Hmac)? t_hmac;
+
+    private static void Write(ArrayBufferWriter<byte> w, ReadOnlySpan<char> text)
     {
-        var values = request.Headers[name];
-        return values.Count switch
+        var span = w.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length));
+        w.Advance(Encoding.UTF8.GetBytes(text, span));
+    }
+
+    /// <summary>A header value with leading and trailing spaces removed and runs of spaces inside collapsed to one.</summary>
+    private static void WriteTrimmed(ArrayBufferWriter<byte> w, string value)
+    {
+        var span = value.AsSpan().Trim();
+        if (!span.Contains("  ", StringComparison.Ordinal))
         {
-            0 => [""],
-            1 => [values[0] ?? ""],
-            _ => [.. values.Select(v => v ?? "")],
-        };
+            Write(w, span);
+            return;
+        }
+        var chars = ArrayPool<char>.Shared.Rent(span.Length);
+        var n = 0;
+        var space = false;
+        foreach (var c in span)
+        {
+            if (c == ' ')
+            {
+                space = true;
+                continue;
+            }
+            if (space)
+            {
+                chars[n++] = ' ';
+                space = false;
+            }
+            chars[n++] = c;
+        }
+        Write(w, chars.AsSpan(0, n));
+        ArrayPool<char>.Shared.Return(chars);
     }
 }

@@ -17,16 +17,20 @@ namespace Berth.Aws.Protocol;
 /// signature checked against it, the caller's permissions checked against the operation, and only then is
 /// the JSON parsed and the handler run with <see cref="AwsCaller.Current"/> set.
 /// </remarks>
-public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, IEnumerable<AwsQueryService> queryServices, ILogger<AwsFrontDoor> logger, AwsAuthenticator? authenticator = null)
+public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, IEnumerable<AwsQueryService> queryServices, ILogger<AwsFrontDoor> logger,
+    AwsAuthenticator? authenticator = null, RequestRateLimiter? rateLimiter = null)
 {
     public const string JsonContentType = "application/x-amz-json-1.1";
     // ECR's UploadLayerPart carries up to 20 MiB of layer, base64-encoded (about 26.7 MiB of JSON);
     // Kestrel's own request limit (30,000,000 bytes) still caps what reaches this point.
     private const int MaxBodyBytes = 28 * 1024 * 1024;
+    // No AWS request shape nests deeper than a few dozen levels (a task definition's container definitions are
+    // the deepest, about 8); a bound keeps the validator's recursion and the parser's stack small.
+    public const int MaxJsonDepth = 64;
 
     private readonly Dictionary<string, AwsJsonService> _byPrefix = services.ToDictionary(s => s.TargetPrefix, StringComparer.Ordinal);
     private readonly AwsAuthenticator _auth = authenticator ?? new AwsAuthenticator(AuthMode.None, null, TimeProvider.System);
-    private readonly AwsQueryFrontDoor _query = new(queryServices, logger, authenticator ?? new AwsAuthenticator(AuthMode.None, null, TimeProvider.System));
+    private readonly AwsQueryFrontDoor _query = new(queryServices, logger, authenticator ?? new AwsAuthenticator(AuthMode.None, null, TimeProvider.System), rateLimiter);
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -52,6 +56,10 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
             operation = target[(dot + 1)..];
             if (service.Model.Operations.ContainsKey(operation))
             {
+                if (rateLimiter is not null && !rateLimiter.TryAcquire(RequestRateLimiter.CallerKey(caller, context), service.Model.SigningName, operation))
+                {
+                    throw RequestRateLimiter.Throttled();
+                }
                 _auth.Authorize(caller, service.Model.SigningName, operation);
             }
             var handler = service.Find(operation)
@@ -62,11 +70,13 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
             JsonDocument doc;
             try
             {
-                doc = body.Length == 0 ? JsonDocument.Parse("{}") : JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 128 });
+                doc = body.Length == 0 ? JsonDocument.Parse("{}") : JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = MaxJsonDepth });
             }
-            catch (JsonException)
+            catch (JsonException e)
             {
-                throw new AwsException("SerializationException", "The request body is not valid JSON.");
+                throw new AwsException("SerializationException", e.Message.Contains("maximum configured depth", StringComparison.Ordinal)
+                    ? $"The request body nests JSON deeper than {MaxJsonDepth} levels (at {e.Path ?? "$"})."
+                    : $"The request body is not valid JSON: {e.Message}");
             }
             byte[] payload;
             using (doc)
@@ -93,7 +103,8 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
         }
         catch (BadHttpRequestException e)
         {
-            await WriteErrorAsync(context, e.StatusCode == 413 ? 413 : 400, "SerializationException", e.Message).ConfigureAwait(false);
+            // 413: over Kestrel's body limit; 408: the body came slower than Kestrel's minimum data rate (slowloris).
+            await WriteErrorAsync(context, e.StatusCode is 413 or 408 ? e.StatusCode : 400, e.StatusCode == 408 ? "RequestTimeoutException" : "SerializationException", e.Message).ConfigureAwait(false);
         }
         catch (Exception e)
         {

@@ -33,17 +33,22 @@ public sealed class AwsJsonService
         }
         _handlers[operation] = async (body, ct) =>
         {
-            if (op.Input is not null)
-            {
-                Validator.Validate(op.Input, body);
-            }
             TRequest req;
             try
             {
+                if (op.Input is not null)
+                {
+                    Validator.Validate(op.Input, body);
+                }
                 req = body.Deserialize(request)!;
             }
             catch (JsonException e)
             {
+                throw new AwsException("SerializationException", $"The request body could not be read: {e.Message}");
+            }
+            catch (InvalidOperationException e)
+            {
+                // A string that cannot become .NET text: invalid UTF-8 bytes or a lone surrogate escape (\ud800).
                 throw new AwsException("SerializationException", $"The request body could not be read: {e.Message}");
             }
             var result = await handler(req, ct).ConfigureAwait(false);

@@ -11,7 +11,7 @@ namespace Berth.Aws.Protocol;
 /// The Query-protocol half of the front door: <c>POST /</c> with a form body naming <c>Action</c> and
 /// <c>Version</c>, dispatched to the <see cref="AwsQueryService"/> whose model has that API version.
 /// </summary>
-internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> services, ILogger logger, AwsAuthenticator auth)
+internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> services, ILogger logger, AwsAuthenticator auth, RequestRateLimiter? rateLimiter = null)
 {
     private const int MaxBodyBytes = 1024 * 1024;
     private readonly Dictionary<string, AwsQueryService> _byVersion = services.ToDictionary(s => s.Model.ApiVersion, StringComparer.Ordinal);
@@ -50,6 +50,10 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
             ns = service.Model.XmlNamespace;
             if (service.Model.Operations.ContainsKey(action))
             {
+                if (rateLimiter is not null && !rateLimiter.TryAcquire(RequestRateLimiter.CallerKey(caller, context), service.Model.SigningName, action))
+                {
+                    throw RequestRateLimiter.Throttled();
+                }
                 auth.Authorize(caller, service.Model.SigningName, action);
             }
             var handler = service.Find(action)
@@ -80,7 +84,7 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
         }
         catch (BadHttpRequestException e)
         {
-            await WriteErrorAsync(context, ns, e.StatusCode == 413 ? 413 : 400, "ValidationError", e.Message, requestId).ConfigureAwait(false);
+            await WriteErrorAsync(context, ns, e.StatusCode is 413 or 408 ? e.StatusCode : 400, e.StatusCode == 408 ? "RequestTimeout" : "ValidationError", e.Message, requestId).ConfigureAwait(false);
         }
         catch (Exception e)
         {
