@@ -73,6 +73,9 @@ public sealed record AgentOptions
 
     /// <summary>Below this share of free space on Docker's data directory, the minimum age no longer protects an unused image.</summary>
     public double ImageCleanupMinFreeDiskFraction { get; init; } = 0.10;
+
+    /// <summary>The region the instance registers into (<c>berth agent --region</c>); null: the server's default region.</summary>
+    public string? Region { get; init; }
 }
 
 /// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>

@@ -41,6 +41,12 @@ internal static class Commands
         Description = "Region in every ARN (env BERTH_REGION).",
     }, "BERTH_REGION", BerthIdentity.DefaultRegion);
 
+    // berth agent's --region: no default of its own, the server's region is (an empty region in Register).
+    private static readonly Option<string?> AgentRegion = Env(new Option<string?>("--region")
+    {
+        Description = "Region the agent's container instance registers into (default: the server's --region; env BERTH_AGENT_REGION).",
+    }, "BERTH_AGENT_REGION", null);
+
     private static readonly Option<string> LogLevel = Env(new Option<string>("--log-level")
     {
         Description = "Trace, Debug, Information, Warning or Error (env BERTH_LOG_LEVEL).",
@@ -267,7 +273,7 @@ internal static class Commands
     public static Command Agent()
     {
         var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
-        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList])
+        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList, AgentRegion])
         {
             cmd.Options.Add(o);
         }
@@ -521,6 +527,7 @@ internal static class Commands
                     ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
                     ResyncInterval = TimeSpan.FromSeconds(resync),
                     Tls = agentTlsOptions,
+                    Region = withServer ? null : p.GetValue(AgentRegion),
                 });
             }
         }
