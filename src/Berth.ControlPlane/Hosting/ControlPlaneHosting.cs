@@ -27,11 +27,19 @@ public static class ControlPlaneHosting
         services.AddSingleton<IStateStore>(_ => SqliteStateStore.Open(Path.Combine(options.DataDirectory, "state.db")));
         // Every region is a scope of its own (Regions/README.md): its state, lifecycles, controllers, ECS API and
         // agent gateway. The directory opens the default region and the stored ones at start, others on first use.
-        services.AddSingleton(sp => RegionDirectory.OpenAsync(sp, sp.GetRequiredService<IStateStore>(), options.Identity,
+        // The default region's state loads first, on its own (it migrates an old store, once for all regions):
+        // what is not regional yet (the load balancer's instance targets) reads it, and building the regions'
+        // controllers reaches those parts, so it must not wait for the directory.
+        services.AddSingleton(sp =>
+        {
+            var state = new EcsState(sp.GetRequiredService<IStateStore>(), options.Identity);
+            state.LoadAsync().GetAwaiter().GetResult();
+            return state;
+        });
+        services.AddSingleton(sp => RegionDirectory.OpenAsync(sp, sp.GetRequiredService<EcsState>(),
             sp.GetRequiredService<ILogger<RegionDirectory>>()).GetAwaiter().GetResult());
         services.AddHostedService(sp => sp.GetRequiredService<RegionDirectory>());
-        // The default region's parts, for what is not regional yet (the load balancer's instance targets, the CLI).
-        services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.State);
+        // The default region's other parts, for callers that are not regional.
         services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.Tasks);
         services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.Instances);
         services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.ServiceLifecycle);

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Berth.Aws.Protocol;
 using Berth.ControlPlane.Agents;
-using Berth.ControlPlane.Domain;
+using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.State;
 using Microsoft.Extensions.Hosting;
@@ -48,13 +48,15 @@ public sealed partial class RegionDirectory : IHostedService
     public IReadOnlyList<string> Regions => [.. _scopes.Where(kv => kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully).Select(kv => kv.Key).Order(StringComparer.Ordinal)];
 
     /// <summary>
-    /// Migrates the store once (for every region), then opens the default region and every region the store
-    /// knows of. Before this version regions were not recorded: a store without records is looked through
-    /// once for the regions its ECS keys name (a data directory may have been served under several --region values).
+    /// Opens the default region over <paramref name="defaultState"/> (loaded already, which migrated the store
+    /// once for every region) and every other region the store knows of. Before this version regions were not
+    /// recorded: a store without records is looked through once for the regions its ECS keys name (a data
+    /// directory may have been served under several --region values).
     /// </summary>
-    public static async Task<RegionDirectory> OpenAsync(IServiceProvider root, IStateStore store, BerthIdentity identity, ILogger<RegionDirectory> logger, CancellationToken ct = default)
+    public static async Task<RegionDirectory> OpenAsync(IServiceProvider root, EcsState defaultState, ILogger<RegionDirectory> logger, CancellationToken ct = default)
     {
-        await StoreMigration.RunAsync(store, identity, ct).ConfigureAwait(false);
+        var store = defaultState.Store;
+        var identity = defaultState.Identity;
         var directory = new RegionDirectory(root, store, identity, logger);
         var markers = MarkerRoot + identity.AccountId + "/";
         var known = new SortedSet<string>(StringComparer.Ordinal);
@@ -77,7 +79,9 @@ public sealed partial class RegionDirectory : IHostedService
         known.Add(identity.Region);
         foreach (var region in known.Where(Aws.Auth.CredentialScope.IsValidRegion).Take(MaxRegions))
         {
-            var scope = await directory.OpenScopeAsync(region, ct).ConfigureAwait(false);
+            var scope = region == identity.Region
+                ? await RegionScope.OpenAsync(root, store, identity, ct, defaultState).ConfigureAwait(false)
+                : await directory.OpenScopeAsync(region, ct).ConfigureAwait(false);
             directory._scopes[region] = new Lazy<Task<RegionScope>>(Task.FromResult(scope));
         }
         directory.Default = await directory._scopes[identity.Region].Value.ConfigureAwait(false);

@@ -55,14 +55,19 @@ public sealed class RegionScope
     internal IReadOnlyList<IHostedService> Controllers => [Scheduler, Sweeper, Retention];
 
     /// <summary>
-    /// Loads the region's state from <paramref name="store"/> (no migration: the directory ran it once) and builds
+    /// Loads the region's state from <paramref name="store"/> (no migration: the default region's load ran it, once;
+    /// the default region's state comes <paramref name="loaded"/> already) and builds
     /// the region's parts. Whatever is not region-scoped (time, options, the agents' CA, the load balancer's target
     /// registration, loggers) comes from <paramref name="root"/>.
     /// </summary>
-    internal static async Task<RegionScope> OpenAsync(IServiceProvider root, IStateStore store, BerthIdentity identity, CancellationToken ct)
+    internal static async Task<RegionScope> OpenAsync(IServiceProvider root, IStateStore store, BerthIdentity identity, CancellationToken ct, EcsState? loaded = null)
     {
-        var state = new EcsState(store, identity) { MigrateOnLoad = false };
-        await state.LoadAsync(ct).ConfigureAwait(false);
+        var state = loaded;
+        if (state is null)
+        {
+            state = new EcsState(store, identity) { MigrateOnLoad = false };
+            await state.LoadAsync(ct).ConfigureAwait(false);
+        }
         var services = new RegionServices(root);
         var arns = new Arns(identity);
         services.Add(identity);
