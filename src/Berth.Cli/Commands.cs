@@ -523,7 +523,7 @@ internal static class Commands
                     CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU"),
                     MemoryMiB = p.GetValue(Memory) ?? EnvInt("BERTH_AGENT_MEMORY"),
                     InstanceType = p.GetValue(InstanceType)!,
-                    AvailabilityZone = p.GetValue(Zone)!,
+                    AvailabilityZone = AgentZone(p, withServer),
                     ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
                     ResyncInterval = TimeSpan.FromSeconds(resync),
                     Tls = agentTlsOptions,
@@ -710,6 +710,14 @@ internal static class Commands
     }
 
     private static int? EnvInt(string name) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : null;
+
+    /// <summary>The agent's ecs.availability-zone: as given, else in its --region ("us-west-2a") when it names one.</summary>
+    private static string AgentZone(ParseResult p, bool withServer)
+    {
+        var zone = p.GetValue(Zone)!;
+        var given = p.GetResult(Zone) is { Implicit: false } || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("BERTH_AVAILABILITY_ZONE"));
+        return !withServer && !given && p.GetValue(AgentRegion) is { Length: > 0 } region ? region + "a" : zone;
+    }
 
     private static Option<T> Env<T>(Option<T> option, string variable, T fallback)
     {
