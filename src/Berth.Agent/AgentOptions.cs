@@ -85,6 +85,9 @@ public sealed record AgentOptions
     /// with TaskFailedToStart.
     /// </summary>
     public HostPolicy HostPolicy { get; init; } = HostPolicy.Default;
+
+    /// <summary>The region the instance registers into (<c>berth agent --region</c>); null: the server's default region.</summary>
+    public string? Region { get; init; }
 }
 
 /// <summary>How the agent secures its channel: the join token it joins with when it holds no certificate yet.</summary>

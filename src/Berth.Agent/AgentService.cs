@@ -228,6 +228,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             AgentHash = "berth",
             DockerVersion = await runtime.VersionAsync(ct).ConfigureAwait(false),
             Hostname = Environment.MachineName,
+            Region = options.Region ?? "",
         };
         reg.ReservedPorts.AddRange(EcsReservedPorts);
         reg.Attributes["ecs.os-type"] = "linux";

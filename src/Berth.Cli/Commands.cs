@@ -41,6 +41,12 @@ internal static class Commands
         Description = "Region in every ARN (env BERTH_REGION).",
     }, "BERTH_REGION", BerthIdentity.DefaultRegion);
 
+    // berth agent's --region: no default of its own, the server's region is (an empty region in Register).
+    private static readonly Option<string?> AgentRegion = Env(new Option<string?>("--region")
+    {
+        Description = "Region the agent's container instance registers into (default: the server's --region; env BERTH_AGENT_REGION).",
+    }, "BERTH_AGENT_REGION", null);
+
     private static readonly Option<string> LogLevel = Env(new Option<string>("--log-level")
     {
         Description = "Trace, Debug, Information, Warning or Error (env BERTH_LOG_LEVEL).",
@@ -334,7 +340,7 @@ internal static class Commands
     public static Command Agent()
     {
         var cmd = new Command("agent", "Run an agent that registers this host with a control plane and runs its tasks on Docker.");
-        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList, CapacityProvider])
+        foreach (var o in (Option[])[ServerUrl, Data, LogLevel, Cluster, Cpu, Memory, InstanceType, Zone, Labels, ResyncSeconds, .. SimulateOptionsList, JoinTokenOption, .. AgentRuntimeOptionsList, CapacityProvider, AgentRegion])
         {
             cmd.Options.Add(o);
         }
@@ -614,12 +620,13 @@ internal static class Commands
                     CpuUnits = p.GetValue(Cpu) ?? EnvInt("BERTH_AGENT_CPU"),
                     MemoryMiB = p.GetValue(Memory) ?? EnvInt("BERTH_AGENT_MEMORY"),
                     InstanceType = p.GetValue(InstanceType)!,
-                    AvailabilityZone = p.GetValue(Zone)!,
+                    AvailabilityZone = AgentZone(p, withServer),
                     ContainerLabels = ParseLabels(p.GetValue(Labels), Environment.GetEnvironmentVariable("BERTH_CONTAINER_LABELS")),
                     ResyncInterval = TimeSpan.FromSeconds(resync),
                     Tls = agentTlsOptions,
                     CapacityProvider = capacityProvider,
                     HostPolicy = hostPolicy,
+                    Region = withServer ? null : p.GetValue(AgentRegion),
                 });
             }
         }
@@ -802,6 +809,14 @@ internal static class Commands
     }
 
     private static int? EnvInt(string name) => int.TryParse(Environment.GetEnvironmentVariable(name), out var v) ? v : null;
+
+    /// <summary>The agent's ecs.availability-zone: as given, else in its --region ("us-west-2a") when it names one.</summary>
+    private static string AgentZone(ParseResult p, bool withServer)
+    {
+        var zone = p.GetValue(Zone)!;
+        var given = p.GetResult(Zone) is { Implicit: false } || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("BERTH_AVAILABILITY_ZONE"));
+        return !withServer && !given && p.GetValue(AgentRegion) is { Length: > 0 } region ? region + "a" : zone;
+    }
 
     private static Option<T> Env<T>(Option<T> option, string variable, T fallback)
     {

@@ -53,7 +53,8 @@ public sealed class AwsAuthenticator
     {
         if (Mode == AuthMode.None)
         {
-            return AwsCaller.Anonymous;
+            // Any credentials are accepted, but the region they are scoped to still picks the region served.
+            return CredentialScope.RegionOf(request) is { } region ? AwsCaller.Anonymous with { Region = region } : AwsCaller.Anonymous;
         }
         var authorization = request.Headers.Authorization;
         SignatureParts parts;

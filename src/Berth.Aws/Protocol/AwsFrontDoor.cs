@@ -15,7 +15,8 @@ namespace Berth.Aws.Protocol;
 /// <remarks>
 /// Authentication happens here, once for every API behind the door: the body is read (bounded), the SigV4
 /// signature checked against it, the caller's permissions checked against the operation, and only then is
-/// the JSON parsed and the handler run with <see cref="AwsCaller.Current"/> set.
+/// the JSON parsed and the handler run with <see cref="AwsCaller.Current"/> set. A service with a
+/// <see cref="RegionalDispatch"/> is then swapped for the one of the request's region (see its remarks).
 /// </remarks>
 public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, IEnumerable<AwsQueryService> queryServices, ILogger<AwsFrontDoor> logger,
     AwsAuthenticator? authenticator = null, RequestRateLimiter? rateLimiter = null)
@@ -54,6 +55,11 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
                 throw new AwsException("UnknownOperationException", target.Length == 0 ? "Missing X-Amz-Target header." : $"Unknown operation '{target}'.");
             }
             operation = target[(dot + 1)..];
+            string? region = null;
+            if (service.Regional is { } regional)
+            {
+                region = regional.RegionOf(caller);
+            }
             if (service.Model.Operations.ContainsKey(operation))
             {
                 if (rateLimiter is not null && !rateLimiter.TryAcquire(RequestRateLimiter.CallerKey(caller, context), service.Model.SigningName, operation))
@@ -81,6 +87,13 @@ public sealed partial class AwsFrontDoor(IEnumerable<AwsJsonService> services, I
             byte[] payload;
             using (doc)
             {
+                if (service.Regional is { } dispatch && region is not null)
+                {
+                    // The request's region holds the resources it names: its own service answers it.
+                    dispatch.CheckArns(doc.RootElement, region);
+                    service = await dispatch.ResolveAsync(region, ct).ConfigureAwait(false);
+                    handler = service.Find(operation) ?? throw new AwsException("UnsupportedFeatureException", $"Berth does not implement {operation} in {region}.");
+                }
                 payload = await handler(doc.RootElement, ct).ConfigureAwait(false);
             }
             context.Response.StatusCode = 200;

@@ -20,6 +20,9 @@ public sealed class AwsJsonService
     public ShapeValidator Validator { get; }
     public string TargetPrefix => Model.TargetPrefix;
 
+    /// <summary>Set when each region has a service of its own: the front door then serves a request with its region's.</summary>
+    public RegionalDispatch? Regional { get; set; }
+
     /// <summary>Binds an operation of the model to a handler. The request is validated against the model first.</summary>
     public AwsJsonService Map<TRequest, TResponse>(string operation, JsonTypeInfo<TRequest> request, JsonTypeInfo<TResponse> response, Func<TRequest, CancellationToken, Task<TResponse>> handler)
     {

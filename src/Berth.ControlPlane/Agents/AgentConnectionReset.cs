@@ -1,17 +1,17 @@
 using Berth.ControlPlane.State;
 using Berth.State;
-using Microsoft.Extensions.Hosting;
 
 namespace Berth.ControlPlane.Agents;
 
 /// <summary>
 /// At start no agent stream is open yet, so any instance still marked agentConnected (left over
 /// from a server that was killed) is marked disconnected; agents flip it back when they re-register.
-/// Hosted services start before Kestrel accepts connections, so this cannot race a new stream.
+/// The region directory runs it for every region it opens at start, from its hosted service: hosted
+/// services start before Kestrel accepts connections, so this cannot race a new stream.
 /// </summary>
-internal sealed class AgentConnectionReset(EcsState state) : IHostedService
+internal static class AgentConnectionReset
 {
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public static async Task ResetAsync(EcsState state, CancellationToken cancellationToken)
     {
         await using var tx = await state.BeginAsync(cancellationToken).ConfigureAwait(false);
         foreach (var v in state.ContainerInstances.All)
@@ -23,6 +23,4 @@ internal sealed class AgentConnectionReset(EcsState state) : IHostedService
         }
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

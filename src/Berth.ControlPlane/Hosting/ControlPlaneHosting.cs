@@ -3,6 +3,7 @@ using Berth.Aws.Protocol;
 using Berth.ControlPlane.Agents;
 using Berth.ControlPlane.Domain;
 using Berth.ControlPlane.Ecs;
+using Berth.ControlPlane.Regions;
 using Berth.ControlPlane.State;
 using Berth.Core;
 using Berth.State;
@@ -10,6 +11,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 
 namespace Berth.ControlPlane.Hosting;
 
@@ -23,22 +25,34 @@ public static class ControlPlaneHosting
         services.AddSingleton<Arns>();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<IStateStore>(_ => SqliteStateStore.Open(Path.Combine(options.DataDirectory, "state.db")));
+        // Every region is a scope of its own (Regions/README.md): its state, lifecycles, controllers, ECS API and
+        // agent gateway. The directory opens the default region and the stored ones at start, others on first use.
+        // The default region's state loads first, on its own (it migrates an old store, once for all regions):
+        // what is not regional yet (the load balancer's instance targets) reads it, and building the regions'
+        // controllers reaches those parts, so it must not wait for the directory.
         services.AddSingleton(sp =>
         {
             var state = new EcsState(sp.GetRequiredService<IStateStore>(), options.Identity);
             state.LoadAsync().GetAwaiter().GetResult();
             return state;
         });
-        services.AddSingleton(sp => new TaskLifecycle(sp.GetRequiredService<EcsState>(), sp.GetRequiredService<Arns>(), sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<InstanceLifecycle>();
-        services.AddHostedService<TaskRetention>();
-        services.AddSingleton<ServiceLifecycle>();
+        services.AddSingleton(sp => RegionDirectory.OpenAsync(sp, sp.GetRequiredService<EcsState>(),
+            sp.GetRequiredService<ILogger<RegionDirectory>>()).GetAwaiter().GetResult());
+        services.AddHostedService(sp => sp.GetRequiredService<RegionDirectory>());
+        // The default region's other parts, for callers that are not regional.
+        services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.Tasks);
+        services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.Instances);
+        services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.ServiceLifecycle);
+        services.AddSingleton(sp => sp.GetRequiredService<RegionDirectory>().Default.Scheduler);
         services.TryAddSingleton<IServiceTargets, NoServiceTargets>();
-        services.AddSingleton<ServiceScheduler>();
-        services.AddHostedService(sp => sp.GetRequiredService<ServiceScheduler>());
-        services.AddSingleton<LostHostSweeper>();
-        services.AddHostedService(sp => sp.GetRequiredService<LostHostSweeper>());
-        services.AddSingleton<AwsJsonService>(sp => EcsApi.Build(sp));
+        // The ECS API: the default region's, which dispatches each request to the region it is signed for.
+        services.AddSingleton<AwsJsonService>(sp =>
+        {
+            var regions = sp.GetRequiredService<RegionDirectory>();
+            var ecs = regions.Default.Ecs;
+            ecs.Regional = new RegionalDispatch(options.Identity.Region, async (region, ct) => (await regions.GetAsync(region, ct).ConfigureAwait(false)).Ecs, "ecs");
+            return ecs;
+        });
         services.AddGrpc();
         // The registry registers the real provider; this one only fills in when there is none.
         services.TryAddSingleton<IRegistryCredentialProvider, NoRegistryCredentials>();
@@ -52,18 +66,24 @@ public static class ControlPlaneHosting
     public static WebApplication MapBerthControlPlane(this WebApplication app)
     {
         // Load state before the first request rather than inside it.
-        _ = app.Services.GetRequiredService<EcsState>();
+        var regions = app.Services.GetRequiredService<RegionDirectory>();
         app.MapAwsFrontDoor();
         app.MapBerthAgentGateway();
         var auth = AwsAuthenticator.ModeName(app.Services.GetService<AwsAuthenticator>()?.Mode ?? AuthMode.None);
-        app.MapGet("/_berth/health", (EcsState state, BerthIdentity id, ControlPlaneOptions o) => Results.Json(new HealthStatus(
-            "ok", id.AccountId, id.Region, o.AgentPort, state.Store.Revision,
-            state.Clusters.Count, state.ContainerInstances.Count, state.Tasks.Count, auth), HostingJsonContext.Default.HealthStatus));
+        // Counts are the default region's; regions lists every region open.
+        app.MapGet("/_berth/health", (ControlPlaneOptions o) =>
+        {
+            var state = regions.Default.State;
+            var id = regions.DefaultIdentity;
+            return Results.Json(new HealthStatus(
+                "ok", id.AccountId, id.Region, o.AgentPort, state.Store.Revision,
+                state.Clusters.Count, state.ContainerInstances.Count, state.Tasks.Count, auth, regions.Regions), HostingJsonContext.Default.HealthStatus);
+        });
         return app;
     }
 }
 
-public sealed record HealthStatus(string Status, string AccountId, string Region, int AgentPort, long StoreRevision, int Clusters, int ContainerInstances, int Tasks, string Auth = "none");
+public sealed record HealthStatus(string Status, string AccountId, string Region, int AgentPort, long StoreRevision, int Clusters, int ContainerInstances, int Tasks, string Auth = "none", IReadOnlyList<string>? Regions = null);
 
 [System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase)]
 [System.Text.Json.Serialization.JsonSerializable(typeof(HealthStatus))]

@@ -74,6 +74,12 @@ public sealed class EcsState : DocumentState
 
     public BerthIdentity Identity { get; }
 
+    /// <summary>
+    /// Whether <see cref="DocumentState.LoadAsync"/> first brings an old store to the current format. The region
+    /// directory migrates once for all regions and loads each region's state with this off.
+    /// </summary>
+    public bool MigrateOnLoad { get; init; } = true;
+
     public DocumentTable<ClusterRecord> Clusters { get; }
     public DocumentTable<StoredTaskDefinition> TaskDefinitions { get; }
     public DocumentTable<TaskRecord> Tasks { get; }
@@ -96,7 +102,7 @@ public sealed class EcsState : DocumentState
         Ledger.Clear();
         Families.Clear();
         ServiceIndex.Clear();
-        return StoreMigration.RunAsync(Store, Identity, ct);
+        return MigrateOnLoad ? StoreMigration.RunAsync(Store, Identity, ct) : Task.CompletedTask;
     }
 
     protected override void OnDurable() => Feeds.WakeDurable();
