@@ -82,11 +82,20 @@ public sealed partial class ReadmeSecureSetupTests
             var secret = SecretLine().Match(created).Groups[1].Value;
             Assert.False(string.IsNullOrEmpty(keyId), "credentials create printed no AccessKeyId: " + created);
             Assert.False(string.IsNullOrEmpty(secret), "credentials create printed no SecretAccessKey: " + created);
-            await Wait.ForAsync(async () =>
+            string? health = null;
+            try
             {
-                var r = await Processes.RunAsync("ip", ["netns", "exec", ns, "curl", "-sf", "http://10.0.0.5:4566/_berth/health"]);
-                return r.ExitCode == 0 && r.Stdout.Contains("\"sigv4\"", StringComparison.Ordinal) ? r.Stdout : null;
-            }, TimeSpan.FromSeconds(60), "the README's server to answer on 10.0.0.5:4566 with auth sigv4");
+                await Wait.ForAsync(async () =>
+                {
+                    var r = await Processes.RunAsync("ip", ["netns", "exec", ns, "curl", "-s", "http://10.0.0.5:4566/_berth/health"]);
+                    health = $"({r.ExitCode}) {r.Stdout}";
+                    return r.ExitCode == 0 && r.Stdout.Contains("\"sigv4\"", StringComparison.Ordinal) ? r.Stdout : null;
+                }, TimeSpan.FromSeconds(90), "the README's server to answer on 10.0.0.5:4566 with auth sigv4");
+            }
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"{e.Message}; last answer: {health}; server output:\n{output}", e);
+            }
 
             // 2. The join token.
             var token = JoinToken().Match(await RunBlockAsync(Fill(blocks[1], new Dictionary<string, string>()))).Value;
@@ -98,14 +107,23 @@ public sealed partial class ReadmeSecureSetupTests
             // 4. The aws CLI with the credential sees the agent's instance, ACTIVE and connected.
             var step4 = Fill(blocks[3], new Dictionary<string, string> { ["ACCESS-KEY-ID"] = keyId, ["SECRET-ACCESS-KEY"] = secret });
             string? last = null;
-            var shown = await Wait.ForAsync(async () =>
+            string shown;
+            try
             {
-                var r = await Processes.RunAsync("ip", ["netns", "exec", ns, "bash", "-c", step4],
-                    new Dictionary<string, string> { ["PATH"] = path }, TimeSpan.FromSeconds(90));
-                last = $"({r.ExitCode}) {r.Stdout} {r.Stderr}";
-                return r.ExitCode == 0 && ActiveConnected().IsMatch(r.Stdout) ? r.Stdout : null;
-            }, TimeSpan.FromSeconds(90), "the joined agent's instance to show ACTIVE and connected through the aws CLI");
-            Assert.Contains("containerInstanceArns", shown, StringComparison.Ordinal);
+                shown = await Wait.ForAsync(async () =>
+                {
+                    var r = await Processes.RunAsync("ip", ["netns", "exec", ns, "bash", "-c", step4],
+                        new Dictionary<string, string> { ["PATH"] = path }, TimeSpan.FromSeconds(90));
+                    last = $"({r.ExitCode}) {r.Stdout} {r.Stderr}";
+                    // Both commands' answers: the listing (JSON) and the instance ACTIVE and connected (text).
+                    return r.ExitCode == 0 && r.Stdout.Contains("containerInstanceArns", StringComparison.Ordinal) && ActiveConnected().IsMatch(r.Stdout) ? r.Stdout : null;
+                }, TimeSpan.FromSeconds(90), "the joined agent's instance to show ACTIVE and connected through the aws CLI");
+            }
+            catch (TimeoutException e)
+            {
+                throw new TimeoutException($"{e.Message}; last answer: {last}; server and agent output:\n{output}", e);
+            }
+            Assert.Contains("container-instance/default/", shown, StringComparison.Ordinal);
 
             // The agent really joined: it holds a client certificate from the server's CA and no plaintext fallback.
             Assert.True(File.Exists(Path.Combine(temp, "agent", "agent", "tls", "agent.crt")), "the agent keeps its client certificate in DATA/agent/tls: " + output);
