@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing (Docker, busybox-static, skopeo), starts dockerd, builds
+# Runs every test: installs what is missing (Docker, busybox-static, skopeo, Debian's awscli v2), starts dockerd, builds
 # the test image and the solution, runs the unit and end-to-end tests, and ends with one line
 # "N passed, N failed[, N skipped]". Under CI=true no test that needs Docker or a client may skip.
 set -uo pipefail
@@ -12,6 +12,8 @@ export CI="${CI:-}"
 [ -x /bin/busybox ] || berth_apt_install busybox-static
 berth_need_cmd skopeo skopeo
 berth_need_cmd curl curl
+# AWS CLI v2 for `aws logs tail` (Debian's awscli package, /usr/bin/aws); the tests' `aws` stays the one on PATH.
+[ -x /usr/bin/aws ] || berth_apt_install awscli
 berth_ensure_docker
 tests/fixtures/build-test-image.sh
 

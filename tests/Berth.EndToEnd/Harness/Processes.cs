@@ -39,6 +39,27 @@ internal static class Processes
     }
 }
 
+/// <summary>
+/// AWS CLI v2 (Debian's awscli package, /usr/bin/aws; ./test.sh installs it): for what only v2 has, `aws logs tail`.
+/// Debian's 2.9 predates AWS_ENDPOINT_URL, so the endpoint goes on the command line.
+/// </summary>
+public sealed class AwsCliV2(string endpoint)
+{
+    public const string Path = "/usr/bin/aws";
+
+    public Task<CommandResult> RunAsync(params string[] args)
+    {
+        Assert.True(File.Exists(Path), $"{Path} (AWS CLI v2, Debian's awscli package) is missing: ./test.sh installs it");
+        return Processes.RunAsync(Path, ["--endpoint-url", endpoint, .. args], new Dictionary<string, string>
+        {
+            ["AWS_ACCESS_KEY_ID"] = "test",
+            ["AWS_SECRET_ACCESS_KEY"] = "test",
+            ["AWS_DEFAULT_REGION"] = "us-east-1",
+            ["AWS_PAGER"] = "",
+        });
+    }
+}
+
 /// <summary>The real AWS CLI, pointed at a Berth endpoint the way AWS tooling expects a custom endpoint.</summary>
 public sealed class AwsCli(string endpoint)
 {
