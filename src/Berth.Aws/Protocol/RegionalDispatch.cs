@@ -49,14 +49,14 @@ public sealed class RegionalDispatch(string defaultRegion, Func<string, Cancella
             switch (member.Value.ValueKind)
             {
                 case JsonValueKind.String:
-                    Check(member.Value.GetString()!, region);
+                    Check(member.Value, region);
                     break;
                 case JsonValueKind.Array:
                     foreach (var item in member.Value.EnumerateArray())
                     {
                         if (item.ValueKind == JsonValueKind.String)
                         {
-                            Check(item.GetString()!, region);
+                            Check(item, region);
                         }
                     }
                     break;
@@ -66,8 +66,18 @@ public sealed class RegionalDispatch(string defaultRegion, Func<string, Cancella
         }
     }
 
-    private void Check(string value, string region)
+    private void Check(JsonElement element, string region)
     {
+        string value;
+        try
+        {
+            value = element.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            // Not text (invalid UTF-8, a lone surrogate): no ARN; reading the request answers SerializationException.
+            return;
+        }
         if (!value.StartsWith(_arnPrefix!, StringComparison.Ordinal))
         {
             return;

@@ -132,7 +132,7 @@ public sealed class BadInputTests : IAsyncLifetime
     public async Task Request_ChunkedBodyOverLimit_Answers413WithoutBufferingIt(string? target, string contentType, string errorType)
     {
         var pid = _server!.Pid ?? throw new InvalidOperationException("the server is not running");
-        var before = ResidentMiB(pid);
+        var before = ProcessMemory.ResidentMiB(pid);
         const long total = 400L * 1024 * 1024;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
         using var request = new HttpRequestMessage(HttpMethod.Post, _server.Endpoint + "/") { Content = new StreamContent(new RepeatingStream(total, target is null ? (byte)'a' : (byte)' ')) };
@@ -154,44 +154,11 @@ public sealed class BadInputTests : IAsyncLifetime
             // The server may answer and close before the client has finished sending, so the answer can be lost;
             // the memory bound below and the server's health after it are what this test is about.
         }
-        var after = ResidentMiB(pid);
+        var after = ProcessMemory.ResidentMiB(pid);
         Assert.True(after - before < 120, $"server resident memory grew from {before} MiB to {after} MiB");
         Assert.Equal(200, (await _ecs!.CallAsync("ListClusters", "{}")).Status);
     }
 
-    private static long ResidentMiB(int pid)
-    {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) / 1024;
-            }
-        }
-        throw new InvalidOperationException($"no VmRSS for process {pid}");
-    }
-
-    /// <summary>A read-only stream of <c>length</c> copies of one byte, made on the fly.</summary>
-    private sealed class RepeatingStream(long length, byte value) : Stream
-    {
-        private long _position;
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => length;
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            var n = (int)Math.Min(count, length - _position);
-            buffer.AsSpan(offset, n).Fill(value);
-            _position += n;
-            return n;
-        }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
 
     private async Task<string> SnapshotAsync()
     {

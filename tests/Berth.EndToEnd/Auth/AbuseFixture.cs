@@ -45,14 +45,7 @@ public sealed partial class AbuseFixture : IAsyncLifetime
     public long ResidentMiB()
     {
         var pid = Server.Pid ?? throw new InvalidOperationException("the server is not running:\n" + Server.Log);
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
-            }
-        }
-        throw new InvalidOperationException($"no VmRSS for process {pid}");
+        return ProcessMemory.ResidentMiB(pid);
     }
 
     /// <summary>

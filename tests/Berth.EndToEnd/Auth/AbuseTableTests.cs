@@ -336,26 +336,4 @@ public sealed class AbuseTableTests(AbuseFixture f, ITestOutputHelper output) : 
         var limit = soft == "unlimited" ? 1_000_000 : int.Parse(soft, CultureInfo.InvariantCulture);
         return limit - Directory.GetFiles("/proc/self/fd").Length;
     }
-
-    /// <summary>A read-only stream of <c>length</c> copies of one byte, made on the fly.</summary>
-    private sealed class RepeatingStream(long length, byte value) : Stream
-    {
-        private long _position;
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => length;
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            var n = (int)Math.Min(count, length - _position);
-            buffer.AsSpan(offset, n).Fill(value);
-            _position += n;
-            return n;
-        }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
 }
