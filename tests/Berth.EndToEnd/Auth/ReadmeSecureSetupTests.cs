@@ -54,15 +54,30 @@ public sealed partial class ReadmeSecureSetupTests
                 return text;
             }
 
-            // Runs a block's lines in the namespace: `berth server` and `berth agent` (which run until stopped) in
-            // the background, everything else in one bash -e, whose output is returned.
+            // Runs a block's lines in the namespace, in order: `berth server` and `berth agent` (which run until stopped)
+            // in the background, the lines between them in one bash -e each; returns what those printed.
             async Task<string> RunBlockAsync(string block)
             {
-                var foreground = new StringBuilder("set -e\n");
+                var printed = new StringBuilder();
+                var foreground = new StringBuilder();
+                async Task FlushAsync()
+                {
+                    if (foreground.ToString().Split('\n').All(l => l.Trim().Length == 0 || l.TrimStart().StartsWith('#')))
+                    {
+                        foreground.Clear();
+                        return;
+                    }
+                    var r = await Processes.RunAsync("ip", ["netns", "exec", ns, "bash", "-c", "set -e\n" + foreground],
+                        new Dictionary<string, string> { ["PATH"] = path }, TimeSpan.FromSeconds(90));
+                    Assert.True(r.ExitCode == 0, $"README block failed ({r.ExitCode}):\n{block}\nstdout: {r.Stdout}\nstderr: {r.Stderr}\nbackground: {output}");
+                    printed.Append(r.Stdout);
+                    foreground.Clear();
+                }
                 foreach (var line in block.Split('\n'))
                 {
                     if (line.StartsWith("berth server ", StringComparison.Ordinal) || line.StartsWith("berth agent ", StringComparison.Ordinal))
                     {
+                        await FlushAsync();
                         background.Add(StartInNamespace(ns, line, path, output));
                     }
                     else
@@ -70,10 +85,8 @@ public sealed partial class ReadmeSecureSetupTests
                         foreground.Append(line).Append('\n');
                     }
                 }
-                var r = await Processes.RunAsync("ip", ["netns", "exec", ns, "bash", "-c", foreground.ToString()],
-                    new Dictionary<string, string> { ["PATH"] = path }, TimeSpan.FromSeconds(90));
-                Assert.True(r.ExitCode == 0, $"README block failed ({r.ExitCode}):\n{block}\nstdout: {r.Stdout}\nstderr: {r.Stderr}\nbackground: {output}");
-                return r.Stdout;
+                await FlushAsync();
+                return printed.ToString();
             }
 
             // 1. A credential, then the server on every address of the namespace.
