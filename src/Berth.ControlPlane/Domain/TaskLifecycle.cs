@@ -431,8 +431,10 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
         {
             var i = containers.FindIndex(x => x.Name == c.Name);
             var target = i >= 0 ? containers[i] : new ContainerRecord { Name = c.Name };
-            var containerLast = string.IsNullOrEmpty(c.LastStatus) ? target.LastStatus
-                : target.LastStatus == TaskStates.Stopped ? TaskStates.Stopped : TaskStates.Intern(c.LastStatus);
+            // Like the task's, a container's lastStatus never moves backwards: two reporters (the agent and a
+            // SubmitContainerStateChange caller) merge in ECS's state order, whichever arrives last.
+            var containerLast = string.IsNullOrEmpty(c.LastStatus) || TaskStates.Rank(c.LastStatus) < TaskStates.Rank(target.LastStatus)
+                ? target.LastStatus : TaskStates.Intern(c.LastStatus);
             target = target with
             {
                 RuntimeId = string.IsNullOrEmpty(c.RuntimeId) || c.RuntimeId == target.RuntimeId ? target.RuntimeId : c.RuntimeId,
