@@ -29,9 +29,6 @@ internal sealed partial class Elbv2Context(Elbv2State state, Elbv2Arns arns, Loa
 
     public static string LastSegment(string arn) => arn[(arn.LastIndexOf('/') + 1)..];
 
-    /// <summary>Target group ARNs a list of actions forwards to.</summary>
-    public static IEnumerable<string> ForwardTargets(IEnumerable<Elbv2Action>? actions) => Elbv2Index.ForwardTargets(actions);
-
     /// <summary>The load balancers whose listeners or rules forward to the target group (from the index, not a walk).</summary>
     public IReadOnlyList<string> LoadBalancersUsing(string tgArn) => State.Index.LoadBalancersUsing(tgArn);
 

@@ -205,10 +205,10 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
                 var used = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var l in ctx.ListenersOf(lbArn))
                 {
-                    used.UnionWith(Elbv2Context.ForwardTargets(l.Value.Listener.DefaultActions));
+                    used.UnionWith(Elbv2Index.ForwardTargets(l.Value.Listener.DefaultActions));
                     foreach (var rule in ctx.RulesOf(l.Value.Listener.ListenerArn!))
                     {
-                        used.UnionWith(Elbv2Context.ForwardTargets(rule.Value.Rule.Actions));
+                        used.UnionWith(Elbv2Index.ForwardTargets(rule.Value.Rule.Actions));
                     }
                 }
                 all = used.Select(a => ctx.Arns.IdOf(a, "targetgroup") is { } id ? ctx.State.TargetGroups.Find(id)?.TargetGroup : null).OfType<TargetGroup>();
