@@ -2,6 +2,7 @@ using Berth.Aws.Ecr;
 using Berth.Core;
 using Berth.Registry.Hosting;
 using Berth.Registry.Metadata;
+using Berth.Registry.Replication;
 using Berth.Registry.Storage;
 using Berth.State;
 
@@ -12,11 +13,31 @@ namespace Berth.Registry;
 /// ECR API so that both are views of the same data. Every metadata change goes through one
 /// <see cref="RegistryState"/> transaction; blob bytes are published before any metadata names them.
 /// </summary>
-public sealed class RegistryService(RegistryState state, BlobStore blobs, RegistryOptions options, Arns arns, TimeProvider time)
+/// <remarks>
+/// One instance per region (<see cref="RegistryRegions"/>), each over its own <see cref="RegistryState"/>; the
+/// blob store is shared by every region (content-addressed bytes are the same wherever they are named).
+/// </remarks>
+/// <param name="publishedRegion">The region the registry's short /v2/ names reach (the server's <c>--region</c>); null: this one.</param>
+/// <param name="replication">Where a push that replication rules copy elsewhere is announced to the replication worker.</param>
+public sealed class RegistryService(RegistryState state, BlobStore blobs, RegistryOptions options, Arns arns, TimeProvider time,
+    string? publishedRegion = null, ReplicationQueue? replication = null)
 {
     public RegistryState State { get; } = state;
     public BlobStore Blobs { get; } = blobs;
     public RegistryOptions Options { get; } = options;
+    public Arns Arns { get; } = arns;
+
+    /// <summary>The region this registry's repositories are in.</summary>
+    public string Region => Arns.Identity.Region;
+
+    /// <summary>The /v2/ path of a repository of this region (region-prefixed unless the region is the published one).</summary>
+    public string PathOf(string name) => RegistryRoutes.PathOf(Region, publishedRegion ?? Region, name);
+
+    /// <summary>The repositoryUri docker pushes to and pulls from: HOST/PATH.</summary>
+    public string UriOf(string name) => Options.Host + "/" + PathOf(name);
+
+    /// <summary>The key an upload session of a repository of this region carries, so one region cannot finish another's upload.</summary>
+    public string UploadKey(string name) => Region + "/" + name;
 
     // ---- repositories -------------------------------------------------------------------------
 
@@ -36,9 +57,9 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
     public Repository NewRepository(string name, string? tagMutability = null) => new()
     {
         RepositoryName = name,
-        RepositoryArn = arns.EcrRepository(name),
-        RegistryId = arns.Identity.AccountId,
-        RepositoryUri = Options.Host + "/" + name,
+        RepositoryArn = Arns.EcrRepository(name),
+        RegistryId = Arns.Identity.AccountId,
+        RepositoryUri = UriOf(name),
         CreatedAt = time.GetUtcNow(),
         ImageTagMutability = tagMutability ?? "MUTABLE",
         ImageScanningConfiguration = new ImageScanningConfiguration { ScanOnPush = false },
@@ -382,6 +403,10 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
             Annotations = parsed.Annotations,
             ScanRequestedAt = existing?.ScanRequestedAt
                 ?? (ScanningRules.ScansOnPush(repo.Repository, State.RegistrySettings.Scanning) ? now : null),
+            // Desired state in: every push the rules match is copied again (a new tag must reach the destinations too).
+            Replication = ReplicationRules.Destinations(State.RegistrySettings.Replication, repository, Arns.Identity.AccountId) is { Count: > 0 } targets
+                ? targets
+                : existing?.Replication,
         };
         tx.Put(State.Manifests, id, manifest);
         foreach (var b in blobDigests.Distinct())
@@ -393,7 +418,107 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
             }
         }
         await tx.CommitAsync(ct).ConfigureAwait(false);
+        if (manifest.Replication?.Any(r => r.Status == ReplicationRules.InProgress) == true)
+        {
+            replication?.Enqueue(new ReplicationKey(Region, repository, digestText));
+        }
         return manifest;
+    }
+
+    /// <summary>
+    /// Stores a replica of <paramref name="manifest"/> of <paramref name="source"/> (another region's registry) in this
+    /// region's repository of the same name, created when missing as ECR does: its children first (an index), then
+    /// the manifest with the tags that point at it in the source now. Blobs are shared by content address: each is
+    /// touched first, so a sweep running meanwhile keeps it, and must still exist when the replica is committed.
+    /// A replica is never replicated onwards. TAG_INVALID (immutable) when a tag would move here.
+    /// </summary>
+    public async Task<StoredManifest> ReplicateFromAsync(RegistryService source, StoredManifest manifest, CancellationToken ct)
+    {
+        foreach (var child in manifest.Children.Distinct(StringComparer.Ordinal))
+        {
+            if (child != manifest.Digest && State.Manifests.Find(RegistryState.ManifestId(manifest.Repository, child)) is null)
+            {
+                var childManifest = source.State.Manifests.Find(RegistryState.ManifestId(manifest.Repository, child))
+                    ?? throw RegistryException.ManifestBlobUnknown(child);
+                await ReplicateFromAsync(source, childManifest, ct).ConfigureAwait(false);
+            }
+        }
+        foreach (var blob in manifest.Blobs.Append(manifest.Digest))
+        {
+            if (!Digest.TryParse(blob, out var d) || !Blobs.TouchIfExists(d.Value))
+            {
+                throw RegistryException.BlobUnknown(blob);
+            }
+        }
+        var name = manifest.Repository;
+        var tags = source.State.TagsFor(name, manifest.Digest).ToList();
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        StoredRepository repo;
+        if (FindRepository(name) is { } found)
+        {
+            repo = found;
+        }
+        else
+        {
+            repo = new StoredRepository { Repository = NewRepository(name) };
+            tx.Put(State.Repositories, name, repo, expectedRevision: 0);
+        }
+        foreach (var tag in tags)
+        {
+            var current = State.Tags.Find(RegistryState.TagId(name, tag));
+            if (current is not null && current.Digest != manifest.Digest && IsImmutable(repo.Repository, tag))
+            {
+                throw RegistryException.TagImmutable(name, tag);
+            }
+            tx.Put(State.Tags, RegistryState.TagId(name, tag), new StoredTag { Repository = name, Tag = tag, Digest = manifest.Digest });
+        }
+        foreach (var child in manifest.Children.Distinct(StringComparer.Ordinal))
+        {
+            if (State.Manifests.Find(RegistryState.ManifestId(name, child)) is null && child != manifest.Digest)
+            {
+                throw RegistryException.ManifestBlobUnknown(child);
+            }
+        }
+        var now = time.GetUtcNow();
+        var id = RegistryState.ManifestId(name, manifest.Digest);
+        var existing = State.Manifests.Find(id);
+        var replica = source.State.Manifests.Clone(manifest);
+        replica.PushedAt = existing?.PushedAt ?? now;
+        replica.LastPulledAt = existing?.LastPulledAt;
+        replica.ScanRequestedAt = existing?.ScanRequestedAt ?? (ScanningRules.ScansOnPush(repo.Repository, State.RegistrySettings.Scanning) ? now : null);
+        replica.Replication = null;
+        tx.Put(State.Manifests, id, replica);
+        foreach (var b in replica.Blobs.Distinct(StringComparer.Ordinal))
+        {
+            var linkId = RegistryState.LinkId(name, b);
+            if (State.Links.Find(linkId) is null)
+            {
+                // Checked again under this region's lock: a blob swept since it was touched is never named.
+                var size = Digest.TryParse(b, out var bd) ? Blobs.SizeOf(bd.Value) : null;
+                tx.Put(State.Links, linkId, new BlobLink { Repository = name, Digest = b, Size = size ?? throw RegistryException.BlobUnknown(b), LinkedAt = now });
+            }
+        }
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return replica;
+    }
+
+    /// <summary>Sets the replication status of one destination of a pushed image (the replication worker's report).</summary>
+    /// <returns>false when the manifest is gone or was rewritten since <paramref name="expectedRevision"/> (nothing written).</returns>
+    public async Task<bool> SetReplicationAsync(string repository, string digest, long expectedRevision, Func<List<StoredReplication>, bool> change, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
+        var id = RegistryState.ManifestId(repository, digest);
+        if (State.Manifests.Get(id) is not { Value.Replication: not null } current || current.Revision != expectedRevision)
+        {
+            return false;
+        }
+        var copy = State.Manifests.Clone(current.Value);
+        if (!change(copy.Replication!))
+        {
+            return false;
+        }
+        await tx.Put(State.Manifests, id, copy, current.Revision).CommitAsync(ct).ConfigureAwait(false);
+        return true;
     }
 
     public static bool IsImmutable(Repository repo, string tag) => repo.ImageTagMutability switch
@@ -554,12 +679,41 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
     /// can start naming a blob while it is judged; the blob store re-checks each file's age under its own
     /// lock, so an upload that just completed (and touched the file) is never deleted.
     /// </summary>
-    public async Task<GcResult> CollectGarbageAsync(CancellationToken ct)
+    public Task<GcResult> CollectGarbageAsync(CancellationToken ct) => CollectGarbageAsync([this], ct);
+
+    /// <summary>
+    /// The sweep over every region's registry (they share one blob store, so a blob goes only when no region names
+    /// it). Each region's links are judged under its own lock; a replica touches its blobs before naming them, so the
+    /// blob store's age re-check keeps a blob a region is just starting to name.
+    /// </summary>
+    public async Task<GcResult> CollectGarbageAsync(IReadOnlyList<RegistryService> regions, CancellationToken ct)
     {
         var expiredUploads = Blobs.ExpireUploads(Options.UploadIdleTimeout);
-        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
         var cutoff = time.GetUtcNow() - Options.GcGracePeriod;
         var referenced = new HashSet<string>(StringComparer.Ordinal);
+        var staleLinks = 0;
+        foreach (var region in regions)
+        {
+            staleLinks += await region.MarkAsync(referenced, cutoff, ct).ConfigureAwait(false);
+        }
+
+        var deleted = 0;
+        long bytes = 0;
+        foreach (var (digest, written) in Blobs.EnumerateBlobs().ToList())
+        {
+            if (!referenced.Contains(digest.ToString()) && Blobs.DeleteIfOlder(digest, cutoff.UtcDateTime) is { } size)
+            {
+                deleted++;
+                bytes += size;
+            }
+        }
+        return new GcResult(deleted, bytes, staleLinks, expiredUploads);
+    }
+
+    /// <summary>Adds what this region references to <paramref name="referenced"/> and drops its stale links; returns how many.</summary>
+    private async Task<int> MarkAsync(HashSet<string> referenced, DateTimeOffset cutoff, CancellationToken ct)
+    {
+        await using var tx = await State.BeginAsync(ct).ConfigureAwait(false);
         var perRepo = new HashSet<string>(StringComparer.Ordinal);
         foreach (var m in State.Manifests.All)
         {
@@ -584,18 +738,7 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
             }
         }
         await tx.CommitAsync(ct).ConfigureAwait(false);
-
-        var deleted = 0;
-        long bytes = 0;
-        foreach (var (digest, written) in Blobs.EnumerateBlobs().ToList())
-        {
-            if (!referenced.Contains(digest.ToString()) && Blobs.DeleteIfOlder(digest, cutoff.UtcDateTime) is { } size)
-            {
-                deleted++;
-                bytes += size;
-            }
-        }
-        return new GcResult(deleted, bytes, staleLinks, expiredUploads);
+        return staleLinks;
     }
 
     private async Task PublishAliasAsync(Digest digest, byte[] content, CancellationToken ct)

@@ -1,7 +1,9 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Berth.Registry.Auth;
+using Berth.Registry.Hosting;
 using Berth.Registry.Metadata;
 using Berth.Registry.Storage;
 using Microsoft.AspNetCore.Http;
@@ -14,11 +16,71 @@ namespace Berth.Registry.Distribution;
 /// The OCI distribution API (v1.1) under /v2/: one handler that routes on the path from its end,
 /// since repository names may contain slashes (and even the words "blobs" or "manifests").
 /// </summary>
-public sealed partial class DistributionApi(RegistryService registry, RegistryTokens tokens, ILogger<DistributionApi> logger)
+/// <remarks>
+/// Names reach regions as <see cref="RegistryRoutes"/> says: NAME is a repository of the published region,
+/// REGION/NAME one of REGION. The instance the container holds serves the published region and hands a
+/// region-prefixed request to that region's instance (one per region, kept), whose Location and Link headers
+/// carry the prefix back, so docker follows them into the same region.
+/// </remarks>
+public sealed partial class DistributionApi
 {
     private const string ApiVersionHeader = "Docker-Distribution-API-Version";
     private const string DigestHeader = "Docker-Content-Digest";
     private const string UploadUuidHeader = "Docker-Upload-UUID";
+
+    private readonly RegistryRegions _regions;
+    private readonly RegistryService _registry;
+    private readonly RegistryTokens _tokens;
+    private readonly ILogger _logger;
+    private readonly string _prefix;
+    private readonly ConcurrentDictionary<string, DistributionApi> _byRegion = new(StringComparer.Ordinal);
+
+    public DistributionApi(RegistryRegions regions, RegistryTokens tokens, ILogger<DistributionApi> logger)
+        : this(regions, regions.Default.Service, tokens, logger, "")
+    {
+    }
+
+    private DistributionApi(RegistryRegions regions, RegistryService registry, RegistryTokens tokens, ILogger logger, string prefix)
+    {
+        _regions = regions;
+        _registry = registry;
+        _tokens = tokens;
+        _logger = logger;
+        _prefix = prefix;
+    }
+
+    /// <summary>
+    /// The instance serving a region named by a path prefix. A read never opens a region (nothing is there to read);
+    /// a write opens it as an ECR call signed for it would.
+    /// </summary>
+    private async ValueTask<DistributionApi> ForRegionAsync(string region, string rest, bool reads, CancellationToken ct)
+    {
+        if (_byRegion.TryGetValue(region, out var api))
+        {
+            return api;
+        }
+        RegistryRegion registry;
+        if (reads)
+        {
+            if (!_regions.TryGet(region, out registry))
+            {
+                var slash = rest.IndexOf('/', StringComparison.Ordinal);
+                throw RegistryException.NameUnknown(region + "/" + (slash > 0 ? rest[..slash] : rest));
+            }
+        }
+        else
+        {
+            try
+            {
+                registry = await _regions.GetAsync(region, ct).ConfigureAwait(false);
+            }
+            catch (Aws.Protocol.AwsException e)
+            {
+                throw new RegistryException("DENIED", e.Message, 403);
+            }
+        }
+        return _byRegion.GetOrAdd(region, _ => new DistributionApi(_regions, registry.Service, _tokens, _logger, region + "/"));
+    }
 
     public async Task HandleAsync(HttpContext context)
     {
@@ -26,14 +88,14 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         context.Response.Headers[ApiVersionHeader] = "registry/2.0";
         try
         {
-            if (registry.Options.RequireAuth)
+            if (_registry.Options.RequireAuth)
             {
                 var reads = context.Request.Method is "GET" or "HEAD";
-                var permissions = tokens.ValidateBasic(context.Request.Headers.Authorization.ToString());
-                if (permissions is null && !(reads && registry.Options.AnonymousPull))
+                var permissions = _tokens.ValidateBasic(context.Request.Headers.Authorization.ToString());
+                if (permissions is null && !(reads && _registry.Options.AnonymousPull))
                 {
                     context.Response.Headers.WWWAuthenticate = "Basic realm=\"Berth registry\"";
-                    throw new RegistryException("UNAUTHORIZED", "authentication required; run: aws ecr get-login-password | docker login --username AWS --password-stdin " + registry.Options.Host, 401);
+                    throw new RegistryException("UNAUTHORIZED", "authentication required; run: aws ecr get-login-password | docker login --username AWS --password-stdin " + _registry.Options.Host, 401);
                 }
                 if (!reads && permissions != "admin")
                 {
@@ -41,7 +103,10 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
                     throw new RegistryException("DENIED", "requested access to the resource is denied: the token comes from a read-only credential, which can pull but not push or delete", 403);
                 }
             }
-            await RouteAsync(context, ct).ConfigureAwait(false);
+            var path = context.Request.Path.Value ?? "/v2/";
+            var (region, rest) = RegistryRoutes.Split(path.Length > 4 ? path[4..] : "");
+            var api = region is null ? this : await ForRegionAsync(region, rest, context.Request.Method is "GET" or "HEAD", ct).ConfigureAwait(false);
+            await api.RouteAsync(context, rest, ct).ConfigureAwait(false);
         }
         catch (RegistryException e)
         {
@@ -59,16 +124,15 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         }
         catch (Exception e)
         {
-            LogUnhandled(logger, e, context.Request.Method, context.Request.Path);
+            LogUnhandled(_logger, e, context.Request.Method, context.Request.Path);
             await WriteErrorAsync(context, new RegistryException("UNKNOWN", "internal error; the request was not applied (see the server log)", 500)).ConfigureAwait(false);
         }
     }
 
-    private Task RouteAsync(HttpContext context, CancellationToken ct)
+    private Task RouteAsync(HttpContext context, string rest, CancellationToken ct)
     {
         var method = context.Request.Method;
         var path = context.Request.Path.Value ?? "/v2/";
-        var rest = path.Length > 4 ? path[4..] : "";
         if (rest.Length == 0)
         {
             return method is "GET" or "HEAD" ? WriteJsonAsync(context, 200, "{}"u8.ToArray()) : throw MethodNotAllowed();
@@ -111,8 +175,8 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         if (segs.Length >= 4 && segs[^2] == "uploads" && segs[^3] == "blobs")
         {
             var name = Name(segs, 3);
-            var session = registry.Blobs.FindUpload(segs[^1]);
-            if (session is null || session.Repository != name)
+            var session = _registry.Blobs.FindUpload(segs[^1]);
+            if (session is null || session.Repository != _registry.UploadKey(name))
             {
                 throw RegistryException.UploadUnknown(segs[^1]);
             }
@@ -155,15 +219,15 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     private async Task GetBlobAsync(HttpContext context, string name, string digestText, CancellationToken ct)
     {
         var digest = ParseDigest(digestText);
-        if (registry.FindRepository(name) is null)
+        if (_registry.FindRepository(name) is null)
         {
             throw RegistryException.NameUnknown(name);
         }
-        if (registry.StatBlob(name, digest) is null)
+        if (_registry.StatBlob(name, digest) is null)
         {
             throw RegistryException.BlobUnknown(digestText);
         }
-        await using var stream = registry.Blobs.OpenRead(digest) ?? throw RegistryException.BlobUnknown(digestText);
+        await using var stream = _registry.Blobs.OpenRead(digest) ?? throw RegistryException.BlobUnknown(digestText);
         var size = stream.Length;
         var response = context.Response;
         response.Headers[DigestHeader] = digestText;
@@ -246,8 +310,8 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     private async Task DeleteBlobAsync(HttpContext context, string name, string digestText, CancellationToken ct)
     {
         var digest = ParseDigest(digestText);
-        registry.RequireRepository(name);
-        await registry.UnlinkBlobAsync(name, digest, ct).ConfigureAwait(false);
+        _registry.RequireRepository(name);
+        await _registry.UnlinkBlobAsync(name, digest, ct).ConfigureAwait(false);
         context.Response.StatusCode = 202;
         context.Response.ContentLength = 0;
     }
@@ -256,24 +320,24 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     {
         var query = context.Request.Query;
         // Nothing is created yet: the repository appears with the first blob or manifest stored in it.
-        registry.CheckPushTarget(name);
+        _registry.CheckPushTarget(name);
         if (query.TryGetValue("mount", out var mount))
         {
             var digest = ParseDigest(mount.ToString());
             var from = query["from"].ToString();
-            if (from.Length > 0 && await registry.MountAsync(name, digest, from, ct).ConfigureAwait(false) is not null)
+            if (from.Length > 0 && await _registry.MountAsync(name, digest, from, ct).ConfigureAwait(false) is not null)
             {
                 BlobCreated(context, name, digest);
                 return;
             }
             // Not mountable: fall back to an ordinary upload session, as the spec allows.
         }
-        var session = registry.Blobs.StartUpload(name);
+        var session = _registry.Blobs.StartUpload(_registry.UploadKey(name));
         if (query.TryGetValue("digest", out var monolithic))
         {
             var digest = ParseDigest(monolithic.ToString());
             AllowLargeBody(context);
-            await registry.Blobs.AppendAsync(session, context.Request.BodyReader, null, ct).ConfigureAwait(false);
+            await _registry.Blobs.AppendAsync(session, context.Request.BodyReader, null, ct).ConfigureAwait(false);
             await CompleteAsync(context, name, session, digest, ct).ConfigureAwait(false);
             return;
         }
@@ -305,7 +369,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         {
             start = ChunkStart(contentRange, context.Request.ContentLength);
         }
-        if (!await registry.Blobs.AppendAsync(session, context.Request.BodyReader, start, ct).ConfigureAwait(false))
+        if (!await _registry.Blobs.AppendAsync(session, context.Request.BodyReader, start, ct).ConfigureAwait(false))
         {
             throw OutOfOrder(context, name, session, start);
         }
@@ -329,7 +393,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     }
 
     /// <summary>416 for a chunk at the wrong offset, with the Range and Location a client resumes from.</summary>
-    private static RegistryException OutOfOrder(HttpContext context, string name, UploadSession session, long? start)
+    private RegistryException OutOfOrder(HttpContext context, string name, UploadSession session, long? start)
     {
         context.Response.Headers.Range = session.Length == 0 ? "0-0" : $"0-{session.Length - 1}";
         context.Response.Headers.Location = UploadLocation(name, session);
@@ -372,30 +436,30 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
 
     private async Task CompleteAsync(HttpContext context, string name, UploadSession session, Digest digest, CancellationToken ct)
     {
-        if (await registry.Blobs.CompleteAsync(session, digest, ct).ConfigureAwait(false) is not { } size)
+        if (await _registry.Blobs.CompleteAsync(session, digest, ct).ConfigureAwait(false) is not { } size)
         {
             throw RegistryException.DigestInvalid("provided digest did not match uploaded content", digest.ToString());
         }
-        await registry.LinkAsync(name, digest, size, ct).ConfigureAwait(false);
+        await _registry.LinkAsync(name, digest, size, ct).ConfigureAwait(false);
         BlobCreated(context, name, digest);
     }
 
     private Task CancelUploadAsync(HttpContext context, UploadSession session)
     {
-        registry.Blobs.CancelUpload(session);
+        _registry.Blobs.CancelUpload(session);
         context.Response.StatusCode = 204;
         return Task.CompletedTask;
     }
 
-    private static void BlobCreated(HttpContext context, string name, Digest digest)
+    private void BlobCreated(HttpContext context, string name, Digest digest)
     {
         context.Response.StatusCode = 201;
-        context.Response.Headers.Location = $"/v2/{name}/blobs/{digest}";
+        context.Response.Headers.Location = $"/v2/{_prefix}{name}/blobs/{digest}";
         context.Response.Headers[DigestHeader] = digest.ToString();
         context.Response.ContentLength = 0;
     }
 
-    private static void UploadAccepted(HttpContext context, string name, UploadSession session, int status)
+    private void UploadAccepted(HttpContext context, string name, UploadSession session, int status)
     {
         context.Response.StatusCode = status;
         context.Response.Headers.Location = UploadLocation(name, session);
@@ -404,7 +468,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
         context.Response.ContentLength = 0;
     }
 
-    private static string UploadLocation(string name, UploadSession session) => $"/v2/{name}/blobs/uploads/{session.Id}";
+    private string UploadLocation(string name, UploadSession session) => $"/v2/{_prefix}{name}/blobs/uploads/{session.Id}";
 
     private static void AllowLargeBody(HttpContext context)
     {
@@ -427,16 +491,16 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
             // Not a tag that could exist (the spec's only failure for a pull is 404).
             throw RegistryException.ManifestUnknown(reference);
         }
-        if (registry.FindRepository(name) is null)
+        if (_registry.FindRepository(name) is null)
         {
             throw RegistryException.NameUnknown(name);
         }
-        var manifest = registry.FindManifest(name, reference) ?? throw RegistryException.ManifestUnknown(reference);
+        var manifest = _registry.FindManifest(name, reference) ?? throw RegistryException.ManifestUnknown(reference);
         if (!Acceptable(context.Request.Headers.Accept, manifest.MediaType))
         {
             throw new RegistryException("MANIFEST_UNKNOWN", $"manifest is of type {manifest.MediaType}, which the Accept header does not allow", 404, reference);
         }
-        var bytes = await registry.ReadManifestAsync(manifest, ct).ConfigureAwait(false) ?? throw RegistryException.ManifestUnknown(reference);
+        var bytes = await _registry.ReadManifestAsync(manifest, ct).ConfigureAwait(false) ?? throw RegistryException.ManifestUnknown(reference);
         var response = context.Response;
         response.StatusCode = 200;
         response.ContentType = manifest.MediaType;
@@ -456,11 +520,11 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     {
         try
         {
-            await registry.RecordPullAsync(manifest, CancellationToken.None).ConfigureAwait(false);
+            await _registry.RecordPullAsync(manifest, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            LogPullNotRecorded(logger, e, manifest.Repository, manifest.Digest);
+            LogPullNotRecorded(_logger, e, manifest.Repository, manifest.Digest);
         }
     }
 
@@ -511,10 +575,10 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
             }
             buffer.Write(chunk, 0, n);
         }
-        var manifest = await registry.PutManifestAsync(name, reference, buffer.ToArray(), context.Request.ContentType, ct).ConfigureAwait(false);
+        var manifest = await _registry.PutManifestAsync(name, reference, buffer.ToArray(), context.Request.ContentType, ct).ConfigureAwait(false);
         var response = context.Response;
         response.StatusCode = 201;
-        response.Headers.Location = $"/v2/{name}/manifests/{manifest.Digest}";
+        response.Headers.Location = $"/v2/{_prefix}{name}/manifests/{manifest.Digest}";
         response.Headers[DigestHeader] = manifest.Digest;
         if (manifest.Subject is not null)
         {
@@ -525,14 +589,14 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
 
     private async Task DeleteManifestAsync(HttpContext context, string name, string reference, CancellationToken ct)
     {
-        registry.RequireRepository(name);
+        _registry.RequireRepository(name);
         if (Digest.LooksLikeDigest(reference))
         {
-            await registry.DeleteManifestAsync(name, ParseDigest(reference).ToString(), ct).ConfigureAwait(false);
+            await _registry.DeleteManifestAsync(name, ParseDigest(reference).ToString(), ct).ConfigureAwait(false);
         }
         else if (RegistryNames.IsValidTag(reference))
         {
-            await registry.DeleteTagAsync(name, reference, ct).ConfigureAwait(false);
+            await _registry.DeleteTagAsync(name, reference, ct).ConfigureAwait(false);
         }
         else
         {
@@ -546,13 +610,13 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
 
     private Task TagsListAsync(HttpContext context, string name)
     {
-        registry.RequireRepository(name);
+        _registry.RequireRepository(name);
         var (n, last) = Paging(context);
-        var tags = registry.State.TagsOf(name).Select(t => t.Tag).Order(StringComparer.Ordinal).ToList();
+        var tags = _registry.State.TagsOf(name).Select(t => t.Tag).Order(StringComparer.Ordinal).ToList();
         var page = Page(tags, n, last, out var more);
         if (more)
         {
-            context.Response.Headers.Link = $"</v2/{name}/tags/list?n={n}&last={Uri.EscapeDataString(page[^1])}>; rel=\"next\"";
+            context.Response.Headers.Link = $"</v2/{_prefix}{name}/tags/list?n={n}&last={Uri.EscapeDataString(page[^1])}>; rel=\"next\"";
         }
         return WriteJsonAsync(context, 200, JsonSerializer.SerializeToUtf8Bytes(new TagList(name, page), DistributionJsonContext.Default.TagList));
     }
@@ -560,11 +624,11 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     private Task CatalogAsync(HttpContext context)
     {
         var (n, last) = Paging(context);
-        var names = registry.State.Repositories.All.Select(r => r.Id).Order(StringComparer.Ordinal).ToList();
+        var names = _registry.State.Repositories.All.Select(r => r.Id).Order(StringComparer.Ordinal).ToList();
         var page = Page(names, n, last, out var more);
         if (more)
         {
-            context.Response.Headers.Link = $"</v2/_catalog?n={n}&last={Uri.EscapeDataString(page[^1])}>; rel=\"next\"";
+            context.Response.Headers.Link = $"</v2/{_prefix}_catalog?n={n}&last={Uri.EscapeDataString(page[^1])}>; rel=\"next\"";
         }
         return WriteJsonAsync(context, 200, JsonSerializer.SerializeToUtf8Bytes(new Catalog(page), DistributionJsonContext.Default.Catalog));
     }
@@ -610,7 +674,7 @@ public sealed partial class DistributionApi(RegistryService registry, RegistryTo
     {
         var digest = ParseDigest(digestText).ToString();
         var artifactType = context.Request.Query["artifactType"].ToString();
-        var referrers = registry.State.ManifestsOf(name)
+        var referrers = _registry.State.ManifestsOf(name)
             .Where(m => m.Subject == digest)
             .Select(m => new ReferrerDescriptor(m.MediaType, m.Digest, m.Size, m.ArtifactType ?? m.ConfigMediaType, m.Annotations))
             .Where(d => artifactType.Length == 0 || d.ArtifactType == artifactType)

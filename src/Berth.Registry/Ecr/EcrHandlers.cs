@@ -25,6 +25,20 @@ internal abstract class EcrHandlers(RegistryService registry, Arns arns)
         return repo;
     }
 
+    /// <summary>The image an id names, with ECR's errors: RepositoryNotFoundException, ImageNotFoundException, InvalidParameterException.</summary>
+    protected RegistryImage FindImage(string? registryId, string name, ImageIdentifier id)
+    {
+        Repository(registryId, name);
+        var (image, code, reason) = new ImagesView(Registry.ImagesOf(name)).Resolve(id);
+        if (image is null)
+        {
+            throw code is ImageFailureCodeValues.ImageNotFound or ImageFailureCodeValues.ImageTagDoesNotMatchDigest
+                ? EcrErrors.ImageNotFound(id, name, RegistryId)
+                : AwsException.InvalidParameter(reason!);
+        }
+        return image;
+    }
+
     /// <summary>Changes a repository document through the registry, with ECR's errors.</summary>
     protected async Task<StoredRepository> UpdateAsync(string? registryId, string name, Action<StoredRepository> change, CancellationToken ct)
     {

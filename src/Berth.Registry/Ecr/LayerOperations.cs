@@ -56,7 +56,7 @@ internal sealed class LayerOperations(RegistryService registry, Arns arns) : Ecr
     {
         var name = req.RepositoryName!;
         Repository(req.RegistryId, name);
-        var session = Registry.Blobs.StartUpload(name);
+        var session = Registry.Blobs.StartUpload(Registry.UploadKey(name));
         return new InitiateLayerUploadResponse { UploadId = session.Id, PartSize = PartSize };
     }
 
@@ -163,13 +163,13 @@ internal sealed class LayerOperations(RegistryService registry, Arns arns) : Ecr
         }
         return new GetDownloadUrlForLayerResponse
         {
-            DownloadUrl = $"http://{Registry.Options.Host}/v2/{name}/blobs/{digest}",
+            DownloadUrl = $"http://{Registry.Options.Host}/v2/{Registry.PathOf(name)}/blobs/{digest}",
             LayerDigest = text,
         };
     }
 
     private UploadSession Session(string name, string uploadId)
-        => Registry.Blobs.FindUpload(uploadId) is { } s && s.Repository == name ? s : throw EcrErrors.UploadNotFound(uploadId, name, RegistryId);
+        => Registry.Blobs.FindUpload(uploadId) is { } s && s.Repository == Registry.UploadKey(name) ? s : throw EcrErrors.UploadNotFound(uploadId, name, RegistryId);
 
     private AwsException InvalidPart(string name, string uploadId, long received, string why)
         => new("InvalidLayerPartException",

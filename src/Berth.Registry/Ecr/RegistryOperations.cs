@@ -2,20 +2,21 @@ using Berth.Aws.Ecr;
 using Berth.Aws.Protocol;
 using Berth.Core;
 using Berth.Registry.Metadata;
+using Berth.Registry.Replication;
 using static Berth.Registry.Ecr.EcrApi;
 
 namespace Berth.Registry.Ecr;
 
 /// <summary>
 /// The registry level: DescribeRegistry, Put/Get/DeleteRegistryPolicy, Put/GetRegistryScanningConfiguration,
-/// BatchGetRepositoryScanningConfiguration, PutReplicationConfiguration. All of it is one settings document
-/// in the registry's store (<see cref="RegistrySettings"/>), so it survives restarts.
+/// BatchGetRepositoryScanningConfiguration, PutReplicationConfiguration, DescribeImageReplicationStatus. All of it is
+/// one settings document per region in the registry's store (<see cref="RegistrySettings"/>), so it survives restarts.
 /// </summary>
 /// <remarks>
-/// Stored and reported, not acted on beyond this: the registry policy is not enforced (there are no IAM
-/// principals), scanning only marks images as asked for a scan (Berth has no scanner; see
-/// <see cref="ScanOperations"/>), and replication rules are kept but no image is copied yet: copying to
-/// another region needs the per-region namespaces, another part of issue 13.
+/// The registry policy is stored, not enforced (there are no IAM principals); scanning only marks images as asked
+/// for a scan (Berth has no scanner; see <see cref="ScanOperations"/>). Replication rules act: a push they match
+/// is copied to each destination region of this registry by <see cref="Replication.ReplicationWorker"/>; a
+/// destination in another account's registry is recorded FAILED (Berth holds one registry).
 /// </remarks>
 internal sealed class RegistryOperations(RegistryService registry, Arns arns) : EcrHandlers(registry, arns)
 {
@@ -70,6 +71,23 @@ internal sealed class RegistryOperations(RegistryService registry, Arns arns) : 
             var config = ValidateReplication(r.ReplicationConfiguration!);
             await Registry.UpdateSettingsAsync(x => x.Replication = config, ct).ConfigureAwait(false);
             return new PutReplicationConfigurationResponse { ReplicationConfiguration = config };
+        });
+        s.Map(EcrOperations.DescribeImageReplicationStatus, Json.DescribeImageReplicationStatusRequest, Json.DescribeImageReplicationStatusResponse, (r, _) =>
+        {
+            var image = FindImage(r.RegistryId, r.RepositoryName!, r.ImageId!);
+            return Task.FromResult(new DescribeImageReplicationStatusResponse
+            {
+                RepositoryName = r.RepositoryName,
+                ImageId = new ImageIdentifier { ImageDigest = image.Manifest.Digest, ImageTag = r.ImageId!.ImageTag },
+                // One entry per destination the rules named when the image was pushed; none for an image no rule matched.
+                ReplicationStatuses = (image.Manifest.Replication ?? []).Select(x => new ImageReplicationStatus
+                {
+                    Region = x.Region,
+                    RegistryId = x.RegistryId,
+                    Status = x.Status,
+                    FailureCode = x.Status == ReplicationRules.InProgress ? null : x.FailureCode,
+                }).ToList(),
+            });
         });
     }
 

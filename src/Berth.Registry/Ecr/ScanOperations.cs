@@ -27,7 +27,7 @@ internal sealed class ScanOperations(RegistryService registry, Arns arns) : EcrH
         s.Map(EcrOperations.StartImageScan, Json.StartImageScanRequest, Json.StartImageScanResponse, async (r, ct) =>
         {
             var name = r.RepositoryName!;
-            var image = Find(r.RegistryId, name, r.ImageId!);
+            var image = FindImage(r.RegistryId, name, r.ImageId!);
             try
             {
                 await Registry.RequestScanAsync(name, image.Manifest.Digest, ct).ConfigureAwait(false);
@@ -47,7 +47,7 @@ internal sealed class ScanOperations(RegistryService registry, Arns arns) : EcrH
         s.Map(EcrOperations.DescribeImageScanFindings, Json.DescribeImageScanFindingsRequest, Json.DescribeImageScanFindingsResponse, (r, _) =>
         {
             var name = r.RepositoryName!;
-            var image = Find(r.RegistryId, name, r.ImageId!);
+            var image = FindImage(r.RegistryId, name, r.ImageId!);
             var status = StatusOf(image.Manifest) ?? throw new AwsException("ScanNotFoundException",
                 $"Image scan does not exist for the image with '{EcrErrors.Show(r.ImageId!)}' in the repository with name '{name}' in the registry with id '{RegistryId}'");
             EcrPaging.Page(Array.Empty<string>(), x => x, r.MaxResults, r.NextToken); // a bad nextToken is still refused
@@ -59,19 +59,5 @@ internal sealed class ScanOperations(RegistryService registry, Arns arns) : EcrH
                 ImageScanStatus = status,
             });
         });
-    }
-
-    /// <summary>The image an id names, with ECR's errors: RepositoryNotFoundException, ImageNotFoundException, InvalidParameterException.</summary>
-    private RegistryImage Find(string? registryId, string name, ImageIdentifier id)
-    {
-        Repository(registryId, name);
-        var (image, code, reason) = new ImagesView(Registry.ImagesOf(name)).Resolve(id);
-        if (image is null)
-        {
-            throw code is ImageFailureCodeValues.ImageNotFound or ImageFailureCodeValues.ImageTagDoesNotMatchDigest
-                ? EcrErrors.ImageNotFound(id, name, RegistryId)
-                : AwsException.InvalidParameter(reason!);
-        }
-        return image;
     }
 }

@@ -10,10 +10,11 @@ public interface IRegistryMaintenance
 }
 
 /// <summary>Runs the maintenance steps, then the garbage collector, every <see cref="RegistryOptions.SweepInterval"/>.</summary>
-internal sealed partial class RegistrySweeper(RegistryService registry, IEnumerable<IRegistryMaintenance> steps, TimeProvider time, ILogger<RegistrySweeper> logger) : BackgroundService
+internal sealed partial class RegistrySweeper(RegistryRegions regions, IEnumerable<IRegistryMaintenance> steps, TimeProvider time, ILogger<RegistrySweeper> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var registry = regions.Default.Service;
         using var timer = new PeriodicTimer(registry.Options.SweepInterval, time);
         do
         {
@@ -23,7 +24,7 @@ internal sealed partial class RegistrySweeper(RegistryService registry, IEnumera
                 {
                     await step.RunAsync(stoppingToken).ConfigureAwait(false);
                 }
-                var result = await registry.CollectGarbageAsync(stoppingToken).ConfigureAwait(false);
+                var result = await registry.CollectGarbageAsync([.. regions.Open.Select(r => r.Service)], stoppingToken).ConfigureAwait(false);
                 if (result.BlobsDeleted + result.LinksDropped + result.UploadsExpired > 0)
                 {
                     LogSwept(logger, result.BlobsDeleted, result.BytesFreed, result.LinksDropped, result.UploadsExpired);

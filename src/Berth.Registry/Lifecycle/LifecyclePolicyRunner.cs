@@ -8,9 +8,17 @@ namespace Berth.Registry.Lifecycle;
 /// then frees the blobs only the expired images used): the evaluation and the deletion happen under one
 /// hold of the registry's write lock, and the repository's lastEvaluatedAt is stamped.
 /// </summary>
-internal sealed partial class LifecyclePolicyRunner(RegistryService registry, TimeProvider time, ILogger<LifecyclePolicyRunner> logger) : IRegistryMaintenance
+internal sealed partial class LifecyclePolicyRunner(RegistryRegions regions, TimeProvider time, ILogger<LifecyclePolicyRunner> logger) : IRegistryMaintenance
 {
     public async Task RunAsync(CancellationToken ct)
+    {
+        foreach (var region in regions.Open)
+        {
+            await RunAsync(region.Service, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task RunAsync(RegistryService registry, CancellationToken ct)
     {
         var names = registry.State.Repositories.All.Where(r => r.Value.LifecyclePolicyText is not null).Select(r => r.Id).ToList();
         foreach (var name in names)

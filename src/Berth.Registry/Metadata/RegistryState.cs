@@ -8,23 +8,39 @@ namespace Berth.Registry.Metadata;
 /// The registry's metadata in the Berth store; blob bytes live in <see cref="Storage.BlobStore"/>.
 /// </summary>
 /// <remarks>
-/// Key layout ('@' and ':' never occur in repository names, so a prefix scan never crosses repositories):
-///   registry/repos/{name}                 repository settings, policies, tags
-///   registry/manifests/{name}@{digest}    one manifest in one repository
-///   registry/tags/{name}:{tag}            tag → manifest digest
-///   registry/links/{name}@{digest}        a blob uploaded to (or mounted into) a repository
-///   registry/settings/registry            registry-level settings: registry policy, scanning, replication
+/// Key layout, one root per region, ROOT = registry/{region}/ ('@' and ':' never occur in repository names, so a
+/// prefix scan never crosses repositories):
+///   ROOT/repos/{name}                 repository settings, policies, tags
+///   ROOT/manifests/{name}@{digest}    one manifest in one repository
+///   ROOT/tags/{name}:{tag}            tag → manifest digest
+///   ROOT/links/{name}@{digest}        a blob uploaded to (or mounted into) a repository
+///   ROOT/settings/registry            registry-level settings: registry policy, scanning, replication
+/// Before regions the root was registry/ itself (no region part): <see cref="Hosting.RegistryRegions"/> moves such
+/// a store's documents under the default region's root once. A region name never equals a table name ("repos"),
+/// so the two layouts never share a key.
 /// </remarks>
 public sealed class RegistryState : DocumentState
 {
-    public RegistryState(IStateStore store) : base(store)
+    /// <param name="store">The Berth store.</param>
+    /// <param name="region">The region whose documents this state holds; null for the layout without regions (tests).</param>
+    public RegistryState(IStateStore store, string? region = null) : base(store)
     {
-        Repositories = Table("registry/repos/", RegistryJsonContext.Default.StoredRepository);
-        Manifests = Table("registry/manifests/", RegistryJsonContext.Default.StoredManifest);
-        Tags = Table("registry/tags/", RegistryJsonContext.Default.StoredTag);
-        Links = Table("registry/links/", RegistryJsonContext.Default.BlobLink);
-        Settings = Table("registry/settings/", RegistryJsonContext.Default.RegistrySettings);
+        Region = region;
+        var root = RootOf(region);
+        Repositories = Table(root + "repos/", RegistryJsonContext.Default.StoredRepository);
+        Manifests = Table(root + "manifests/", RegistryJsonContext.Default.StoredManifest);
+        Tags = Table(root + "tags/", RegistryJsonContext.Default.StoredTag);
+        Links = Table(root + "links/", RegistryJsonContext.Default.BlobLink);
+        Settings = Table(root + "settings/", RegistryJsonContext.Default.RegistrySettings);
     }
+
+    /// <summary>The table names under a root (what the migration from the layout without regions moves).</summary>
+    internal static readonly string[] TableNames = ["repos/", "manifests/", "tags/", "links/", "settings/"];
+
+    /// <summary>The key root of a region's documents.</summary>
+    public static string RootOf(string? region) => region is null ? "registry/" : "registry/" + region + "/";
+
+    public string? Region { get; }
 
     /// <summary>The one key of <see cref="Settings"/>.</summary>
     public const string SettingsId = "registry";
@@ -155,6 +171,33 @@ public sealed class StoredManifest
     /// <summary>When a scan was asked for (StartImageScan, or a push with scan on push); null when never.</summary>
     [JsonPropertyName("scanRequestedAt")]
     public DateTimeOffset? ScanRequestedAt { get; set; }
+
+    /// <summary>
+    /// Where this push is replicated to (the registry's replication rules when it was pushed) and how far each copy
+    /// got; null when no rule matched, or for an image that is itself a replica (ECR does not replicate onwards).
+    /// </summary>
+    [JsonPropertyName("replication")]
+    public List<StoredReplication>? Replication { get; set; }
+}
+
+/// <summary>One destination of a pushed image: IN_PROGRESS until the replication worker copied it (COMPLETE) or gave up (FAILED).</summary>
+public sealed class StoredReplication
+{
+    [JsonPropertyName("region")]
+    public required string Region { get; set; }
+
+    [JsonPropertyName("registryId")]
+    public required string RegistryId { get; set; }
+
+    [JsonPropertyName("status")]
+    public required string Status { get; set; }
+
+    [JsonPropertyName("failureCode")]
+    public string? FailureCode { get; set; }
+
+    /// <summary>Copies tried and failed so far (a transient failure is retried a few times before FAILED).</summary>
+    [JsonPropertyName("attempts")]
+    public int Attempts { get; set; }
 }
 
 public sealed class StoredTag
@@ -190,4 +233,5 @@ public sealed class BlobLink
 [JsonSerializable(typeof(StoredTag))]
 [JsonSerializable(typeof(BlobLink))]
 [JsonSerializable(typeof(RegistrySettings))]
+[JsonSerializable(typeof(StoredReplication))]
 internal sealed partial class RegistryJsonContext : JsonSerializerContext;

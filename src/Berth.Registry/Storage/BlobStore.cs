@@ -327,6 +327,9 @@ public sealed class BlobStore
         }
     }
 
+    /// <summary>Marks a blob as just written (so a sweep judging it now keeps it); false when it does not exist.</summary>
+    public bool TouchIfExists(Digest d) => TouchIfExists(PathOf(d));
+
     private bool TouchIfExists(string target)
     {
         _gate.EnterReadLock();
