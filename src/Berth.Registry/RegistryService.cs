@@ -36,6 +36,9 @@ public sealed class RegistryService(RegistryState state, BlobStore blobs, Regist
     /// <summary>The repositoryUri docker pushes to and pulls from: HOST/PATH.</summary>
     public string UriOf(string name) => Options.Host + "/" + PathOf(name);
 
+    /// <summary>GetAuthorizationToken's proxyEndpoint: http://HOST, plus /REGION for a region other than the published one.</summary>
+    public string ProxyEndpoint => "http://" + Options.Host + (Region == (publishedRegion ?? Region) ? "" : "/" + Region);
+
     /// <summary>The key an upload session of a repository of this region carries, so one region cannot finish another's upload.</summary>
     public string UploadKey(string name) => Region + "/" + name;
 

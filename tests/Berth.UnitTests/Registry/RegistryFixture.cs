@@ -16,11 +16,11 @@ internal sealed class RegistryFixture : IAsyncDisposable
     private readonly ServiceProvider _services;
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "berth-registry-" + Guid.NewGuid().ToString("N"));
 
-    public RegistryFixture(TimeProvider? time = null)
+    public RegistryFixture(TimeProvider? time = null, IStateStore? store = null)
     {
         var services = new ServiceCollection();
         services.AddLogging();
-        services.AddSingleton<IStateStore>(_ => SqliteStateStore.Open(":memory:"));
+        services.AddSingleton(store ?? SqliteStateStore.Open(":memory:"));
         services.AddSingleton(new BerthIdentity());
         services.AddSingleton<Arns>();
         if (time is not null)
@@ -32,6 +32,25 @@ internal sealed class RegistryFixture : IAsyncDisposable
         Registry = _services.GetRequiredService<RegistryService>();
         Api = _services.GetRequiredService<AwsJsonService>();
         Maintenance = _services.GetServices<IRegistryMaintenance>().ToList();
+        Regions = _services.GetRequiredService<RegistryRegions>();
+    }
+
+    /// <summary>Every region's registry (the fixture's calls go to the published one, us-east-1).</summary>
+    public RegistryRegions Regions { get; }
+
+    /// <summary>The replication worker, driven step by step (its loop is not started here).</summary>
+    public Berth.Registry.Replication.ReplicationWorker Replication => _services.GetRequiredService<Berth.Registry.Replication.ReplicationWorker>();
+
+    public Berth.Registry.Replication.ReplicationQueue ReplicationQueue => _services.GetRequiredService<Berth.Registry.Replication.ReplicationQueue>();
+
+    /// <summary>Calls an operation of another region's ECR API (what a request signed for that region reaches).</summary>
+    public async Task<JsonElement> CallInAsync(string region, string operation, object request)
+    {
+        var api = (await Regions.GetAsync(region)).Ecr;
+        var handler = api.Find(operation) ?? throw new InvalidOperationException(operation);
+        using var doc = JsonDocument.Parse(request is string s ? s : JsonSerializer.Serialize(request));
+        var bytes = await handler(doc.RootElement.Clone(), CancellationToken.None);
+        return JsonDocument.Parse(bytes).RootElement.Clone();
     }
 
     public RegistryService Registry { get; }
