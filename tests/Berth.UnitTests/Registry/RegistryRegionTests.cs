@@ -168,6 +168,35 @@ public sealed class RegistryRegionTests
         Assert.Equal(digest, (await f.Regions.GetAsync("us-west-2", Ct)).Service.FindManifest("any", "v1")!.Digest);
     }
 
+    [Fact]
+    public async Task GarbageCollection_KeepsABlobAnyRegionStillNames()
+    {
+        var time = new ManualTime(DateTimeOffset.UtcNow);
+        await using var f = new RegistryFixture(time);
+        await f.CallAsync("PutReplicationConfiguration", """{"replicationConfiguration":{"rules":[{"destinations":[{"region":"us-west-2","registryId":"000000000000"}]}]}}""");
+        await f.CallAsync("CreateRepository", new { repositoryName = "app" });
+        var digest = await f.PushImageAsync("app", "v1", "shared");
+        await DrainAsync(f);
+        var west = (await f.Regions.GetAsync("us-west-2", Ct)).Service;
+        var blobs = west.FindManifest("app", "v1")!.Blobs.Append(digest).Select(b => Digest.TryParse(b, out var d) ? d.Value : default).ToList();
+
+        // Gone from us-east-1, every blob old: us-west-2's replica still names them, so they stay.
+        await f.CallAsync("BatchDeleteImage", new { repositoryName = "app", imageIds = new[] { new { imageDigest = digest } } });
+        foreach (var (d, _) in f.Registry.Blobs.EnumerateBlobs().ToList())
+        {
+            File.SetLastWriteTimeUtc(f.Registry.Blobs.PathOf(d), time.GetUtcNow().UtcDateTime - TimeSpan.FromHours(2));
+        }
+        var everyRegion = f.Regions.Open.Select(r => r.Service).ToList();
+        Assert.Equal(0, (await f.Registry.CollectGarbageAsync(everyRegion, Ct)).BlobsDeleted);
+        Assert.All(blobs, d => Assert.True(f.Registry.Blobs.Exists(d), d.ToString()));
+
+        // Gone from us-west-2 too: now they go.
+        await f.CallInAsync("us-west-2", "BatchDeleteImage", new { repositoryName = "app", imageIds = new[] { new { imageDigest = digest } } });
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.Equal(blobs.Count, (await f.Registry.CollectGarbageAsync(everyRegion, Ct)).BlobsDeleted);
+        Assert.All(blobs, d => Assert.False(f.Registry.Blobs.Exists(d), d.ToString()));
+    }
+
     private static async Task DrainAsync(RegistryFixture f)
     {
         for (var i = 0; i < 100 && f.ReplicationQueue.Count > 0; i++)
