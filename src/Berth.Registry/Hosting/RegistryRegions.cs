@@ -84,7 +84,9 @@ public sealed partial class RegistryRegions
         {
             foreach (var e in await store.ListAsync(from + table, ct).ConfigureAwait(false))
             {
-                writes.Add(new StoreWrite(to + e.Key[from.Length..], e.Value, ExpectedRevision: 0));
+                // Unconditional: a document of both layouts (an older binary run on this store after a newer one)
+                // takes the one the older binary wrote last rather than refusing to start.
+                writes.Add(new StoreWrite(to + e.Key[from.Length..], e.Value));
                 writes.Add(new StoreWrite(e.Key, null, e.Revision));
             }
         }
