@@ -197,6 +197,28 @@ public sealed class RegistryRegionTests
         Assert.All(blobs, d => Assert.False(f.Registry.Blobs.Exists(d), d.ToString()));
     }
 
+    [Fact]
+    public async Task Replication_OfAnIndex_CopiesItsChildrenFirst()
+    {
+        await using var f = new RegistryFixture();
+        await f.CallAsync("PutReplicationConfiguration", """{"replicationConfiguration":{"rules":[{"destinations":[{"region":"us-west-2","registryId":"000000000000"}]}]}}""");
+        await f.CallAsync("CreateRepository", new { repositoryName = "multi" });
+        var child = await f.ManifestAsync("multi", "arm64");
+        var childDigest = (await f.CallAsync("PutImage", new { repositoryName = "multi", imageManifest = child })).GetProperty("image").GetProperty("imageId").GetProperty("imageDigest").GetString()!;
+        var index = $$$"""{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{{{childDigest}}}","size":{{{System.Text.Encoding.UTF8.GetByteCount(child)}}},"platform":{"architecture":"arm64","os":"linux"}}]}""";
+        var indexDigest = (await f.CallAsync("PutImage", new { repositoryName = "multi", imageManifest = index, imageTag = "v1" })).GetProperty("image").GetProperty("imageId").GetProperty("imageDigest").GetString()!;
+        // Only the index is announced after the child's own replication: drop the child's key, so the index must bring it.
+        var first = await f.ReplicationQueue.TakeAsync(Ct);
+        Assert.Equal(childDigest, first!.Value.Digest);
+        await DrainAsync(f);
+
+        var west = (await f.Regions.GetAsync("us-west-2", Ct)).Service;
+        Assert.Equal(indexDigest, west.FindManifest("multi", "v1")!.Digest);
+        Assert.Equal([childDigest], west.FindManifest("multi", "v1")!.Children);
+        Assert.NotNull(west.FindManifest("multi", childDigest));
+        Assert.Equal(["us-west-2:COMPLETE"], Statuses(await f.CallAsync("DescribeImageReplicationStatus", new { repositoryName = "multi", imageId = new { imageTag = "v1" } })));
+    }
+
     private static async Task DrainAsync(RegistryFixture f)
     {
         for (var i = 0; i < 100 && f.ReplicationQueue.Count > 0; i++)
