@@ -1,16 +1,21 @@
-using Berth.Aws.Auth;
+using System.Text.RegularExpressions;
 
 namespace Berth.Registry.Metadata;
 
 /// <summary>
 /// How /v2/ names reach regions. A name is a repository of the published region (the server's <c>--region</c>),
-/// unless its first component is shaped like a region name (<c>us-west-2/web</c>): then it is the repository
-/// (<c>web</c>) of that region. Docker needs no configuration for either (same host, ordinary path components).
+/// unless its first component is an AWS region name (<c>us-west-2/web</c>): then it is the repository
+/// (<c>web</c>) of that region. Only AWS's own shape counts (a partition prefix such as us, eu, ap, us-gov, a
+/// compass direction or "central", a number), so an ordinary namespace like <c>team-app-1/web</c> stays a
+/// repository name of the published region. Docker needs no configuration for either (same host, ordinary path components).
 /// </summary>
-public static class RegistryRoutes
+public static partial class RegistryRoutes
 {
-    /// <summary>True when a name's first component selects a region (an AWS-shaped region name, as SigV4 scopes accept).</summary>
-    public static bool IsRegionComponent(ReadOnlySpan<char> component) => component.Length > 0 && CredentialScope.IsValidRegion(component.ToString());
+    /// <summary>True when a name's first component selects a region: an AWS region name (us-west-2, eu-central-1, us-gov-east-1).</summary>
+    public static bool IsRegionComponent(ReadOnlySpan<char> component) => component.Length is > 0 and <= 32 && AwsRegionShape().IsMatch(component);
+
+    [GeneratedRegex("^(af|ap|ca|cn|eu|il|me|mx|sa|us)(-gov|-iso|-isob|-isof)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-[0-9]{1,2}$", RegexOptions.CultureInvariant)]
+    private static partial Regex AwsRegionShape();
 
     /// <summary>
     /// The /v2/ path of repository <paramref name="name"/> of <paramref name="region"/>: the name itself in the

@@ -22,6 +22,9 @@ public sealed class RegistryRegionTests
     // A published-region name whose first component looks like a region is written with the region, so it stays reachable.
     [InlineData("us-east-1", "eu-west-1/web", "us-east-1/eu-west-1/web")]
     [InlineData("us-east-1", "eu-west-1", "eu-west-1")]
+    // Only AWS's region shape is a region: an ordinary namespace ending in a number stays a name.
+    [InlineData("us-east-1", "team-app-1/web", "team-app-1/web")]
+    [InlineData("us-east-1", "us-gov-west-1/web", "us-east-1/us-gov-west-1/web")]
     public void PathOf_PrefixesOtherRegionsAndAmbiguousNames(string region, string name, string expected)
         => Assert.Equal(expected, RegistryRoutes.PathOf(region, "us-east-1", name));
 
@@ -31,6 +34,8 @@ public sealed class RegistryRegionTests
     [InlineData("us-west-2/_catalog", "us-west-2", "_catalog")]
     [InlineData("team/web/blobs/uploads/", null, "team/web/blobs/uploads/")]
     [InlineData("us-west-2/", null, "us-west-2/")]
+    [InlineData("team-app-1/web/manifests/1", null, "team-app-1/web/manifests/1")]
+    [InlineData("ap-southeast-2/web/tags/list", "ap-southeast-2", "web/tags/list")]
     [InlineData("_catalog", null, "_catalog")]
     [InlineData("", null, "")]
     public void Split_ReadsARegionPrefix(string rest, string? region, string remainder)
