@@ -172,6 +172,14 @@ public sealed class RegionLogsAndLoadBalancerTests
         var port = BerthServer.FreePort();
         await west.CreateListenerAsync(lb, port, $"Type=forward,TargetGroupArn={tg}");
 
+        // A us-east-1 service cannot take us-west-2's target group.
+        await eastAws.RunAsync("ecs", "create-cluster", "--cluster-name", "web");
+        await EcsScenario.RegisterAsync(eastAws, "web", Web);
+        var crossService = await eastAws.TryRunAsync("ecs", "create-service", "--cluster", "web", "--service-name", "web", "--task-definition", "web", "--desired-count", "1",
+            "--load-balancers", $"targetGroupArn={tg},containerName=web,containerPort=80");
+        Assert.Contains("InvalidParameterException", crossService.Stderr, StringComparison.Ordinal);
+        Assert.Contains("is in region us-west-2", crossService.Stderr, StringComparison.Ordinal);
+
         await westAws.RunAsync("ecs", "create-service", "--cluster", "web", "--service-name", "web", "--task-definition", "web", "--desired-count", "1",
             "--load-balancers", $"targetGroupArn={tg},containerName=web,containerPort=80");
         // The service's task is us-west-2's instance target (resolved among us-west-2's container instances) and healthy.
