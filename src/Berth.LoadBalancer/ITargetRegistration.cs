@@ -33,6 +33,12 @@ public interface IInstanceAddressResolver
 {
     /// <summary>The host address traffic for the instance goes to, or null when no such instance is known.</summary>
     string? Resolve(string instanceId);
+
+    /// <summary>
+    /// The host address of the instance among <paramref name="region"/>'s container instances (a target group's
+    /// instances are those of its own region), or null.
+    /// </summary>
+    string? Resolve(string region, string instanceId) => Resolve(instanceId);
 }
 
 /// <summary>Knows no instances: without ECS wiring only <c>ip</c> targets can be registered.</summary>

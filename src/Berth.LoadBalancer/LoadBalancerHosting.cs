@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 
 namespace Berth.LoadBalancer;
 
@@ -20,19 +21,17 @@ public static class LoadBalancerHosting
         services.AddSingleton(options);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IInstanceAddressResolver, NoInstances>();
-        services.AddSingleton(sp =>
-        {
-            var state = new Elbv2State(sp.GetRequiredService<IStateStore>(), sp.GetRequiredService<BerthIdentity>());
-            state.LoadAsync().GetAwaiter().GetResult();
-            return state;
-        });
-        services.AddSingleton(sp => new Elbv2Arns(sp.GetRequiredService<BerthIdentity>()));
-        services.AddSingleton<Elbv2Context>();
         services.AddSingleton<TargetHealthBook>();
         services.AddSingleton<DataPlaneMetrics>();
-        services.AddSingleton<TargetGroupOperations>();
-        services.AddSingleton<ITargetRegistration>(sp => sp.GetRequiredService<TargetGroupOperations>());
-        services.AddSingleton<AwsQueryService>(Elbv2Api.Build);
+        // Each region its own namespace (the request's SigV4 region selects it); the default region and every region
+        // the store holds are opened at start, others on first use.
+        services.AddSingleton(sp => Elbv2Regions.OpenAsync(
+            sp.GetRequiredService<IStateStore>(), sp.GetRequiredService<BerthIdentity>(), options, sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<TargetHealthBook>(), sp.GetRequiredService<IInstanceAddressResolver>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<Elbv2Regions>()).GetAwaiter().GetResult());
+        services.AddSingleton(sp => sp.GetRequiredService<Elbv2Regions>().Default.State);
+        services.AddSingleton<ITargetRegistration>(sp => sp.GetRequiredService<Elbv2Regions>());
+        services.AddSingleton(sp => sp.GetRequiredService<Elbv2Regions>().Default.Api);
         services.AddSingleton<DataPlaneHost>();
         services.AddHostedService(sp => sp.GetRequiredService<DataPlaneHost>());
         return services;
@@ -41,7 +40,7 @@ public static class LoadBalancerHosting
     /// <summary>Maps <c>GET /_berth/metrics</c> (the data plane's counters, Prometheus text format).</summary>
     public static IEndpointRouteBuilder MapBerthLoadBalancer(this IEndpointRouteBuilder endpoints)
     {
-        _ = endpoints.ServiceProvider.GetRequiredService<Elbv2State>();
+        _ = endpoints.ServiceProvider.GetRequiredService<Elbv2Regions>();
         endpoints.MapGet("/_berth/metrics", (DataPlaneMetrics metrics, DataPlaneHost host) =>
             Results.Text(metrics.Render(host.HostCounts()), "text/plain; version=0.0.4"));
         return endpoints;

@@ -12,6 +12,9 @@ namespace Berth.Agent.Logs;
 /// </param>
 internal sealed record AwsLogsTarget(string Group, string Stream, bool CreateGroup, bool Blocking, long MaxBufferBytes)
 {
+    /// <summary>awslogs-region, or empty: the task's region (the server ships to the log groups of that region).</summary>
+    public string Region { get; init; } = "";
+
     public const string Driver = "awslogs";
 
     /// <summary>Docker's default max-buffer-size for non-blocking mode: 1 MB.</summary>
@@ -35,7 +38,7 @@ internal sealed record AwsLogsTarget(string Group, string Stream, bool CreateGro
         var create = lc.Options.TryGetValue("awslogs-create-group", out var c) && string.Equals(c, "true", StringComparison.OrdinalIgnoreCase);
         var blocking = !(lc.Options.TryGetValue("mode", out var mode) && mode == "non-blocking");
         var max = lc.Options.TryGetValue("max-buffer-size", out var size) && ParseSize(size) is { } bytes ? bytes : DefaultMaxBufferBytes;
-        return new AwsLogsTarget(group, stream, create, blocking, max);
+        return new AwsLogsTarget(group, stream, create, blocking, max) { Region = lc.Options.TryGetValue("awslogs-region", out var region) ? region : "" };
     }
 
     /// <summary>Docker's size syntax: a number with an optional unit b, k, m, g (powers of 1024; "kb", "mib" too). Null when unreadable or not positive.</summary>

@@ -354,7 +354,7 @@ internal sealed partial class LogShipper : IAsyncDisposable
         /// <summary>Sends one batch until the server has it; then records its last line as acknowledged.</summary>
         private async Task DeliverAsync(List<PendingLine> lines, CancellationToken ct)
         {
-            var batch = new LogBatch { Group = target.Group, Stream = target.Stream, CreateGroup = target.CreateGroup };
+            var batch = new LogBatch { Group = target.Group, Stream = target.Stream, CreateGroup = target.CreateGroup, Region = target.Region };
             foreach (var l in lines)
             {
                 batch.Lines.Add(new LogLine { Sequence = l.Cursor.Sequence, TimestampMs = l.Cursor.TimestampNs / 1_000_000, Message = l.Message });

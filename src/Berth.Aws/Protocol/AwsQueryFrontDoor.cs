@@ -48,6 +48,11 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
                 throw new AwsException("InvalidAction", $"Version '{version}' is not an API version Berth serves with the Query protocol.");
             }
             ns = service.Model.XmlNamespace;
+            string? region = null;
+            if (service.Regional is { } regional)
+            {
+                region = regional.RegionOf(caller);
+            }
             if (service.Model.Operations.ContainsKey(action))
             {
                 if (rateLimiter is not null && !rateLimiter.TryAcquire(RequestRateLimiter.CallerKey(caller, context), service.Model.SigningName, action))
@@ -60,6 +65,12 @@ internal sealed partial class AwsQueryFrontDoor(IEnumerable<AwsQueryService> ser
                 ?? throw (service.Model.Operations.ContainsKey(action)
                     ? new AwsException("UnsupportedOperation", $"Berth does not implement {action} yet.")
                     : new AwsException("InvalidAction", $"Could not find operation {action} for version {version}."));
+            if (service.Regional is { } dispatch && region is not null)
+            {
+                // The request's region holds the resources it names: its own service answers it.
+                service = await dispatch.ResolveAsync(region, ct).ConfigureAwait(false);
+                handler = service.Find(action) ?? throw new AwsException("UnsupportedOperation", $"Berth does not implement {action} in {region}.");
+            }
             var payload = await handler(form, requestId, ct).ConfigureAwait(false);
             context.Response.StatusCode = 200;
             context.Response.ContentType = "text/xml";

@@ -34,6 +34,9 @@ public sealed class AwsQueryService
     public ServiceModel Model { get; }
     public ShapeValidator Validator { get; }
 
+    /// <summary>Set when each region has a service of its own: the Query front door then serves a request with its region's.</summary>
+    public RegionalQueryDispatch? Regional { get; set; }
+
     /// <summary>Binds an operation of the model to a handler. The request is validated against the model first.</summary>
     public AwsQueryService Map<TRequest, TResponse>(string operation, JsonTypeInfo<TRequest> request, JsonTypeInfo<TResponse> response, Func<TRequest, CancellationToken, Task<TResponse>> handler)
     {

@@ -323,7 +323,9 @@ internal sealed partial class AgentGatewayService(
         }
         try
         {
-            var result = await logIngest.AppendAsync(batch.Group, batch.Stream, batch.CreateGroup, events, ct).ConfigureAwait(false);
+            // awslogs-region picks the region's log groups, as the awslogs driver sends to that region's endpoint.
+            var region = batch.Region.Length > 0 ? batch.Region : arns.Identity.Region;
+            var result = await logIngest.AppendInRegionAsync(region, batch.Group, batch.Stream, batch.CreateGroup, events, ct).ConfigureAwait(false);
             ack.AcknowledgedSequence = result.AcknowledgedSequence;
             ack.Error = result.Error ?? "";
         }

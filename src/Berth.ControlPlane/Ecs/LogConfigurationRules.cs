@@ -13,7 +13,7 @@ internal static class LogConfigurationRules
     /// <summary>Drivers Docker runs itself; the agent hands them to Docker with their options.</summary>
     private static readonly HashSet<string> DockerNative = new(StringComparer.Ordinal) { "json-file", "syslog", "journald", "gelf", "fluentd", "splunk" };
 
-    /// <summary>awslogs options Berth honours (awslogs-region is accepted: the logs stay on this Berth whatever the region).</summary>
+    /// <summary>awslogs options Berth honours (awslogs-region selects the region's log groups on this Berth).</summary>
     private static readonly HashSet<string> AwsLogsOptions = new(StringComparer.Ordinal)
     {
         "awslogs-group", "awslogs-region", "awslogs-stream-prefix", "awslogs-create-group", "mode", "max-buffer-size",
@@ -60,6 +60,10 @@ internal static class LogConfigurationRules
         if (group.Length > 512 || group.Any(ch => !(char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-' or '/' or '.' or '#')))
         {
             throw AwsException.Client($"{at}.options: awslogs-group '{group}' is not a valid log group name (up to 512 characters: letters, digits, '_', '-', '/', '.', '#').");
+        }
+        if (options.TryGetValue("awslogs-region", out var region) && !Aws.Auth.CredentialScope.IsValidRegion(region))
+        {
+            throw AwsException.Client($"{at}.options: awslogs-region '{region}' is not a region name (e.g. us-west-2).");
         }
         if (options.TryGetValue("awslogs-stream-prefix", out var prefix) && (prefix.Contains(':', StringComparison.Ordinal) || prefix.Contains('*', StringComparison.Ordinal)))
         {

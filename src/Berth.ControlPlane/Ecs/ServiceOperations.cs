@@ -149,6 +149,11 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
             {
                 throw AwsException.InvalidParameter($"loadBalancers[{i}].containerPort: the container {lb.ContainerName} did not have a container port {lb.ContainerPort} defined.");
             }
+            // A service's targets are registered in its own region's target groups (each region has its own load balancers).
+            if (Arns.TryParse(lb.TargetGroupArn, out var tgArn) && tgArn.Service == "elasticloadbalancing" && tgArn.Region != arns.Identity.Region)
+            {
+                throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: target group {lb.TargetGroupArn} is in region {tgArn.Region}, not in this service's region {arns.Identity.Region}.");
+            }
             if (targets.Check(lb.TargetGroupArn) is { } problem)
             {
                 throw AwsException.InvalidParameter($"loadBalancers[{i}].targetGroupArn: {problem}");

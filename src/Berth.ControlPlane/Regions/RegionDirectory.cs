@@ -184,6 +184,18 @@ public sealed partial class RegionDirectory : IHostedService
         }
     }
 
+    /// <summary>The scope of <paramref name="region"/> if it is open; nothing is opened by this (for callers that only read, as the load balancer's instance targets).</summary>
+    public bool TryGet(string region, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out RegionScope? scope)
+    {
+        if (_scopes.TryGetValue(region, out var open) && open.IsValueCreated && open.Value.IsCompletedSuccessfully)
+        {
+            scope = open.Value.Result;
+            return true;
+        }
+        scope = null;
+        return false;
+    }
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Region {Region} opened (first request or agent naming it)")]
     private static partial void LogOpened(ILogger logger, string region);
 }

@@ -15,6 +15,13 @@ public interface ILogIngest
     /// The events are durable when the returned task completes successfully.
     /// </summary>
     ValueTask<LogIngestResult> AppendAsync(string group, string stream, bool createGroup, IReadOnlyList<IngestedLogEvent> events, CancellationToken ct);
+
+    /// <summary>
+    /// As <see cref="AppendAsync"/>, into <paramref name="region"/>'s log groups (the container's awslogs-region, else
+    /// its task's region). A store without regions keeps one namespace.
+    /// </summary>
+    ValueTask<LogIngestResult> AppendInRegionAsync(string region, string group, string stream, bool createGroup, IReadOnlyList<IngestedLogEvent> events, CancellationToken ct)
+        => AppendAsync(group, stream, createGroup, events, ct);
 }
 
 /// <param name="Sequence">Strictly increasing per stream, chosen by the writer (the agent uses the line's engine timestamp in nanoseconds, bumped by one on ties).</param>

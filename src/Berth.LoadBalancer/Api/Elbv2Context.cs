@@ -15,6 +15,9 @@ internal sealed partial class Elbv2Context(Elbv2State state, Elbv2Arns arns, Loa
     public LoadBalancerOptions Options { get; } = options;
     public TimeProvider Time { get; } = time;
 
+    /// <summary>Every region's namespace: listener ports are host-wide, so a port is checked against all of them.</summary>
+    public Elbv2Regions? Regions { get; init; }
+
     public StoredLoadBalancer RequireLoadBalancer(string arn)
         => Arns.IdOf(arn, "loadbalancer/app") is { } id && State.LoadBalancers.Find(id) is { } lb
             ? lb : throw Elbv2Errors.LoadBalancerNotFound($"Load balancer '{arn}' not found");

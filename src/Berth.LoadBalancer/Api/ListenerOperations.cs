@@ -37,10 +37,16 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         }
     }
 
-    /// <summary>A listener port is a port of this host: it must be free, and not another load balancer's listener.</summary>
+    /// <summary>
+    /// A listener port is a port of this host: it must be free, and not another load balancer's listener, in this
+    /// region or any other (the data plane serves every region's listeners on this host's ports).
+    /// </summary>
     private void CheckPort(int port, string lbArn, string? exceptListenerArn)
     {
-        if (ctx.State.Index.ListenerOnPort(port) is { } onPort && ctx.State.Listeners.Get(onPort) is { } l)
+        var taken = ctx.Regions is { } regions
+            ? regions.ListenerOnPort(port)
+            : ctx.State.Index.ListenerOnPort(port) is { } onPort ? ctx.State.Listeners.Get(onPort) : null;
+        if (taken is { } l)
         {
             if (l.Value.Listener.ListenerArn != exceptListenerArn)
             {
@@ -75,6 +81,7 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         }
         var port = r.Port ?? throw Elbv2Errors.Validation("Port is required for application load balancer listeners.");
         var tags = Elbv2Context.MergeTags([], r.Tags, "Tags");
+        using var portClaim = await PortClaimAsync(ct).ConfigureAwait(false);
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
         var lb = ctx.RequireLoadBalancer(r.LoadBalancerArn!);
         var lbArn = lb.LoadBalancer.LoadBalancerArn!;
@@ -99,6 +106,25 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
         tx.Put(ctx.State.Listeners, id, new StoredListener { Listener = listener, Tags = tags }, 0);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         return new CreateListenerOutput { Listeners = [listener] };
+    }
+
+    /// <summary>
+    /// Held from a port's check until its listener is committed: regions write under locks of their own, so without
+    /// this two regions could both take one free port. Taken before the region's write lock, always in that order.
+    /// </summary>
+    private async Task<IDisposable?> PortClaimAsync(CancellationToken ct)
+    {
+        if (ctx.Regions is not { } regions)
+        {
+            return null;
+        }
+        await regions.PortGate.WaitAsync(ct).ConfigureAwait(false);
+        return new PortClaim(regions.PortGate);
+    }
+
+    private sealed class PortClaim(SemaphoreSlim gate) : IDisposable
+    {
+        public void Dispose() => gate.Release();
     }
 
     private static bool SameActions(List<Elbv2Action>? a, List<Elbv2Action> b)
@@ -131,6 +157,7 @@ internal sealed class ListenerOperations(Elbv2Context ctx)
     private async Task<ModifyListenerOutput> ModifyAsync(ModifyListenerInput r, CancellationToken ct)
     {
         CheckHttpOnly(r.Protocol, r.Certificates, r.SslPolicy, r.AlpnPolicy, r.MutualAuthentication);
+        using var portClaim = r.Port is null ? null : await PortClaimAsync(ct).ConfigureAwait(false);
         await using var tx = await ctx.State.BeginAsync(ct).ConfigureAwait(false);
         var current = ctx.RequireListener(r.ListenerArn!);
         var stored = ctx.State.Listeners.Clone(current.Value);

@@ -99,12 +99,11 @@ internal sealed class TagOperations(Elbv2Context ctx)
 
 internal static class Elbv2Api
 {
-    public static AwsQueryService Build(IServiceProvider sp)
+    public static AwsQueryService Build(Elbv2Context ctx, TargetGroupOperations targetGroups)
     {
         var service = new AwsQueryService(ServiceModel.Load("Elbv2"));
-        var ctx = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Elbv2Context>(sp);
         new LoadBalancerOperations(ctx).Map(service);
-        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<TargetGroupOperations>(sp).Map(service);
+        targetGroups.Map(service);
         new ListenerOperations(ctx).Map(service);
         new TagOperations(ctx).Map(service);
         return service;

@@ -320,7 +320,7 @@ internal sealed class TargetGroupOperations(Elbv2Context ctx, TargetHealthBook h
                         throw Elbv2Errors.InvalidTarget($"The IP address '{id}' is not a valid IPv4 address");
                     }
                 }
-                else if (instances.Resolve(id) is null)
+                else if (instances.Resolve(ctx.Arns.Identity.Region, id) is null)
                 {
                     throw Elbv2Errors.InvalidTarget($"The following targets are not valid instances: '{id}'");
                 }

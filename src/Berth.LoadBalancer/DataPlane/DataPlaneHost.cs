@@ -21,10 +21,11 @@ namespace Berth.LoadBalancer.DataPlane;
 /// ports, with YARP behind them. A reconcile loop follows the ELBv2 state: it rebuilds the routing
 /// table and the YARP config, opens and closes listener ports (Kestrel rebinds only the endpoints that
 /// changed, so other listeners keep their connections), marks new load balancers active, and ends
-/// draining for targets whose delay passed or that have nothing in flight.
+/// draining for targets whose delay passed or that have nothing in flight. It serves every region's listeners
+/// (<see cref="Elbv2Regions"/>): ports are this host's, one listener each across regions.
 /// </summary>
 internal sealed partial class DataPlaneHost(
-    Elbv2State state,
+    Elbv2Regions regions,
     TargetHealthBook book,
     DataPlaneMetrics metrics,
     IInstanceAddressResolver instances,
@@ -46,13 +47,13 @@ internal sealed partial class DataPlaneHost(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         _app = BuildApp();
-        var applied = state.Generation;
+        var applied = regions.Generation;
         RestoreVerdicts();
         Reconcile(first: true);
         await _app.StartAsync(stoppingToken).ConfigureAwait(false);
         while (!stoppingToken.IsCancellationRequested)
         {
-            var seen = state.Generation;
+            var seen = regions.Generation;
             try
             {
                 // Rebuild the routes and clusters only when the state changed; draining is swept every pass.
@@ -75,7 +76,7 @@ internal sealed partial class DataPlaneHost(
             }
             try
             {
-                await state.WaitForChangeAsync(seen, options.SweepInterval, stoppingToken).ConfigureAwait(false);
+                await regions.WaitForChangeAsync(seen, options.SweepInterval, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -107,7 +108,7 @@ internal sealed partial class DataPlaneHost(
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(loggerFactory);
-        builder.Services.AddSingleton(state);
+        builder.Services.AddSingleton(regions);
         builder.Services.AddSingleton(book);
         builder.Services.AddSingleton(metrics);
         builder.Services.AddSingleton(_routing);
@@ -167,16 +168,17 @@ internal sealed partial class DataPlaneHost(
 
     private void Reconcile(bool first)
     {
-        var table = RoutingTable.Build(state);
+        var states = regions.All.Select(r => r.State).ToList();
+        var table = RoutingTable.Build(states);
         // Targets the book does not hold yet (new, or stored before a restart without a saved verdict) start in 'initial'.
-        foreach (var tg in state.TargetGroups.All)
+        foreach (var tg in states.SelectMany(s => s.TargetGroups.All))
         {
             foreach (var t in tg.Value.Targets)
             {
                 book.Registered(tg.Id, TargetHealthBook.Key(t.Id!, t.Port!.Value));
             }
         }
-        var (routes, clusters) = Elbv2ProxyConfig.Build(state, instances);
+        var (routes, clusters) = Elbv2ProxyConfig.Build(states, instances);
         if (!first && _app is not null)
         {
             // Remember the live state of destinations about to disappear: draining ends when nothing is in flight.
@@ -231,7 +233,7 @@ internal sealed partial class DataPlaneHost(
         }
         foreach (var (tgId, targets) in saved ?? [])
         {
-            if (state.TargetGroups.Find(tgId) is not { } tg)
+            if (regions.FindTargetGroup(tgId) is not { } tg)
             {
                 continue;
             }
@@ -264,6 +266,14 @@ internal sealed partial class DataPlaneHost(
     }
 
     private async Task MarkActiveAsync(CancellationToken ct)
+    {
+        foreach (var region in regions.All)
+        {
+            await MarkActiveAsync(region.State, ct).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task MarkActiveAsync(Elbv2State state, CancellationToken ct)
     {
         var pending = state.LoadBalancers.All.Where(l => l.Value.LoadBalancer.State?.Code == LoadBalancerStateEnumValues.Provisioning).ToList();
         if (pending.Count == 0)
@@ -310,7 +320,7 @@ internal sealed partial class DataPlaneHost(
     public IReadOnlyDictionary<string, (int Healthy, int Unhealthy)> HostCounts()
     {
         var result = new Dictionary<string, (int, int)>(StringComparer.Ordinal);
-        foreach (var tg in state.TargetGroups.All)
+        foreach (var tg in regions.All.SelectMany(r => r.State.TargetGroups.All))
         {
             var healthy = 0;
             var unhealthy = 0;
@@ -326,7 +336,7 @@ internal sealed partial class DataPlaneHost(
                     unhealthy++;
                 }
             }
-            result[tg.Value.TargetGroup.TargetGroupName!] = (healthy, unhealthy);
+            result[regions.MetricName(tg.Id) ?? tg.Value.TargetGroup.TargetGroupName!] = (healthy, unhealthy);
         }
         return result;
     }

@@ -19,12 +19,25 @@ public static class Elbv2ProxyConfig
     public const string StickinessCookie = "AWSALB";
 
     public static (IReadOnlyList<RouteConfig> Routes, IReadOnlyList<ClusterConfig> Clusters) Build(Elbv2State state, IInstanceAddressResolver instances)
+        => Build([state], instances);
+
+    /// <summary>The clusters of every region's target groups (ids are unique across regions); an instance target resolves among its group's region's instances.</summary>
+    public static (IReadOnlyList<RouteConfig> Routes, IReadOnlyList<ClusterConfig> Clusters) Build(IEnumerable<Elbv2State> states, IInstanceAddressResolver instances)
     {
         var routes = new List<RouteConfig>
         {
             new() { RouteId = RouteId, ClusterId = NoCluster, Match = new RouteMatch { Path = "/{**catch-all}" } },
         };
         var clusters = new List<ClusterConfig> { new() { ClusterId = NoCluster } };
+        foreach (var state in states)
+        {
+            AddClusters(state, instances, clusters);
+        }
+        return (routes, clusters);
+    }
+
+    private static void AddClusters(Elbv2State state, IInstanceAddressResolver instances, List<ClusterConfig> clusters)
+    {
         foreach (var v in state.TargetGroups.All)
         {
             var tg = v.Value.TargetGroup;
@@ -33,7 +46,7 @@ public static class Elbv2ProxyConfig
             var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
             foreach (var t in v.Value.Targets)
             {
-                var host = tg.TargetType == "ip" ? t.Id! : instances.Resolve(t.Id!);
+                var host = tg.TargetType == "ip" ? t.Id! : instances.Resolve(state.Region, t.Id!);
                 if (host is null)
                 {
                     continue;
@@ -93,7 +106,6 @@ public static class Elbv2ProxyConfig
                 },
             });
         }
-        return (routes, clusters);
     }
 
     /// <summary>The longest idle timeout of the load balancers forwarding to the group (60 s, ALB's default, when none does).</summary>

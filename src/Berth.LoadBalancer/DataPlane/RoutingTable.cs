@@ -20,9 +20,21 @@ public sealed class RoutingTable
 
     public FrozenDictionary<int, ListenerRoute> ByPort { get; }
 
-    public static RoutingTable Build(Elbv2State state)
+    public static RoutingTable Build(Elbv2State state) => Build([state]);
+
+    /// <summary>The listeners of every region: one port of this host holds at most one listener of all of them.</summary>
+    public static RoutingTable Build(IEnumerable<Elbv2State> states)
     {
         var byPort = new Dictionary<int, ListenerRoute>();
+        foreach (var state in states)
+        {
+            AddListeners(state, byPort);
+        }
+        return new RoutingTable(byPort.ToFrozenDictionary());
+    }
+
+    private static void AddListeners(Elbv2State state, Dictionary<int, ListenerRoute> byPort)
+    {
         foreach (var l in state.Listeners.All)
         {
             var listener = l.Value.Listener;
@@ -39,7 +51,6 @@ public sealed class RoutingTable
                 .ToArray();
             byPort[listener.Port!.Value] = new ListenerRoute(listener.ListenerArn!, lb.LoadBalancer.LoadBalancerArn!, listener.Port.Value, TimeSpan.FromSeconds(idle), rules);
         }
-        return new RoutingTable(byPort.ToFrozenDictionary());
     }
 
     internal static string LastSegment(string arn) => arn[(arn.LastIndexOf('/') + 1)..];

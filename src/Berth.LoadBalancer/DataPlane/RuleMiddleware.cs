@@ -27,7 +27,7 @@ public sealed class RoutingState
 /// (weighted, with the AWSALBTG cookie when group stickiness is on) and hands the request to its cluster.
 /// Afterwards it turns forwarding failures into ALB's status codes and counts the request.
 /// </summary>
-internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup lookup, Elbv2State state, DataPlaneMetrics metrics, Random random)
+internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup lookup, Elbv2Regions regions, DataPlaneMetrics metrics, Random random)
 {
     public const string GroupStickinessCookie = "AWSALBTG";
 
@@ -58,7 +58,7 @@ internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup loo
             return;
         }
         context.ReassignProxyRequest(cluster);
-        var name = state.TargetGroups.Find(tgId)?.TargetGroup.TargetGroupName ?? tgId;
+        var name = regions.MetricName(tgId) ?? tgId;
         var started = Stopwatch.GetTimestamp();
         await next().ConfigureAwait(false);
         var error = context.Features.Get<IForwarderErrorFeature>();

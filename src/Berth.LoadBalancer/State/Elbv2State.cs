@@ -18,6 +18,7 @@ public sealed class Elbv2State : DocumentState
 {
     public Elbv2State(IStateStore store, BerthIdentity identity) : base(store)
     {
+        Region = identity.Region;
         var prefix = $"elbv2/{identity.AccountId}/{identity.Region}/";
         LoadBalancers = Table(prefix + "lb/", Elbv2StateJsonContext.Default.StoredLoadBalancer);
         TargetGroups = Table(prefix + "tg/", Elbv2StateJsonContext.Default.StoredTargetGroup);
@@ -28,6 +29,14 @@ public sealed class Elbv2State : DocumentState
         Listeners.Changed += Index.ApplyListener;
         Rules.Changed += Index.ApplyRule;
     }
+
+    /// <summary>The region this state holds (its keys are under elbv2/{account}/{region}/).</summary>
+    public string Region { get; }
+
+    /// <summary>Raised after each store commit (the data plane, which serves every region, wakes on it).</summary>
+    public event Action? Durable;
+
+    protected override void OnDurable() => Durable?.Invoke();
 
     /// <summary>Names, a load balancer's listeners, a listener's rules, and which load balancers use a target group.</summary>
     public Elbv2Index Index { get; } = new();

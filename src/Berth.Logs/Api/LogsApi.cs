@@ -20,9 +20,9 @@ internal sealed class LogsApi(LogStore store, BerthIdentity identity)
     private static LogsJsonContext Json => LogsJsonContext.Default;
     private static readonly Task<EmptyResult> Empty = Task.FromResult(new EmptyResult());
 
-    public static AwsJsonService Build(IServiceProvider sp)
+    public static AwsJsonService Build(LogStore store, BerthIdentity identity)
     {
-        var api = new LogsApi((LogStore)sp.GetService(typeof(LogStore))!, (BerthIdentity)sp.GetService(typeof(BerthIdentity))!);
+        var api = new LogsApi(store, identity);
         var service = new AwsJsonService(ServiceModel.Load("Logs"));
         api.Map(service);
         return service;

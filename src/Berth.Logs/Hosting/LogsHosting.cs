@@ -16,16 +16,18 @@ public static class LogsHosting
     {
         services.AddSingleton(options);
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton(sp => new LogStore(options, sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<ILogIngest>(sp => sp.GetRequiredService<LogStore>());
-        services.AddSingleton<AwsJsonService>(LogsApi.Build);
+        // Each region its own store under DATA/logs/{region}/ (the request's SigV4 region, or awslogs-region, selects it).
+        services.AddSingleton<LogRegions>();
+        services.AddSingleton(sp => sp.GetRequiredService<LogRegions>().Default.Store);
+        services.AddSingleton<ILogIngest>(sp => sp.GetRequiredService<LogRegions>());
+        services.AddSingleton(sp => sp.GetRequiredService<LogRegions>().Default.Api);
         services.AddHostedService<RetentionSweeper>();
         return services;
     }
 }
 
-/// <summary>Applies the groups' retention policies every <see cref="LogStoreOptions.RetentionSweepInterval"/>: whole expired segments are deleted.</summary>
-internal sealed partial class RetentionSweeper(LogStore store, LogStoreOptions options, TimeProvider time, ILogger<RetentionSweeper> logger) : BackgroundService
+/// <summary>Applies every region's groups' retention policies every <see cref="LogStoreOptions.RetentionSweepInterval"/>: whole expired segments are deleted.</summary>
+internal sealed partial class RetentionSweeper(LogRegions regions, LogStoreOptions options, TimeProvider time, ILogger<RetentionSweeper> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -36,7 +38,11 @@ internal sealed partial class RetentionSweeper(LogStore store, LogStoreOptions o
             {
                 try
                 {
-                    var dropped = await store.ApplyRetentionAsync(stoppingToken).ConfigureAwait(false);
+                    var dropped = 0;
+                    foreach (var region in regions.All)
+                    {
+                        dropped += await region.Store.ApplyRetentionAsync(stoppingToken).ConfigureAwait(false);
+                    }
                     if (dropped > 0)
                     {
                         LogDropped(logger, dropped);
