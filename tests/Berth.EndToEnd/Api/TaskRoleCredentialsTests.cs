@@ -179,7 +179,7 @@ public sealed partial class TaskRoleCredentialsTests : IAsyncLifetime
             [{"name":"reader","image":"{{EcsScenario.Image}}","memory":32,"command":["sh","-c",{{ReaderJson}}],"stopTimeout":1}]
             """, "--task-role-arn", Role, "--network-mode", "awsvpc");
         const string overriding = "arn:aws:iam::000000000000:role/service-role/override-role";
-        var (arn, _, creds) = await RunReaderAsync("role-vpc",
+        var (arn, id, creds) = await RunReaderAsync("role-vpc",
             "--network-configuration", "awsvpcConfiguration={subnets=[subnet-0a1b2c3d]}",
             "--overrides", $$"""{"taskRoleArn":"{{overriding}}"}""");
         Assert.Equal(overriding, creds["RoleArn"]!.GetValue<string>());
@@ -187,16 +187,18 @@ public sealed partial class TaskRoleCredentialsTests : IAsyncLifetime
         Assert.Equal(overriding, described["overrides"]!["taskRoleArn"]!.GetValue<string>());
         Assert.Equal("awsvpc", (await _aws.RunAsync("ecs", "describe-task-definition", "--task-definition", "role-vpc"))["taskDefinition"]!["networkMode"]!.GetValue<string>());
 
-        // The credentials work against ECS, from the host, with the awsvpc container's reading of them.
+        // The credentials work against ECS, from the host, as the awsvpc container read them and through botocore's provider.
+        var env = await EnvOfAsync(id);
         var r = await Boto3.RunWithEnvAsync("task_role_credentials.py", _server.Endpoint, new Dictionary<string, string>
         {
             ["CREDS"] = creds.ToJsonString(),
             ["OTHER_CREDS"] = creds.ToJsonString(),
-            ["FULL_URI"] = "http://169.254.170.2:1/none",
-            ["AUTH_TOKEN"] = "x",
+            ["FULL_URI"] = env["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+            ["AUTH_TOKEN"] = env["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
         });
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
         Assert.Equal("ok", JsonNode.Parse(r.Stdout)!["exact"]!.GetValue<string>());
+        Assert.Equal("ok", JsonNode.Parse(r.Stdout)!["provider_call"]!.GetValue<string>());
 
         var bad = await _aws.TryRunAsync("ecs", "run-task", "--cluster", "default", "--task-definition", "role-vpc",
             "--network-configuration", "awsvpcConfiguration={subnets=[subnet-0a1b2c3d]}", "--overrides", """{"taskRoleArn":"not a role"}""");
@@ -208,7 +210,7 @@ public sealed partial class TaskRoleCredentialsTests : IAsyncLifetime
     [Fact]
     public async Task RegisterTaskDefinition_RefusesBadRoles_AndFargateAwslogsWithoutExecutionRole()
     {
-        var containers = $$"""[{"name":"app","image":"{{EcsScenario.Image}}","memory":32,"logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g","awslogs-region":"us-east-1","awslogs-stream-prefix":"p"}}}]""";
+        var containers = $$$$"""[{"name":"app","image":"{{{{EcsScenario.Image}}}}","memory":32,"logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g","awslogs-region":"us-east-1","awslogs-stream-prefix":"p"}}}]""";
         string[] fargate = ["--requires-compatibilities", "FARGATE", "--network-mode", "awsvpc", "--cpu", "256", "--memory", "512"];
         var refused = await _aws.TryRunAsync(["ecs", "register-task-definition", "--family", "fg-logs", "--container-definitions", containers, .. fargate]);
         Assert.NotEqual(0, refused.ExitCode);
