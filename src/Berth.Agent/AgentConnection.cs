@@ -22,7 +22,8 @@ internal sealed partial class AgentConnection(
     Random random,
     ILogger logger,
     bool quiet = false,
-    Logs.LogShipper? logs = null)
+    Logs.LogShipper? logs = null,
+    Metadata.RoleCredentialCache? roles = null)
 {
     /// <summary>Gives the channel for one connection attempt; <c>Owned</c>: dispose it when the attempt ends.</summary>
     public delegate Task<(GrpcChannel Channel, bool Owned)> ChannelSource(CancellationToken ct);
@@ -139,10 +140,15 @@ internal sealed partial class AgentConnection(
             var outgoing = Channel.CreateUnbounded<AgentMessage>(new UnboundedChannelOptions { SingleReader = true });
             var writer = WriteAsync(call.RequestStream, outgoing.Reader, linked.Token);
             long beats = 0;
-            using var heartbeat = heartbeats.Join(() => outgoing.Writer.TryWrite(new AgentMessage { Heartbeat = new Heartbeat { Sequence = Interlocked.Increment(ref beats) } }));
+            using var heartbeat = heartbeats.Join(() =>
+            {
+                roles?.RefreshDue();
+                outgoing.Writer.TryWrite(new AgentMessage { Heartbeat = new Heartbeat { Sequence = Interlocked.Increment(ref beats) } });
+            });
             Task? forward = null;
             // Log batches share the stream; those in flight when it ends are sent again on the next one.
             logs?.Attach(m => outgoing.Writer.TryWrite(m));
+            roles?.Attach(m => outgoing.Writer.TryWrite(m));
             try
             {
                 await foreach (var m in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
@@ -152,9 +158,31 @@ internal sealed partial class AgentConnection(
                         logs?.OnAck(m.LogAck);
                         continue;
                     }
+                    if (m.BodyCase == ServerMessage.BodyOneofCase.RoleCredentials)
+                    {
+                        foreach (var c in m.RoleCredentials.Credentials)
+                        {
+                            roles?.Put(c);
+                        }
+                        continue;
+                    }
                     if (m.BodyCase != ServerMessage.BodyOneofCase.Desired)
                     {
                         continue;
+                    }
+                    if (roles is not null)
+                    {
+                        foreach (var d in m.Desired.Tasks)
+                        {
+                            if (d.RoleCredentials is { } c)
+                            {
+                                roles.Put(c);
+                            }
+                        }
+                        foreach (var removed in m.Desired.RemovedTaskArns)
+                        {
+                            roles.Forget(removed);
+                        }
                     }
                     engine.Apply(m.Desired);
                     outgoing.Writer.TryWrite(new AgentMessage { Ack = new DesiredAck { Generation = m.Desired.Generation } });
@@ -170,6 +198,7 @@ internal sealed partial class AgentConnection(
             finally
             {
                 logs?.Detach();
+                roles?.Attach(null);
                 outgoing.Writer.TryComplete();
                 await linked.CancelAsync().ConfigureAwait(false);
                 await writer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);

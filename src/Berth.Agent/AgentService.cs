@@ -73,14 +73,16 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         {
             return;
         }
+        var roles = new Metadata.RoleCredentialCache(time);
         await using var metadata = options.MetadataEndpoint
-            ? new Metadata.MetadataServer(docker, options.DockerEndpoint, identity.AgentId, engine.MetadataOf, options.AvailabilityZone, loggers)
+            ? new Metadata.MetadataServer(docker, options.DockerEndpoint, identity.AgentId, engine.MetadataOf, options.AvailabilityZone, loggers, roles)
             : null;
         if (metadata is not null)
         {
             try
             {
                 engine.MetadataBaseUri = await metadata.StartAsync(options.DataDirectory, options.MetadataPort, ct).ConfigureAwait(false);
+                engine.CredentialsBaseUri = metadata.CredentialsBaseUri;
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -92,7 +94,7 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
             ? Task.Run(() => new ImageCleaner(docker, pulled, options, time, loggers.CreateLogger<ImageCleaner>()).RunAsync(cleanupStop.Token), CancellationToken.None)
             : Task.CompletedTask;
         var connection = new AgentConnection(identity, engine, c => DescribeHostAsync(runtime, c), OpenChannelAsync, heartbeats, time, Random.Shared,
-            loggers.CreateLogger<AgentConnection>(), logs: logs);
+            loggers.CreateLogger<AgentConnection>(), logs: logs, roles: roles);
         try
         {
             await connection.RunAsync(ct).ConfigureAwait(false);

@@ -12,4 +12,10 @@ internal static class ContainerLabels
 
     /// <summary>The container's token in its task metadata endpoint URI (ECS_CONTAINER_METADATA_URI_V4 ends with it).</summary>
     public const string MetadataToken = "berth.metadata-token";
+
+    /// <summary>
+    /// The container's AWS_CONTAINER_AUTHORIZATION_TOKEN for its task role credentials (set only when the task has a
+    /// taskRoleArn): the credentials endpoint answers a request for the container's URI only with this token.
+    /// </summary>
+    public const string CredentialsToken = "berth.credentials-token";
 }

@@ -681,7 +681,7 @@ internal sealed partial class TaskEngine : ITaskEngine
                     {
                         AwsvpcNetwork.Join(create, pauseId);
                     }
-                    AddMetadataEndpoint(create, taskId);
+                    AddMetadataEndpoint(create, taskId, spec.TaskRoleArn);
                     try
                     {
                         try
@@ -958,7 +958,13 @@ internal sealed partial class TaskEngine : ITaskEngine
     /// </summary>
     internal Uri? MetadataBaseUri { get; set; }
 
-    private void AddMetadataEndpoint(Docker.DotNet.Models.CreateContainerParameters create, string taskId)
+    /// <summary>
+    /// The task role credentials endpoint's base URI (<c>http://169.254.170.2:PORT/</c>), set by the host when the
+    /// endpoint listens there; null when it does not (then tasks with a taskRoleArn get no credentials variables).
+    /// </summary>
+    internal Uri? CredentialsBaseUri { get; set; }
+
+    private void AddMetadataEndpoint(Docker.DotNet.Models.CreateContainerParameters create, string taskId, string taskRoleArn)
     {
         if (MetadataBaseUri is not { } baseUri)
         {
@@ -967,11 +973,28 @@ internal sealed partial class TaskEngine : ITaskEngine
         var token = $"{taskId}-{System.Security.Cryptography.RandomNumberGenerator.GetHexString(16, lowercase: true)}";
         create.Labels[ContainerLabels.MetadataToken] = token;
         // The agent's values win over a definition's own, as ECS's agent sets them last.
-        var env = create.Env?.Where(e => !e.StartsWith(MetadataEnvV4 + "=", StringComparison.Ordinal) && !e.StartsWith(MetadataEnvV3 + "=", StringComparison.Ordinal)).ToList() ?? [];
+        var withCredentials = taskRoleArn.Length > 0 && CredentialsBaseUri is not null;
+        string[] ours = withCredentials
+            ? [MetadataEnvV4, MetadataEnvV3, CredentialsFullUriEnv, CredentialsTokenEnv, CredentialsRelativeUriEnv]
+            : [MetadataEnvV4, MetadataEnvV3];
+        var env = create.Env?.Where(e => !ours.Any(o => e.StartsWith(o + "=", StringComparison.Ordinal))).ToList() ?? [];
         env.Add($"{MetadataEnvV4}={new Uri(baseUri, "v4/" + token)}");
         env.Add($"{MetadataEnvV3}={new Uri(baseUri, "v3/" + token)}");
+        if (withCredentials && CredentialsBaseUri is { } credentials)
+        {
+            // The full-URI form with a token per container (the SDKs accept it for 169.254.170.2 on any port), not
+            // the relative form: that one means port 80, which several agents on one host cannot all have.
+            var secret = System.Security.Cryptography.RandomNumberGenerator.GetHexString(32, lowercase: true);
+            create.Labels[ContainerLabels.CredentialsToken] = secret;
+            env.Add($"{CredentialsFullUriEnv}={new Uri(credentials, "v2/credentials/" + token)}");
+            env.Add($"{CredentialsTokenEnv}={secret}");
+        }
         create.Env = env;
     }
+
+    internal const string CredentialsFullUriEnv = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+    internal const string CredentialsRelativeUriEnv = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+    internal const string CredentialsTokenEnv = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 
     internal const string MetadataEnvV4 = "ECS_CONTAINER_METADATA_URI_V4";
     internal const string MetadataEnvV3 = "ECS_CONTAINER_METADATA_URI";

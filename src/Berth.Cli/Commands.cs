@@ -403,7 +403,8 @@ internal static class Commands
                 await Console.Error.WriteLineAsync("berth: " + authError).ConfigureAwait(false);
                 return 2;
             }
-            builder.Services.AddSingleton(sp => new Berth.Aws.Auth.AwsAuthenticator(authMode, credentials, sp.GetRequiredService<TimeProvider>(), p.GetValue(AccountId)!));
+            builder.Services.AddSingleton(sp => new Berth.Aws.Auth.AwsAuthenticator(authMode, credentials, sp.GetRequiredService<TimeProvider>(), p.GetValue(AccountId)!,
+                sp.GetService<Berth.Aws.Auth.TaskRoleCredentialIssuer>()));
         }
         var (limits, rates, limitError) = withServer ? LimitOptions.Read(p) : (new Berth.Aws.Hosting.ServerLimits(), null, null);
         if (limitError is not null)

@@ -38,7 +38,7 @@ internal static class MetadataDocuments
             o["Ports"] = ports;
         }
         var shownLabels = new JsonObject();
-        foreach (var (k, v) in labels.Where(kv => kv.Key != ContainerLabels.MetadataToken).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        foreach (var (k, v) in labels.Where(kv => kv.Key is not (ContainerLabels.MetadataToken or ContainerLabels.CredentialsToken)).OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             shownLabels[k] = v;
         }

@@ -41,10 +41,16 @@ internal sealed partial class MetadataServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ILoggerFactory _loggers;
     private readonly ConcurrentDictionary<string, string> _containerOfToken = new(StringComparer.Ordinal);
+    private readonly RoleCredentialCache? _roles;
     private WebApplication? _app;
 
-    public MetadataServer(IDockerClient docker, Uri? dockerEndpoint, string agentId, Func<string, TaskMetadataView?> tasks, string availabilityZone, ILoggerFactory loggers)
+    /// <summary>Where the SDKs accept a container credentials URI without TLS (with 169.254.170.23 and loopback).</summary>
+    public static readonly IPAddress CredentialsAddress = IPAddress.Parse("169.254.170.2");
+
+    public MetadataServer(IDockerClient docker, Uri? dockerEndpoint, string agentId, Func<string, TaskMetadataView?> tasks, string availabilityZone, ILoggerFactory loggers,
+        RoleCredentialCache? roles = null)
     {
+        _roles = roles;
         _docker = docker;
         _agentId = agentId;
         _tasks = tasks;
@@ -56,6 +62,12 @@ internal sealed partial class MetadataServer : IAsyncDisposable
 
     /// <summary>The base URI containers are given (<c>http://ADDR:PORT/</c>); null before the server started.</summary>
     public Uri? BaseUri { get; private set; }
+
+    /// <summary>
+    /// The task role credentials endpoint's base URI (<c>http://169.254.170.2:PORT/</c>, the metadata port); null
+    /// when this host has no 169.254.170.2 and it could not be added, or there is no credential cache.
+    /// </summary>
+    public Uri? CredentialsBaseUri { get; private set; }
 
     /// <summary>
     /// Listens on the Docker bridge's gateway address, on <paramref name="port"/> when given, else on the port kept in
@@ -71,15 +83,18 @@ internal sealed partial class MetadataServer : IAsyncDisposable
         }
         var stateFile = Path.Combine(dataDirectory, "metadata.json");
         var wanted = port ?? ReadPort(stateFile) ?? 0;
+        // Task role credentials are served on 169.254.170.2 on the same port, so one port number kept in
+        // metadata.json answers both after a restart.
+        var credentials = _roles is not null && await EnsureCredentialsAddressAsync(ct).ConfigureAwait(false);
         try
         {
-            _app = await ListenAsync(address, wanted, ct).ConfigureAwait(false);
+            _app = await BindAsync(address, credentials, wanted, ct).ConfigureAwait(false);
         }
         catch (IOException) when (port is null && wanted != 0)
         {
             // The port kept from the last run is taken meanwhile: a new one (containers started before lose theirs).
             LogPortTaken(_logger, wanted);
-            _app = await ListenAsync(address, 0, ct).ConfigureAwait(false);
+            _app = await BindAsync(address, credentials, 0, ct).ConfigureAwait(false);
         }
         var bound = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Select(a => new Uri(a)).First().Port;
         if (bound != wanted)
@@ -91,8 +106,114 @@ internal sealed partial class MetadataServer : IAsyncDisposable
         }
         BaseUri = new Uri($"http://{address}:{bound}/");
         LogListening(_logger, BaseUri);
+        if (_credentialsBound)
+        {
+            CredentialsBaseUri = new Uri($"http://{CredentialsAddress}:{bound}/");
+            LogCredentialsListening(_logger, CredentialsBaseUri);
+        }
         return BaseUri;
     }
+
+    private bool _credentialsBound;
+
+    /// <summary>
+    /// Listens on the bridge gateway and, when <paramref name="credentials"/>, on 169.254.170.2 with the same port
+    /// (a free one on both when <paramref name="port"/> is 0). If 169.254.170.2 cannot take the port, the bridge alone.
+    /// </summary>
+    private async Task<WebApplication> BindAsync(IPAddress address, bool credentials, int port, CancellationToken ct)
+    {
+        _credentialsBound = false;
+        if (credentials)
+        {
+            for (var attempt = 0; attempt < 5; attempt++)
+            {
+                var p = port != 0 ? port : FreePort(address);
+                try
+                {
+                    var app = await ListenAsync([address, CredentialsAddress], p, ct).ConfigureAwait(false);
+                    _credentialsBound = true;
+                    return app;
+                }
+                catch (IOException) when (port == 0)
+                {
+                    // Taken on one of the two addresses between the probe and the bind: another port.
+                }
+                catch (IOException)
+                {
+                    break;
+                }
+            }
+            LogCredentialsPortTaken(_logger, port);
+        }
+        return await ListenAsync([address], port, ct).ConfigureAwait(false);
+    }
+
+    private static int FreePort(IPAddress address)
+    {
+        var probe = new TcpListener(address, 0);
+        probe.Start();
+        try
+        {
+            return ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        finally
+        {
+            probe.Stop();
+        }
+    }
+
+    /// <summary>
+    /// True when 169.254.170.2 is an address of this host, adding it to <c>lo</c> (as a /32, which routes nothing
+    /// else) when it is not. Containers reach it as they reach the bridge gateway: through their default route to the
+    /// host, where a packet for a local address is delivered, whatever interface holds it. Needs root (CAP_NET_ADMIN).
+    /// </summary>
+    private async Task<bool> EnsureCredentialsAddressAsync(CancellationToken ct)
+    {
+        if (HasAddress(CredentialsAddress))
+        {
+            return true;
+        }
+        if (!OperatingSystem.IsLinux())
+        {
+            LogNoCredentialsAddress(_logger, "not Linux");
+            return false;
+        }
+        string why;
+        try
+        {
+            using var ip = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("ip", ["addr", "add", $"{CredentialsAddress}/32", "dev", "lo"])
+            {
+                RedirectStandardError = true,
+                RedirectStandardOutput = true,
+                UseShellExecute = false,
+            })!;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            var error = await ip.StandardError.ReadToEndAsync(timeout.Token).ConfigureAwait(false);
+            await ip.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+            why = ip.ExitCode == 0 ? "" : error.Trim();
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            why = e.Message;
+        }
+        // Another agent on this host may have added it meanwhile ("File exists"): what counts is that it is there.
+        if (HasAddress(CredentialsAddress))
+        {
+            if (why.Length == 0)
+            {
+                LogCredentialsAddressAdded(_logger, CredentialsAddress);
+            }
+            return true;
+        }
+        LogNoCredentialsAddress(_logger, why.Length > 0 ? why : "the address did not appear");
+        return false;
+    }
+
+    private static bool HasAddress(IPAddress address)
+        => System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+            .Any(a => a.Address.Equals(address));
 
     private async Task<IPAddress?> BridgeGatewayAsync(CancellationToken ct)
     {
@@ -120,13 +241,19 @@ internal sealed partial class MetadataServer : IAsyncDisposable
         }
     }
 
-    private async Task<WebApplication> ListenAsync(IPAddress address, int port, CancellationToken ct)
+    private async Task<WebApplication> ListenAsync(IPAddress[] addresses, int port, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(_loggers);
         builder.WebHost.UseUrls();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(address, port));
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            foreach (var address in addresses)
+            {
+                k.Listen(address, port);
+            }
+        });
         var app = builder.Build();
         foreach (var v in Versions)
         {
@@ -135,6 +262,8 @@ internal sealed partial class MetadataServer : IAsyncDisposable
             app.MapGet($"/{v}/{{token}}/stats", ContainerStatsAsync);
             app.MapGet($"/{v}/{{token}}/task/stats", TaskStatsAsync);
         }
+        app.MapGet("/v2/credentials/{token}", CredentialsAsync);
+        app.MapGet("/v2/credentials", (HttpContext http) => CredentialsErrorAsync(http, StatusCodes.Status400BadRequest, "NoIdInRequest", "CredentialsV2Request: No Credential ID in the request"));
         try
         {
             await app.StartAsync(ct).ConfigureAwait(false);
@@ -203,6 +332,20 @@ internal sealed partial class MetadataServer : IAsyncDisposable
     {
         var token = http.Request.RouteValues["token"] as string ?? "";
         var ct = http.RequestAborted;
+        if (await FindAsync(token, ct).ConfigureAwait(false) is { } c)
+        {
+            return c;
+        }
+        http.Response.StatusCode = StatusCodes.Status404NotFound;
+        http.Response.ContentType = "application/json";
+        // ECS answers an unknown container with a JSON string naming the problem.
+        await http.Response.WriteAsync(JsonValue.Create("V4 container metadata handler: unable to find the container of this metadata URI")!.ToJsonString(), ct).ConfigureAwait(false);
+        return null;
+    }
+
+    /// <summary>This agent's container whose metadata token is <paramref name="token"/>; null when there is none.</summary>
+    private async Task<ContainerInspectResponse?> FindAsync(string token, CancellationToken ct)
+    {
         if (_containerOfToken.TryGetValue(token, out var known) && await InspectAsync(known, ct).ConfigureAwait(false) is { } cached
             && MetadataDocuments.Get(cached.Config?.Labels, ContainerLabels.MetadataToken) == token)
         {
@@ -222,11 +365,62 @@ internal sealed partial class MetadataServer : IAsyncDisposable
             _containerOfToken[token] = c.ID;
             return c;
         }
-        http.Response.StatusCode = StatusCodes.Status404NotFound;
-        http.Response.ContentType = "application/json";
-        // ECS answers an unknown container with a JSON string naming the problem.
-        await http.Response.WriteAsync(JsonValue.Create("V4 container metadata handler: unable to find the container of this metadata URI")!.ToJsonString(), ct).ConfigureAwait(false);
         return null;
+    }
+
+    /// <summary>
+    /// GET /v2/credentials/TOKEN with <c>Authorization: AWS_CONTAINER_AUTHORIZATION_TOKEN</c>: the role credentials of
+    /// the task of the container TOKEN names, in the ECS credentials endpoint's shape. Only with that container's own
+    /// authorization token; never another container's or task's credentials.
+    /// </summary>
+    private async Task CredentialsAsync(HttpContext http)
+    {
+        var token = http.Request.RouteValues["token"] as string ?? "";
+        var ct = http.RequestAborted;
+        var c = token.Length == 0 ? null : await FindAsync(token, ct).ConfigureAwait(false);
+        var expected = MetadataDocuments.Get(c?.Config?.Labels, ContainerLabels.CredentialsToken);
+        var arn = MetadataDocuments.Get(c?.Config?.Labels, ContainerLabels.TaskArn);
+        if (c is null || expected is null || arn is null || _roles is null)
+        {
+            await CredentialsErrorAsync(http, StatusCodes.Status400BadRequest, "InvalidIdInRequest", "CredentialsV2Request: Credentials not found").ConfigureAwait(false);
+            return;
+        }
+        var presented = http.Request.Headers.Authorization.ToString();
+        if (presented.Length == 0)
+        {
+            await CredentialsErrorAsync(http, StatusCodes.Status400BadRequest, "NoAuthorizationToken", "CredentialsV2Request: the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN) is missing").ConfigureAwait(false);
+            return;
+        }
+        if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(presented), System.Text.Encoding.UTF8.GetBytes(expected)))
+        {
+            await CredentialsErrorAsync(http, StatusCodes.Status403Forbidden, "AccessDenied", "CredentialsV2Request: the authorization token is not this container's").ConfigureAwait(false);
+            return;
+        }
+        if (_tasks(arn)?.KnownStatus == "STOPPED")
+        {
+            await CredentialsErrorAsync(http, StatusCodes.Status400BadRequest, "InvalidIdInRequest", "CredentialsV2Request: Credentials not found (the task has stopped)").ConfigureAwait(false);
+            return;
+        }
+        var role = await _roles.GetAsync(arn, TimeSpan.FromSeconds(5), ct).ConfigureAwait(false);
+        if (role is null)
+        {
+            await CredentialsErrorAsync(http, StatusCodes.Status400BadRequest, "InvalidIdInRequest", "CredentialsV2Request: Credentials not found (not issued by the control plane yet)").ConfigureAwait(false);
+            return;
+        }
+        await WriteJsonAsync(http, new JsonObject
+        {
+            ["RoleArn"] = role.RoleArn,
+            ["AccessKeyId"] = role.AccessKeyId,
+            ["SecretAccessKey"] = role.SecretAccessKey,
+            ["Token"] = role.SessionToken,
+            ["Expiration"] = DateTimeOffset.FromUnixTimeMilliseconds(role.ExpirationMs).UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),
+        }).ConfigureAwait(false);
+    }
+
+    private static async Task CredentialsErrorAsync(HttpContext http, int status, string code, string message)
+    {
+        http.Response.StatusCode = status;
+        await WriteJsonAsync(http, new JsonObject { ["code"] = code, ["message"] = message }).ConfigureAwait(false);
     }
 
     private async Task<ContainerInspectResponse?> InspectAsync(string id, CancellationToken ct)
@@ -320,6 +514,18 @@ internal sealed partial class MetadataServer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Docker has no bridge network with an IPv4 gateway: no task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4 is not set)")]
     private static partial void LogNoBridge(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Task role credentials endpoint listening on {BaseUri}")]
+    private static partial void LogCredentialsListening(ILogger logger, Uri baseUri);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Added {Address}/32 to lo for the task role credentials endpoint")]
+    private static partial void LogCredentialsAddressAdded(ILogger logger, IPAddress address);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "169.254.170.2 is not an address of this host and could not be added ({Reason}; 'ip addr add 169.254.170.2/32 dev lo' needs root): tasks with a taskRoleArn get no AWS_CONTAINER_CREDENTIALS_FULL_URI")]
+    private static partial void LogNoCredentialsAddress(ILogger logger, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Port {Port} is taken on 169.254.170.2: no task role credentials endpoint (tasks with a taskRoleArn get no AWS_CONTAINER_CREDENTIALS_FULL_URI)")]
+    private static partial void LogCredentialsPortTaken(ILogger logger, int port);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Metadata endpoint port {Port} is taken; listening on another (containers started before get no answer)")]
     private static partial void LogPortTaken(ILogger logger, int port);

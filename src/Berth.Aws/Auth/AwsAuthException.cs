@@ -27,6 +27,10 @@ public sealed class AwsAuthException(string jsonType, int jsonStatus, string que
     public static AwsAuthException InvalidSignature(string message = MismatchMessage)
         => new("InvalidSignatureException", 400, "SignatureDoesNotMatch", 403, message);
 
+    /// <summary>A session token past its expiry (or, for a task's role credentials, whose task has stopped).</summary>
+    public static AwsAuthException ExpiredToken()
+        => new("ExpiredTokenException", 400, "ExpiredToken", 403, "The security token included in the request is expired");
+
     public static AwsAuthException AccessDenied(string message)
         => new("AccessDeniedException", 400, "AccessDenied", 403, message);
 }

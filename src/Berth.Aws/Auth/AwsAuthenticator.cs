@@ -27,8 +27,9 @@ public sealed class AwsAuthenticator
     private readonly ConcurrentDictionary<(string Secret, string Date, string Region, string Service), byte[]> _keys = new();
     private readonly TimeProvider _time;
 
-    public AwsAuthenticator(AuthMode mode, CredentialStore? credentials, TimeProvider time, string accountId = "000000000000")
+    public AwsAuthenticator(AuthMode mode, CredentialStore? credentials, TimeProvider time, string accountId = "000000000000", TaskRoleCredentialIssuer? taskRoles = null)
     {
+        TaskRoles = taskRoles;
         if (mode == AuthMode.SigV4 && credentials is null)
         {
             throw new ArgumentException("SigV4 needs a credential store.", nameof(credentials));
@@ -40,6 +41,9 @@ public sealed class AwsAuthenticator
     }
 
     public AuthMode Mode { get; }
+
+    /// <summary>Verifies the temporary credentials tasks get for their taskRoleArn (null: none are accepted).</summary>
+    public TaskRoleCredentialIssuer? TaskRoles { get; }
     public CredentialStore? Credentials { get; }
     public string AccountId { get; }
 
@@ -79,7 +83,7 @@ public sealed class AwsAuthenticator
         if (!Permissions.Allows(caller.Permissions, operation))
         {
             throw AwsAuthException.AccessDenied(
-                $"User: arn:aws:iam::{AccountId}:user/{caller.Name} is not authorized to perform: {service}:{operation} on resource: {resource} because no identity-based policy allows the {service}:{operation} action");
+                $"User: {caller.Arn ?? $"arn:aws:iam::{AccountId}:user/{caller.Name}"} is not authorized to perform: {service}:{operation} on resource: {resource} because no identity-based policy allows the {service}:{operation} action");
         }
     }
 
@@ -214,7 +218,27 @@ public sealed class AwsAuthenticator
         {
             throw AwsAuthException.InvalidSignature($"Credential should be scoped to correct service: '{service}'. ");
         }
-        var credential = Credentials!.Find(keyId) ?? throw AwsAuthException.UnrecognizedClient();
+        AwsCredential credential;
+        string? assumedRole = null;
+        if (TaskRoles is not null && TaskRoleCredentialIssuer.IsTaskToken(p.SecurityToken))
+        {
+            // A task's role credentials: the token itself says who it is, signed by this server (no table).
+            var role = TaskRoles.Verify(keyId, p.SecurityToken!);
+            assumedRole = TaskRoleCredentialIssuer.AssumedRoleArn(AccountId, role.RoleArn, role.TaskArn);
+            credential = new AwsCredential
+            {
+                AccessKeyId = role.AccessKeyId,
+                SecretAccessKey = role.SecretAccessKey,
+                Name = assumedRole[(assumedRole.IndexOf(':', "arn:aws:sts::".Length) + 1)..],
+                // Berth has no IAM policies: a role may do what an admin credential may (README, "Task roles").
+                Permissions = Auth.Permissions.Admin,
+                SessionToken = role.Token,
+            };
+        }
+        else
+        {
+            credential = Credentials!.Find(keyId) ?? throw AwsAuthException.UnrecognizedClient();
+        }
         if (credential.SessionToken is null ? p.SecurityToken is not null
             : p.SecurityToken is null || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(p.SecurityToken), Encoding.UTF8.GetBytes(credential.SessionToken)))
         {
@@ -255,7 +279,7 @@ public sealed class AwsAuthenticator
         {
             throw AwsAuthException.InvalidSignature();
         }
-        return new AwsCaller(credential.AccessKeyId, credential.Name, credential.Permissions, region);
+        return new AwsCaller(credential.AccessKeyId, credential.Name, credential.Permissions, region) { Arn = assumedRole };
     }
 
     /// <summary>

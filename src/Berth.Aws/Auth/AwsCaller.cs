@@ -15,4 +15,7 @@ public sealed record AwsCaller(string AccessKeyId, string Name, string Permissio
     }
 
     public bool Authenticated => AccessKeyId.Length > 0;
+
+    /// <summary>The caller's ARN when it is not an IAM user of its name (a task's role: <c>arn:aws:sts::ACCOUNT:assumed-role/ROLE/TASK_ID</c>).</summary>
+    public string? Arn { get; init; }
 }

@@ -20,7 +20,8 @@ namespace Berth.ControlPlane.Agents;
 internal sealed partial class AgentGatewayService(
     EcsState state, TaskLifecycle tasks, InstanceLifecycle instances, Arns arns, TimeProvider time, ControlPlaneOptions options, IRegistryCredentialProvider credentials, ILogger<AgentGatewayService> logger,
     AgentPki? pki = null,
-    ILogIngest? logIngest = null)
+    ILogIngest? logIngest = null,
+    Aws.Auth.TaskRoleCredentialIssuer? roleCredentials = null)
     : AgentGateway.AgentGatewayBase
 {
     // Instance key -> the connection currently serving it, so an old stream ending late cannot
@@ -81,7 +82,7 @@ internal sealed partial class AgentGatewayService(
             await instances.SetConnectedAsync(key, () => _connections.ContainsKey(key), ct).ConfigureAwait(false);
 
             var logs = Channel.CreateBounded<LogBatch>(new BoundedChannelOptions(LogQueueCapacity) { SingleReader = true, SingleWriter = true });
-            var reader = ReadAsync(requestStream, key, connection, logs.Writer, cts.Token);
+            var reader = ReadAsync(requestStream, key, connection, logs.Writer, writer, cts.Token);
             var sender = SendAsync(writer, key, reg.KnownTaskArns, connection, cts.Token);
             var watchdog = WatchAsync(connection, instanceArn, options.AgentTls ? reg.AgentId : null, cts.Token);
             var shipper = IngestAsync(logs.Reader, writer, instanceArn, cts.Token);
@@ -198,7 +199,7 @@ internal sealed partial class AgentGatewayService(
         }
     }
 
-    private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, ChannelWriter<LogBatch> logs, CancellationToken ct)
+    private async Task ReadAsync(IAsyncStreamReader<AgentMessage> stream, string instanceKey, Connection connection, ChannelWriter<LogBatch> logs, SerialWriter writer, CancellationToken ct)
     {
         while (await stream.MoveNext(ct).ConfigureAwait(false))
         {
@@ -220,6 +221,9 @@ internal sealed partial class AgentGatewayService(
                     // them; the agent keeps one batch per stream in flight, so the queue only fills when an agent
                     // floods, and then the reader waits (back pressure) rather than buffering without bound.
                     await logs.WriteAsync(m.LogBatch, ct).ConfigureAwait(false);
+                    break;
+                case AgentMessage.BodyOneofCase.RoleCredentialsRequest:
+                    await writer.WriteAsync(new ServerMessage { RoleCredentials = RoleCredentialsFor(instanceKey, m.RoleCredentialsRequest) }, ct).ConfigureAwait(false);
                     break;
             }
         }
@@ -357,7 +361,48 @@ internal sealed partial class AgentGatewayService(
         {
             d.RegistryAuth.AddRange(RegistryAuthFor(def));
         }
+        if (RoleCredentialsOf(t, def) is { } role)
+        {
+            d.RoleCredentials = role;
+        }
         return d;
+    }
+
+    /// <summary>Fresh credentials for the role of a task that is not stopped; null when it has no role (or there is no issuer).</summary>
+    private RoleCredentials? RoleCredentialsOf(TaskRecord t, TaskDefinition? def)
+    {
+        if (roleCredentials is null || t.IsStopped || TaskSpecs.RoleOf(t, def) is not { } role)
+        {
+            return null;
+        }
+        var c = roleCredentials.Issue(role, arns.Task(t.Cluster, t.Id));
+        return new RoleCredentials
+        {
+            TaskArn = c.TaskArn,
+            RoleArn = c.RoleArn,
+            AccessKeyId = c.AccessKeyId,
+            SecretAccessKey = c.SecretAccessKey,
+            SessionToken = c.Token,
+            ExpirationMs = c.Expiration.ToUnixTimeMilliseconds(),
+        };
+    }
+
+    /// <summary>The agent's refresh: credentials for each named task this instance runs that has a role and is not stopped.</summary>
+    internal RoleCredentialsUpdate RoleCredentialsFor(string instanceKey, RoleCredentialsRequest request)
+    {
+        var cluster = instanceKey[..instanceKey.IndexOf('/', StringComparison.Ordinal)];
+        var instanceId = instanceKey[(cluster.Length + 1)..];
+        var update = new RoleCredentialsUpdate();
+        foreach (var arn in request.TaskArns.Distinct(StringComparer.Ordinal).Take(1000))
+        {
+            // Another instance's task gets nothing: an agent is only ever given its own tasks' credentials.
+            if (state.KeyOf(cluster, arn) is { } key && state.Tasks.Find(key) is { } t && t.Cluster == cluster && t.InstanceId == instanceId
+                && RoleCredentialsOf(t, tasks.DefinitionOf(t)) is { } c)
+            {
+                update.Credentials.Add(c);
+            }
+        }
+        return update;
     }
 
     /// <summary>Pull credentials for every distinct container image of <paramref name="def"/> the provider knows.</summary>

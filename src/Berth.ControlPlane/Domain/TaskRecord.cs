@@ -93,6 +93,7 @@ public sealed record OverridesRecord
     [JsonPropertyName("cpu")] public string? Cpu { get; init; }
     [JsonPropertyName("memory")] public string? Memory { get; init; }
     [JsonPropertyName("containers")] public IReadOnlyList<ContainerOverrideRecord> Containers { get; init; } = [];
+    [JsonPropertyName("taskRoleArn")] public string? TaskRoleArn { get; init; }
 }
 
 public sealed record ContainerOverrideRecord

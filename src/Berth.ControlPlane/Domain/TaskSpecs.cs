@@ -9,6 +9,10 @@ namespace Berth.ControlPlane.Domain;
 /// </summary>
 public static class TaskSpecs
 {
+    /// <summary>The role the task's containers get credentials for: the RunTask override, else the definition's taskRoleArn.</summary>
+    public static string? RoleOf(TaskRecord task, TaskDefinition? def)
+        => task.Overrides?.TaskRoleArn is { Length: > 0 } o ? o : def?.TaskRoleArn is { Length: > 0 } d ? d : null;
+
     public static TaskSpec Build(TaskRecord task, TaskDefinition def, string clusterArn)
     {
         var spec = new TaskSpec
@@ -22,6 +26,7 @@ public static class TaskSpecs
             MemoryMib = Berth.Scheduling.Reservations.ParseUnits(task.Memory) ?? 0,
             PidMode = def.PidMode ?? "",
             IpcMode = def.IpcMode ?? "",
+            TaskRoleArn = RoleOf(task, def) ?? "",
         };
         foreach (var v in def.Volumes ?? [])
         {

@@ -51,6 +51,7 @@ public static class TaskViews
                 }).ToList(),
                 Cpu = t.Overrides?.Cpu,
                 Memory = t.Overrides?.Memory,
+                TaskRoleArn = t.Overrides?.TaskRoleArn,
             },
             Tags = withTags && t.Tags is { Count: > 0 } ? t.Tags.Select(x => new Tag { Key = x.Key, Value = x.Value }).ToList() : null,
             Cpu = t.Cpu,
@@ -126,6 +127,7 @@ public static class TaskViews
     /// <summary>The overrides Berth applies (cpu, memory; per container command, environment, cpu, memory), as a record.</summary>
     public static OverridesRecord? OverridesFromWire(TaskOverride? o) => o is null ? null : new OverridesRecord
     {
+        TaskRoleArn = o.TaskRoleArn,
         Cpu = o.Cpu,
         Memory = o.Memory,
         Containers = (o.ContainerOverrides ?? []).Where(c => c.Name is not null).Select(c => new ContainerOverrideRecord

@@ -30,9 +30,23 @@ internal static partial class TaskDefinitionRules
 
     public static void Validate(RegisterTaskDefinitionRequest req)
     {
+        if (req.TaskRoleArn is { } taskRole && !IsRoleArn(taskRole))
+        {
+            throw AwsException.Client($"taskRoleArn: '{taskRole}' is not an IAM role name or ARN (arn:aws:iam::ACCOUNT:role/NAME).");
+        }
+        if (req.ExecutionRoleArn is { } executionRole && !IsRoleArn(executionRole))
+        {
+            throw AwsException.Client($"executionRoleArn: '{executionRole}' is not an IAM role name or ARN (arn:aws:iam::ACCOUNT:role/NAME).");
+        }
         if (req.RequiresCompatibilities?.Contains("FARGATE") == true)
         {
             RefuseOnFargate(req);
+            // ECS: on Fargate the execution role pulls private images and ships awslogs, so it must be there. Berth's
+            // agent does both with its own identity, but a definition ECS refuses is refused here too.
+            if (string.IsNullOrEmpty(req.ExecutionRoleArn) && req.ContainerDefinitions?.Any(c => c.LogConfiguration?.LogDriver == "awslogs") == true)
+            {
+                throw AwsException.Client("Fargate requires task definition to have execution role ARN to support log driver awslogs.");
+            }
         }
         ValidateTaskMembers(req);
         var volumes = ValidateVolumes(req.Volumes);
@@ -470,4 +484,13 @@ internal static partial class TaskDefinitionRules
 
     [GeneratedRegex("^[A-Za-z0-9_-]{1,255}$")]
     private static partial Regex NamePattern();
+
+    /// <summary>
+    /// A role as ECS takes it in taskRoleArn / executionRoleArn: a role ARN (with an optional path), or the role's
+    /// short name. The role itself is not looked up: Berth has no IAM.
+    /// </summary>
+    public static bool IsRoleArn(string role) => RolePattern().IsMatch(role);
+
+    [GeneratedRegex(@"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/([\x21-\x7E]{1,510}/)?)?[A-Za-z0-9+=,.@_-]{1,64}$")]
+    private static partial Regex RolePattern();
 }

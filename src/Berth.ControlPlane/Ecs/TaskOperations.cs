@@ -33,7 +33,6 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
         }
         string? unsupported = overrides.InferenceAcceleratorOverrides is { Count: > 0 } ? "overrides.inferenceAcceleratorOverrides"
             : overrides.ExecutionRoleArn is not null ? "overrides.executionRoleArn"
-            : overrides.TaskRoleArn is not null ? "overrides.taskRoleArn"
             : overrides.EphemeralStorage is not null ? "overrides.ephemeralStorage"
             : null;
         var list = overrides.ContainerOverrides ?? [];
@@ -54,6 +53,10 @@ internal sealed class TaskOperations(TaskLifecycle tasks)
             {
                 throw AwsException.InvalidParameter($"overrides.containerOverrides[{i}].name: container '{o.Name}' is not in the task definition.");
             }
+        }
+        if (overrides.TaskRoleArn is { } role && !TaskDefinitionRules.IsRoleArn(role))
+        {
+            throw AwsException.InvalidParameter($"overrides.taskRoleArn: '{role}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME).");
         }
         if (overrides.Cpu is { } cpu && Reservations.ParseUnits(cpu) is null)
         {

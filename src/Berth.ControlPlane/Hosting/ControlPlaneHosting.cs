@@ -58,8 +58,34 @@ public static class ControlPlaneHosting
         services.TryAddSingleton<IRegistryCredentialProvider, NoRegistryCredentials>();
         // The agents' CA (DATA/pki); the CLI registers the instance it made its serving certificate from first.
         services.TryAddSingleton(sp => AgentPki.LoadOrCreate(options.DataDirectory, sp.GetRequiredService<TimeProvider>()));
+        // Task role credentials (taskRoleArn): signed with a key kept in DATA, verified by the AWS front door.
+        services.TryAddSingleton(sp => TaskRoleCredentialIssuer.LoadOrCreate(options.DataDirectory, sp.GetRequiredService<TimeProvider>()));
         services.AddBerthAgentGateway();
         return services;
+    }
+
+    /// <summary>True when <paramref name="taskArn"/> names a task of an open region that has not stopped.</summary>
+    internal static bool IsLive(RegionDirectory regions, string taskArn)
+    {
+        // arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID
+        var parts = taskArn.Split(':', 6);
+        if (parts.Length != 6 || !parts[5].StartsWith("task/", StringComparison.Ordinal))
+        {
+            return false;
+        }
+        var path = parts[5]["task/".Length..];
+        var slash = path.IndexOf('/', StringComparison.Ordinal);
+        if (slash <= 0)
+        {
+            return false;
+        }
+        var scope = regions.GetAsync(parts[3]);
+        if (!scope.IsCompletedSuccessfully)
+        {
+            return false;
+        }
+        var state = scope.Result.State;
+        return state.KeyOf(path[..slash], taskArn) is { } key && state.Tasks.Find(key) is { IsStopped: false };
     }
 
     /// <summary>Maps the AWS front door, the agent gateway and the health endpoint.</summary>
@@ -67,6 +93,8 @@ public static class ControlPlaneHosting
     {
         // Load state before the first request rather than inside it.
         var regions = app.Services.GetRequiredService<RegionDirectory>();
+        // A task's role credentials stop working once the task has stopped (or is gone): one index lookup per request.
+        app.Services.GetRequiredService<TaskRoleCredentialIssuer>().TaskIsLive = taskArn => IsLive(regions, taskArn);
         app.MapAwsFrontDoor();
         app.MapBerthAgentGateway();
         var auth = AwsAuthenticator.ModeName(app.Services.GetService<AwsAuthenticator>()?.Mode ?? AuthMode.None);

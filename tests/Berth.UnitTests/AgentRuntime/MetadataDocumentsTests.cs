@@ -62,6 +62,7 @@ public sealed class MetadataDocumentsTests
                 [ContainerLabels.Family] = "curltest",
                 [ContainerLabels.Version] = "24",
                 [ContainerLabels.MetadataToken] = "secret-token",
+                [ContainerLabels.CredentialsToken] = "credentials-secret",
             },
         },
         HostConfig = new HostConfig { NetworkMode = network, LogConfig = new LogConfig { Type = "json-file", Config = new Dictionary<string, string>() } },
@@ -102,6 +103,7 @@ public sealed class MetadataDocumentsTests
         Assert.Equal("""[{"NetworkMode":"bridge","IPv4Addresses":["10.0.2.100"]}]""", o["Networks"]!.ToJsonString());
         // The URI's token is the container's secret: not shown among its labels.
         Assert.Null(o["Labels"]![ContainerLabels.MetadataToken]);
+        Assert.Null(o["Labels"]![ContainerLabels.CredentialsToken]);
         Assert.Equal("24", (string?)o["Labels"]![ContainerLabels.Version]);
     }
 
