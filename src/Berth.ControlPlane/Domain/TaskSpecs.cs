@@ -41,7 +41,8 @@ public static class TaskSpecs
             var cs = new ContainerSpec
             {
                 Name = c.Name,
-                Image = c.Image ?? "",
+                // A service deployment's resolved digest, when it has one (VersionConsistency); else the definition's image.
+                Image = task.Containers.FirstOrDefault(x => x.Name == c.Name)?.PinnedImage ?? c.Image ?? "",
                 Essential = c.Essential != false,
                 CpuUnits = o?.Cpu ?? c.Cpu ?? 0,
                 MemoryMib = o?.Memory ?? c.Memory ?? 0,
