@@ -147,6 +147,11 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
         return "";
     }
 
+    private string? _dataRoot;
+
+    public async Task<string?> DataRootAsync(CancellationToken ct)
+        => _dataRoot ??= (await docker.System.GetSystemInfoAsync(ct).ConfigureAwait(false)).DockerRootDir is { Length: > 0 } root ? root : null;
+
     public async Task EnsureAwsvpcAsync(CancellationToken ct)
     {
         await _awsvpcLock.WaitAsync(ct).ConfigureAwait(false);

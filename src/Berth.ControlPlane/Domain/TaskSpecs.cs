@@ -22,6 +22,7 @@ public static class TaskSpecs
             MemoryMib = Berth.Scheduling.Reservations.ParseUnits(task.Memory) ?? 0,
             PidMode = def.PidMode ?? "",
             IpcMode = def.IpcMode ?? "",
+            EphemeralStorageGib = def.EphemeralStorage?.SizeInGiB ?? 0,
         };
         foreach (var v in def.Volumes ?? [])
         {
