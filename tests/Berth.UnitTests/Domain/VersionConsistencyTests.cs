@@ -115,7 +115,8 @@ public sealed class VersionConsistencyTests
     [Fact]
     public async Task Scheduler_FirstTaskResolvesDigest_LaterTasksRunIt()
     {
-        await using var f = new EcsFixture();
+        var store = Berth.State.SqliteStateStore.Open(":memory:");
+        await using var f = new EcsFixture(store: store);
         var instanceKey = (await f.Gateway.RegisterAsync(EcsFixture.Registration(), CancellationToken.None)).Key;
         var def = new TaskDefinition { NetworkMode = "bridge", ContainerDefinitions = [new ContainerDefinition { Name = "web", Image = Image, Memory = 16, Essential = true }] };
         await f.AddTaskDefinitionAsync("app", 1, def);
@@ -153,5 +154,11 @@ public sealed class VersionConsistencyTests
         Assert.Equal("127.0.0.1:4566/app@" + D1, TaskSpecs.Build(later[0], def, "arn").Containers[0].Image);
         Assert.Equal(Image, TaskSpecs.Build(first, def, "arn").Containers[0].Image);
         Assert.Equal(Image, later[0].Containers[0].Image);
+
+        // Stored with the service and its tasks: a restarted server reads the same digest and pins.
+        var reloaded = new EcsState(store);
+        await reloaded.LoadAsync();
+        Assert.Equal(D1, Assert.Single(reloaded.Services.Find(key)!.Deployments[0].Images!).ImageDigest);
+        Assert.Equal("127.0.0.1:4566/app@" + D1, reloaded.Tasks.Find(EcsState.ScopedId("default", later[0].Id))!.Containers[0].PinnedImage);
     }
 }
