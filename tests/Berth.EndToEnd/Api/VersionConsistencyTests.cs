@@ -28,6 +28,8 @@ public sealed partial class VersionConsistencyTests : LocalServerTest
         Assert.True(push.ExitCode == 0, push.Stdout + push.Stderr);
         var digest = PushedDigest().Match(push.Stdout);
         Assert.True(digest.Success, push.Stdout);
+        // Once the tag moves on, only this digest reference names the image: remove it too at the end.
+        images.Track(reference[..reference.LastIndexOf(':')] + "@" + digest.Groups[1].Value);
         var id = await DockerCli.RunAsync("image", "inspect", "-f", "{{.Id}}", local);
         Assert.Equal(0, id.ExitCode);
         return new Pushed(digest.Groups[1].Value, id.Stdout.Trim());
