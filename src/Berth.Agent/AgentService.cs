@@ -242,6 +242,11 @@ internal sealed partial class AgentService(AgentOptions options, IDockerClient d
         {
             reg.Attributes[CapacityProviderAttribute] = options.CapacityProvider;
         }
+        // ephemeralStorage: placement only picks instances whose Docker data root is at least as large as a task asks.
+        if (await runtime.DataRootAsync(ct).ConfigureAwait(false) is { } root && EphemeralSpace.Measure(root) is { } space)
+        {
+            reg.Attributes[EphemeralSpace.Attribute] = EphemeralSpace.Format(space.TotalGib);
+        }
         foreach (var (name, value) in options.HostPolicy.Attributes())
         {
             reg.Attributes[name] = value;

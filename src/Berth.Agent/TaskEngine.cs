@@ -540,6 +540,17 @@ internal sealed partial class TaskEngine : ITaskEngine
         return result;
     }
 
+    /// <summary>Why a task asking for <paramref name="gib"/> GiB of ephemeral storage cannot start here; null when Docker's data root has that much free.</summary>
+    private async Task<string?> EphemeralStorageShortfallAsync(int gib, CancellationToken ct)
+    {
+        var root = await _runtime.DataRootAsync(ct).ConfigureAwait(false);
+        if (root is null || EphemeralSpace.Measure(root) is not { } space)
+        {
+            return $"ephemeralStorage: the task asks for {gib} GiB and this agent cannot measure the free space of its Docker data root{(root is null ? "" : " " + root)}";
+        }
+        return space.FreeGib >= gib ? null : $"ephemeralStorage: the task asks for {gib} GiB and Docker's data root {root} has {space.FreeGib} GiB free";
+    }
+
     /// <summary>
     /// Pulls the images (once per task), then creates and starts every container whose <c>dependsOn</c> conditions
     /// hold, in definition order, repeating while a start lets another one go (START). Containers still waiting are
@@ -557,6 +568,13 @@ internal sealed partial class TaskEngine : ITaskEngine
         {
             LogFailedToStart(_logger, t.Arn, refused);
             MarkStopped(t, spec, observed, "TaskFailedToStart", "CannotStartContainerError: " + refused);
+            return false;
+        }
+        if (spec.EphemeralStorageGib > 0 && !spec.Containers.Any(c => observed.ContainsKey(c.Name))
+            && await EphemeralStorageShortfallAsync(spec.EphemeralStorageGib, ct).ConfigureAwait(false) is { } shortfall)
+        {
+            LogFailedToStart(_logger, t.Arn, shortfall);
+            MarkStopped(t, spec, observed, "TaskFailedToStart", "ResourceInitializationError: " + shortfall);
             return false;
         }
         if (!t.ImagesReady)

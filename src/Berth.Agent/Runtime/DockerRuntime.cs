@@ -20,6 +20,8 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
     // ImageFresh after it, none. A create that finds the image gone forgets it (RuntimeException.ImageMissing).
     private readonly ConcurrentDictionary<string, Lazy<Task<bool>>> _imageChecks = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _imageSeenAt = new(StringComparer.Ordinal);
+    // containers[].imageDigest by (image id, reference): a digest once found stays; "none" is asked again after ImageFresh.
+    private readonly ConcurrentDictionary<(string ImageId, string Reference), (string Digest, long At)> _digests = new();
     private readonly SemaphoreSlim _awsvpcLock = new(1, 1);
     private long? _awsvpcCheckedAt;
     private static readonly TimeSpan AwsvpcFresh = TimeSpan.FromSeconds(30);
@@ -93,8 +95,62 @@ internal sealed partial class DockerRuntime(IDockerClient docker, string agentId
             IpAddress = c.NetworkSettings?.Networks?.TryGetValue(AwsvpcNetwork.Name, out var net) == true ? net.IPAddress ?? "" : "",
             MacAddress = c.NetworkSettings?.Networks?.TryGetValue(AwsvpcNetwork.Name, out var net2) == true ? net2.MacAddress ?? "" : "",
             FinishedAt = ParseFinishedAt(c.State?.FinishedAt),
+            ImageDigest = await ImageDigestAsync(c.Image, c.Config?.Image, ct).ConfigureAwait(false),
         };
     }
+
+    /// <summary>
+    /// The container's image digest as ECS reports it: the manifest digest of a digest reference, else the image's
+    /// repository digest (Docker's RepoDigests) for the repository it was created from; "" for an image no registry
+    /// gave (built, imported or loaded on this host).
+    /// </summary>
+    private async Task<string> ImageDigestAsync(string? imageId, string? reference, CancellationToken ct)
+    {
+        if (string.IsNullOrEmpty(imageId) || string.IsNullOrEmpty(reference))
+        {
+            return "";
+        }
+        var at = reference.IndexOf('@', StringComparison.Ordinal);
+        if (at >= 0)
+        {
+            return reference[(at + 1)..];
+        }
+        if (_digests.TryGetValue((imageId, reference), out var known) && (known.Digest.Length > 0 || _time.GetElapsedTime(known.At) < ImageFresh))
+        {
+            return known.Digest;
+        }
+        string digest;
+        try
+        {
+            digest = RepoDigestFor((await docker.Images.InspectImageAsync(imageId, ct).ConfigureAwait(false)).RepoDigests, reference);
+        }
+        catch (DockerApiException)
+        {
+            return "";
+        }
+        _digests[(imageId, reference)] = (digest, _time.GetTimestamp());
+        return digest;
+    }
+
+    /// <summary>The digest of the entry of <paramref name="repoDigests"/> ("repo@sha256:…") for <paramref name="reference"/>'s repository; "" when none.</summary>
+    internal static string RepoDigestFor(IEnumerable<string>? repoDigests, string reference)
+    {
+        var (repository, _) = ContainerSpec.SplitReference(reference);
+        foreach (var entry in repoDigests ?? [])
+        {
+            var at = entry.IndexOf('@', StringComparison.Ordinal);
+            if (at > 0 && string.Equals(entry[..at], repository, StringComparison.Ordinal))
+            {
+                return entry[(at + 1)..];
+            }
+        }
+        return "";
+    }
+
+    private string? _dataRoot;
+
+    public async Task<string?> DataRootAsync(CancellationToken ct)
+        => _dataRoot ??= (await docker.System.GetSystemInfoAsync(ct).ConfigureAwait(false)).DockerRootDir is { Length: > 0 } root ? root : null;
 
     public async Task EnsureAwsvpcAsync(CancellationToken ct)
     {

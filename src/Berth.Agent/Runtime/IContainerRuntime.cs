@@ -47,6 +47,9 @@ internal interface IContainerRuntime
     /// (<see cref="PauseImage.Reference"/>) present, creating them when missing; <see cref="RuntimeException"/> when it cannot.
     /// </summary>
     Task EnsureAwsvpcAsync(CancellationToken ct);
+
+    /// <summary>The engine's data root (where writable layers live), for ephemeralStorage; null when the runtime has none to measure.</summary>
+    Task<string?> DataRootAsync(CancellationToken ct) => Task.FromResult<string?>(null);
 }
 
 /// <summary>One container as the engine sees it: what inspect says, reduced to what the agent reports.</summary>

@@ -28,6 +28,8 @@ public sealed class HostNeeds
     private readonly (string Container, string Source, string Socket)? _socket;
     private readonly Dictionary<string, string?> _capabilityVerdicts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string?> _pathVerdicts = new(StringComparer.Ordinal);
+    /// <summary>ephemeralStorage.sizeInGiB (0: none): only an instance whose Docker data root is at least this large fits.</summary>
+    private readonly int _ephemeralGib;
 
     private HostNeeds(TaskDefinition def)
     {
@@ -39,6 +41,7 @@ public sealed class HostNeeds
                 hostVolumes[name] = source;
             }
         }
+        _ephemeralGib = def.EphemeralStorage?.SizeInGiB ?? 0;
         var first = (def.ContainerDefinitions ?? []).FirstOrDefault()?.Name ?? "";
         if (def.PidMode == "host")
         {
@@ -90,7 +93,7 @@ public sealed class HostNeeds
     {
         var needs = new HostNeeds(def);
         return needs._privileged is null && needs._hostPid is null && needs._hostIpc is null && needs._devices is null
-            && needs._capabilities.Count == 0 && needs._hostPaths.Count == 0 ? null : needs;
+            && needs._capabilities.Count == 0 && needs._hostPaths.Count == 0 && needs._ephemeralGib == 0 ? null : needs;
     }
 
     public static string ReasonOf(string attribute) => Scheduler.ReasonAttribute + ":" + attribute;
@@ -99,6 +102,11 @@ public sealed class HostNeeds
     public string? Refuse(InstanceCandidate candidate)
     {
         var a = candidate.Attributes;
+        // Not a policy: an instance that reports no size (registered by hand, a simulated host) cannot promise the space.
+        if (_ephemeralGib > 0 && !(EphemeralSpace.Parse(a.GetValueOrDefault(EphemeralSpace.Attribute)) >= _ephemeralGib))
+        {
+            return ReasonOf(EphemeralSpace.Attribute);
+        }
         if (!a.TryGetValue(HostPolicy.PrivilegedAttribute, out var privileged))
         {
             return null;
@@ -138,6 +146,12 @@ public sealed class HostNeeds
     public string? Detail(string reason, IReadOnlyDictionary<string, string>? attributes)
     {
         string Value(string name) => attributes?.GetValueOrDefault(name) ?? HostPolicy.Denied;
+        if (reason == ReasonOf(EphemeralSpace.Attribute))
+        {
+            return attributes?.GetValueOrDefault(EphemeralSpace.Attribute) is { } size
+                ? $"ephemeralStorage.sizeInGiB {_ephemeralGib}: the container instance's Docker data root holds {size} GiB ({EphemeralSpace.Attribute}={size})"
+                : $"ephemeralStorage.sizeInGiB {_ephemeralGib}: the container instance reports no {EphemeralSpace.Attribute} (its agent cannot measure its Docker data root)";
+        }
         if (reason == ReasonOf(HostPolicy.PrivilegedAttribute))
         {
             return $"container {_privileged}: privileged is not allowed by the container instance's host policy ({HostPolicy.PrivilegedAttribute}={Value(HostPolicy.PrivilegedAttribute)}; berth agent --allow-privileged)";

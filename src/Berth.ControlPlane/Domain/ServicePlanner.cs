@@ -39,6 +39,9 @@ public sealed record ServicePlan
     /// <summary>When to look again without any change (backoff end, health grace end).</summary>
     public DateTimeOffset? WakeAt { get; set; }
 
+    /// <summary>Images newly resolved per deployment id (<see cref="VersionConsistency"/>), merged into the fresh record.</summary>
+    public Dictionary<string, IReadOnlyList<DeploymentImageRecord>> Images { get; } = new(StringComparer.Ordinal);
+
     public void WakeNoLaterThan(DateTimeOffset at) => WakeAt = WakeAt is { } w && w <= at ? w : at;
 }
 
@@ -164,6 +167,8 @@ public static class ServicePlanner
                     Replaced = primary.Id,
                     RollbackOf = primary.Id,
                     RolloutStateReason = $"ECS deployment circuit breaker: rolling back to deploymentId {target.Id}.",
+                    // The revision rolled back to runs the image digests it resolved.
+                    Images = target.Images,
                 };
                 plan.Events.Add($"(service {name}) rolling back to deployment {target.Id}.");
                 // Plan the rest against the rollback deployment from the next pass, when the record holds it.

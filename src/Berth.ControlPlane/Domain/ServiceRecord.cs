@@ -106,10 +106,21 @@ public sealed record DeploymentRecord
     [JsonPropertyName("backoffUntil")] public DateTimeOffset? BackoffUntil { get; init; }
     /// <summary>Task ids already counted in <see cref="FailedTasks"/> (level-triggered: a stopped task is counted once).</summary>
     [JsonPropertyName("counted")] public IReadOnlyList<string> Counted { get; init; } = [];
+    /// <summary>
+    /// Software version consistency: the image digest each container's tag resolved to for this deployment (see
+    /// <see cref="VersionConsistency"/>); every later task of the deployment runs <c>repository@digest</c>. Null until resolved.
+    /// </summary>
+    [JsonPropertyName("images"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public IReadOnlyList<DeploymentImageRecord>? Images { get; init; }
 
     /// <summary>The numeric part of the id: the service deployment's and service revision's ids.</summary>
     [JsonIgnore] public string Digits => Id["ecs-svc/".Length..];
 }
+
+/// <summary>A container's image as a deployment resolved it; <see cref="ImageDigest"/> null: it could not be resolved (the tag is used).</summary>
+public sealed record DeploymentImageRecord(
+    [property: JsonPropertyName("containerName")] string ContainerName,
+    [property: JsonPropertyName("image")] string Image,
+    [property: JsonPropertyName("imageDigest")] string? ImageDigest);
 
 public sealed record ServiceEventRecord(
     [property: JsonPropertyName("id")] string Id,

@@ -64,7 +64,7 @@ public sealed partial class ServiceScheduler : BackgroundService
             return;
         }
         if (old is not null && now is not null && old.LastStatus == now.LastStatus && old.DesiredStatus == now.DesiredStatus
-            && ServicePlanner.HealthOf(old) == ServicePlanner.HealthOf(now))
+            && ServicePlanner.HealthOf(old) == ServicePlanner.HealthOf(now) && Digests(old) == Digests(now))
         {
             return;
         }
@@ -73,6 +73,17 @@ public sealed partial class ServiceScheduler : BackgroundService
         {
             WakeStarved(t.Cluster);
         }
+    }
+
+    /// <summary>How many containers reported an image digest (a first report resolves a deployment's images, see <see cref="VersionConsistency"/>).</summary>
+    private static int Digests(TaskRecord t)
+    {
+        var n = 0;
+        foreach (var c in t.Containers)
+        {
+            n += string.IsNullOrEmpty(c.ImageDigest) ? 0 : 1;
+        }
+        return n;
     }
 
     private void OnInstance(string key, InstanceRecord? old, InstanceRecord? now)
@@ -225,6 +236,25 @@ public sealed partial class ServiceScheduler : BackgroundService
                 tasks.Add(t);
             }
         }
+        // Software version consistency: what the deployments' first tasks have told of their image digests.
+        var resolved = new Dictionary<string, IReadOnlyList<DeploymentImageRecord>>(StringComparer.Ordinal);
+        if (svc.Deployments.Count > 0)
+        {
+            var deployments = svc.Deployments.ToArray();
+            for (var i = 0; i < deployments.Length; i++)
+            {
+                if (_tasks.FindDefinition(deployments[i].TaskDefinition, activeOnlyForFamily: false)?.Definition is { } def
+                    && VersionConsistency.Resolve(deployments[i], def, tasks) is { } images)
+                {
+                    deployments[i] = deployments[i] with { Images = images };
+                    resolved[deployments[i].Id] = images;
+                }
+            }
+            if (resolved.Count > 0)
+            {
+                svc = svc with { Deployments = deployments };
+            }
+        }
         var events = new List<string>();
         var balancer = svc.LoadBalancers.Count > 0 ? await BalanceAsync(svc, tasks, events, ct).ConfigureAwait(false) : null;
         var inputs = new PlannerInputs
@@ -236,6 +266,10 @@ public sealed partial class ServiceScheduler : BackgroundService
             Leaving = balancer?.Leaving ?? (IReadOnlySet<string>)new HashSet<string>(),
         };
         var plan = ServicePlanner.Plan(svc, tasks, inputs);
+        foreach (var (id, images) in resolved)
+        {
+            plan.Images[id] = images;
+        }
         events.AddRange(plan.Events);
         var starved = false;
 
@@ -259,7 +293,7 @@ public sealed partial class ServiceScheduler : BackgroundService
         }
         foreach (var (deployment, count) in plan.Starts)
         {
-            var (started, failure) = await LaunchAsync(svc, deployment, count, null, ct).ConfigureAwait(false);
+            var (started, failure) = await LaunchAsync(svc, deployment, count, null, tasks, ct).ConfigureAwait(false);
             AddLaunchEvents(svc, events, started, failure);
             starved |= failure is not null;
         }
@@ -267,7 +301,7 @@ public sealed partial class ServiceScheduler : BackgroundService
         {
             foreach (var group in plan.DaemonStarts.GroupBy(s => s.Deployment.Id))
             {
-                var (started, failure) = await LaunchAsync(svc, group.First().Deployment, 0, group.Select(g => g.InstanceId).ToList(), ct).ConfigureAwait(false);
+                var (started, failure) = await LaunchAsync(svc, group.First().Deployment, 0, group.Select(g => g.InstanceId).ToList(), tasks, ct).ConfigureAwait(false);
                 AddLaunchEvents(svc, events, started, failure);
             }
         }
@@ -551,12 +585,28 @@ public sealed partial class ServiceScheduler : BackgroundService
     }
 
     /// <summary>Starts tasks of a deployment; returns the started task ids and, when some could not be placed, ECS's reason.</summary>
-    private async Task<(IReadOnlyList<string> Started, string? Failure)> LaunchAsync(ServiceRecord svc, DeploymentRecord deployment, int count, List<string>? instances, CancellationToken ct)
+    private async Task<(IReadOnlyList<string> Started, string? Failure)> LaunchAsync(ServiceRecord svc, DeploymentRecord deployment, int count, List<string>? instances,
+        IReadOnlyList<TaskRecord> tasks, CancellationToken ct)
     {
         var definition = _tasks.FindDefinition(deployment.TaskDefinition, activeOnlyForFamily: false)?.Definition;
         if (definition is null)
         {
             return ([], $"Reason: the task definition {deployment.TaskDefinition} was not found.");
+        }
+        // Until the deployment's image digests are known, one task goes first to resolve them (the task's own
+        // progress wakes the next look); the rest then start from the digests.
+        var allowed = VersionConsistency.Allowed(deployment, definition, tasks, instances?.Count ?? count);
+        if (allowed == 0)
+        {
+            return ([], null);
+        }
+        if (instances is not null && allowed < instances.Count)
+        {
+            instances = instances.GetRange(0, allowed);
+        }
+        else if (instances is null)
+        {
+            count = allowed;
         }
         var tags = new List<TagRecord>();
         if (svc.PropagateTags == "SERVICE" && svc.Tags is { } st)
@@ -588,6 +638,7 @@ public sealed partial class ServiceScheduler : BackgroundService
                 : [new PlacementStrategySpec("spread", "attribute:ecs.availability-zone"), new PlacementStrategySpec("spread", "instanceId")],
             Targets = instances?.Select(i => (i, (string?)EcsState.ScopedId(svc.Cluster, i))).ToList(),
             Awsvpc = svc.Awsvpc,
+            ImagePins = VersionConsistency.Pins(deployment),
             Launch = new LaunchKind(svc.LaunchType, svc.PlatformVersion, svc.CapacityProviderStrategy?.Select(s => s.CapacityProvider ?? "").ToList()),
             // The new tasks' providers continue the split of the deployment's live tasks (replacements refill the provider short of its share).
             CapacityProviders = instances is null && svc.CapacityProviderStrategy is { Count: > 0 } strategy
@@ -640,7 +691,7 @@ public sealed partial class ServiceScheduler : BackgroundService
     /// <summary>Merges the plan's bookkeeping and the events into the newest version of the service (compare-and-swap).</summary>
     private async Task RecordAsync(string key, ServicePlan plan, List<string> events, CancellationToken ct)
     {
-        if (events.Count == 0 && plan.Patched.Count == 0 && plan.Finished.Count == 0 && plan.Rollback is null
+        if (events.Count == 0 && plan.Patched.Count == 0 && plan.Finished.Count == 0 && plan.Rollback is null && plan.Images.Count == 0
             && plan.Steady is null && plan.DaemonDesired is null && !plan.BecomesInactive)
         {
             return;
@@ -667,6 +718,10 @@ public sealed partial class ServiceScheduler : BackgroundService
                 // Keep what UpdateService may have changed meanwhile; take the scheduler's bookkeeping.
                 // An older deployment's count is the scheduler's (it falls as its tasks are replaced).
                 d = p with { Status = d.Status, DesiredCount = i == 0 ? d.DesiredCount : p.DesiredCount, Config = d.Config };
+            }
+            if (plan.Images.TryGetValue(d.Id, out var images) && (d.Images?.Count ?? 0) < images.Count)
+            {
+                d = d with { Images = images };
             }
             if (i > 0 && plan.Finished.Contains(d.Id))
             {

@@ -32,6 +32,8 @@ public sealed record LaunchRequest
     /// any instance of the cluster; an Auto Scaling group provider's tasks only to that provider's instances.
     /// </summary>
     public IReadOnlyList<string?>? CapacityProviders { get; init; }
+    /// <summary>Service tasks: container name → the digest reference it is created from (<see cref="VersionConsistency"/>); null: the definition's images.</summary>
+    public IReadOnlyDictionary<string, string>? ImagePins { get; init; }
 }
 
 public sealed record LaunchResult(IReadOnlyList<TaskRecord> Tasks, IReadOnlyList<FailureRecord> Failures);
@@ -273,6 +275,7 @@ public sealed class TaskLifecycle(EcsState state, Arns arns, TimeProvider time, 
                 {
                     Name = c.Name!,
                     Image = c.Image,
+                    PinnedImage = req.ImagePins?.GetValueOrDefault(c.Name!),
                     LastStatus = TaskStates.Pending,
                     Essential = c.Essential != false,
                     HasHealthCheck = TaskHealth.HasCheck(c.HealthCheck),

@@ -68,6 +68,8 @@ public sealed record ContainerRecord
     [JsonPropertyName("exitCode")] public int? ExitCode { get; init; }
     [JsonPropertyName("reason")] public string? Reason { get; init; }
     [JsonPropertyName("imageDigest")] public string? ImageDigest { get; init; }
+    /// <summary>A service task's <c>repository@digest</c> its deployment resolved the tag to (<see cref="VersionConsistency"/>); the agent runs it instead of <see cref="Image"/>.</summary>
+    [JsonPropertyName("pinnedImage"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? PinnedImage { get; init; }
     [JsonPropertyName("health")] public string? HealthStatus { get; init; }
     /// <summary>From the definition at launch. Stored only when false, so a record without it (stored before this field existed) is essential.</summary>
     [JsonIgnore] public bool Essential { get => StoredEssential != false; init => StoredEssential = value ? null : false; }

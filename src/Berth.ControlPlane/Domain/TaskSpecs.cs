@@ -27,6 +27,7 @@ public static class TaskSpecs
             PidMode = def.PidMode ?? "",
             IpcMode = def.IpcMode ?? "",
             TaskRoleArn = RoleOf(task, def) ?? "",
+            EphemeralStorageGib = def.EphemeralStorage?.SizeInGiB ?? 0,
         };
         foreach (var v in def.Volumes ?? [])
         {
@@ -46,7 +47,8 @@ public static class TaskSpecs
             var cs = new ContainerSpec
             {
                 Name = c.Name,
-                Image = c.Image ?? "",
+                // A service deployment's resolved digest, when it has one (VersionConsistency); else the definition's image.
+                Image = task.Containers.FirstOrDefault(x => x.Name == c.Name)?.PinnedImage ?? c.Image ?? "",
                 Essential = c.Essential != false,
                 CpuUnits = o?.Cpu ?? c.Cpu ?? 0,
                 MemoryMib = o?.Memory ?? c.Memory ?? 0,

@@ -47,6 +47,11 @@ internal sealed class AttributeOperations(EcsState state, Arns arns)
                 // The host policy is the agent's to report (berth agent --allow-...): a client cannot widen or narrow it.
                 throw AwsException.InvalidParameter($"attributes[{i}].name: '{n}' is reported by the agent from its host policy and cannot be changed with {(remove ? "DeleteAttributes" : "PutAttributes")}.");
             }
+            if (a.Name == Berth.Core.Agent.EphemeralSpace.Attribute)
+            {
+                // Measured by the agent (its Docker data root's size); placement trusts it for ephemeralStorage.
+                throw AwsException.InvalidParameter($"attributes[{i}].name: '{a.Name}' is measured and reported by the agent and cannot be changed with {(remove ? "DeleteAttributes" : "PutAttributes")}.");
+            }
             var id = TaskQueries.ScopedIdOf(state, clusterName, a.TargetId);
             if (!changed.TryGetValue(id, out var doc))
             {

@@ -539,6 +539,8 @@ internal sealed class ServiceOperations(ServiceLifecycle services, TaskLifecycle
                     LaunchType = service.LaunchType,
                     LoadBalancers = service.LoadBalancers.Select(l => new LoadBalancer { TargetGroupArn = l.TargetGroupArn, ContainerName = l.ContainerName, ContainerPort = l.ContainerPort }).ToList(),
                     CreatedAt = d.CreatedAt,
+                    // The digests the revision resolved its tags to (software version consistency); absent until known.
+                    ContainerImages = d.Images?.Select(i => new ContainerImage { ContainerName = i.ContainerName, Image = i.Image, ImageDigest = i.ImageDigest }).ToList(),
                 });
             }
             else
