@@ -106,7 +106,7 @@ internal sealed partial class DataPlaneHost(
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(loggerFactory);
+        builder.Services.AddSingleton<ILoggerFactory>(new DataPlaneLoggerFactory(loggerFactory));
         builder.Services.AddSingleton(state);
         builder.Services.AddSingleton(book);
         builder.Services.AddSingleton(metrics);
@@ -154,6 +154,10 @@ internal sealed partial class DataPlaneHost(
             k.Listen(System.Net.IPAddress.Loopback, 0);
             k.AddServerHeader = false;
         });
+        // Run the request on the thread that completed the socket read instead of queueing it to the thread pool
+        // again (and the response write likewise): the data plane's code never blocks, and each hop saved is a
+        // thread-pool dispatch (often a thread wake-up) per request on a host with few cores.
+        builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
         var app = builder.Build();
         var rules = app.Services.GetRequiredService<RuleMiddleware>();
         app.MapReverseProxy(pipeline =>
@@ -367,6 +371,8 @@ internal sealed class BerthForwarderHttpClientFactory(TimeSpan connectTimeout) :
     {
         base.ConfigureHandler(context, handler);
         handler.ConnectTimeout = connectTimeout;
+        // ALB passes trace headers through untouched and adds none of its own (X-Amzn-Trace-Id is a transform).
+        handler.ActivityHeadersPropagator = null;
     }
 }
 
@@ -394,6 +400,37 @@ internal static class StickinessCookie
 /// <summary>X-Amzn-Trace-Id as ALB writes it: Root=1-{epoch seconds, hex}-{96 random bits, hex}.</summary>
 internal static class TraceId
 {
+    private const int Length = 40; // "Root=1-" + 8 hex + "-" + 24 hex
+
+    /// <summary>The 96 bits only tell requests apart (as ALB's do); they need not be unpredictable, so no crypto RNG.</summary>
     public static string New(DateTimeOffset now)
-        => $"Root=1-{now.ToUnixTimeSeconds():x8}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12))}";
+        => string.Create(Length, (uint)now.ToUnixTimeSeconds(), static (span, seconds) =>
+        {
+            "Root=1-".CopyTo(span);
+            seconds.TryFormat(span[7..15], out _, "x8", CultureInfo.InvariantCulture);
+            span[15] = '-';
+            Span<byte> random = stackalloc byte[12];
+            Random.Shared.NextBytes(random);
+            Convert.TryToHexStringLower(random, span[16..], out _);
+        });
+}
+
+/// <summary>
+/// The process's logger factory minus ASP.NET Core's hosting diagnostics: while that logger is enabled (it is, at any
+/// level) the host starts an Activity and a log scope per request, and the HTTP client then propagates it — work the
+/// data plane never reports.
+/// </summary>
+internal sealed class DataPlaneLoggerFactory(ILoggerFactory inner) : ILoggerFactory
+{
+    public ILogger CreateLogger(string categoryName)
+        => categoryName.StartsWith("Microsoft.AspNetCore.Hosting", StringComparison.Ordinal)
+            ? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance
+            : inner.CreateLogger(categoryName);
+
+    public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
+
+    // The process owns the inner factory.
+    public void Dispose()
+    {
+    }
 }
