@@ -14,11 +14,18 @@ namespace Berth.LoadBalancer.DataPlane;
 /// </summary>
 public sealed class RoutingTable
 {
-    public static readonly RoutingTable Empty = new(FrozenDictionary<int, ListenerRoute>.Empty);
+    public static readonly RoutingTable Empty = new(FrozenDictionary<int, ListenerRoute>.Empty, FrozenDictionary<string, string>.Empty);
 
-    private RoutingTable(FrozenDictionary<int, ListenerRoute> byPort) => ByPort = byPort;
+    private RoutingTable(FrozenDictionary<int, ListenerRoute> byPort, FrozenDictionary<string, string> groupNames)
+    {
+        ByPort = byPort;
+        GroupNames = groupNames;
+    }
 
     public FrozenDictionary<int, ListenerRoute> ByPort { get; }
+
+    /// <summary>Target group names by id, for the per-group counters (looked up per request, so kept here rather than in the state).</summary>
+    public FrozenDictionary<string, string> GroupNames { get; }
 
     public static RoutingTable Build(Elbv2State state)
     {
@@ -39,7 +46,8 @@ public sealed class RoutingTable
                 .ToArray();
             byPort[listener.Port!.Value] = new ListenerRoute(listener.ListenerArn!, lb.LoadBalancer.LoadBalancerArn!, listener.Port.Value, TimeSpan.FromSeconds(idle), rules);
         }
-        return new RoutingTable(byPort.ToFrozenDictionary());
+        var names = state.TargetGroups.All.ToFrozenDictionary(g => g.Id, g => g.Value.TargetGroup.TargetGroupName ?? g.Id, StringComparer.Ordinal);
+        return new RoutingTable(byPort.ToFrozenDictionary(), names);
     }
 
     internal static string LastSegment(string arn) => arn[(arn.LastIndexOf('/') + 1)..];
@@ -51,6 +59,10 @@ public sealed record ListenerRoute(string ListenerArn, string LoadBalancerArn, i
     /// <summary>The first rule whose conditions all hold, as ALB evaluates them (the default rule always does).</summary>
     public CompiledRule Match(HttpRequest request, IPAddress? remote)
     {
+        if (Rules.Count == 1)
+        {
+            return Rules[0]; // only the default rule: nothing to evaluate
+        }
         foreach (var rule in Rules)
         {
             if (rule.Matches(request, remote))
