@@ -130,8 +130,8 @@ internal sealed partial class DataPlaneHost(
                 // The AWSALB cookie is protected with a per-process key: after a restart clients are simply rebalanced.
                 services.AddSingleton<Microsoft.AspNetCore.DataProtection.IDataProtectionProvider>(new Microsoft.AspNetCore.DataProtection.EphemeralDataProtectionProvider(loggerFactory));
                 services.AddSingleton<IProxyConfigProvider>(_config);
-                // YARP keeps the clusters (destinations, active health checks, HTTP clients) and the forwarder; routes are
-                // not mapped: RuleMiddleware chooses the cluster and target and calls the forwarder itself.
+                // YARP keeps the clusters (destinations, active health checks, HTTP clients) and the forwarder; no request
+                // goes through its routes or middleware: RuleMiddleware chooses the cluster and target and calls the forwarder.
                 services.AddReverseProxy();
                 services.AddSingleton<IActiveHealthCheckPolicy, AlbHealthCheckPolicy>();
                 services.AddSingleton<IAvailableDestinationsPolicy, FailOpenDestinationsPolicy>();
