@@ -12,6 +12,9 @@ with `keepalive`) and haproxy (`mode http`, `http-reuse always`). wrk loads each
 order rotating every round, with the same threads, connections and duration. Prints per-run figures,
 then the medians over the rounds and their ratios to nginx. Also measures the time from
 RegisterTargets until the listener first answers 200 from the new target.
+
+`--berth-env KEY=VALUE` (repeatable) sets the berth process's environment, for runtime settings such as
+DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 (docs/BENCHMARKS.md says what it changes).
 """
 import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.request, urllib.error, socket
 
@@ -103,12 +106,14 @@ backend be
     return subprocess.Popen(["haproxy", "-f", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_berth(work, api_port):
+def start_berth(work, api_port, extra_env=()):
     data = os.path.join(work, "berth")
     log = open(os.path.join(work, "berth.log"), "w")
+    env = dict(os.environ)
+    env.update(kv.split("=", 1) for kv in extra_env)
     p = subprocess.Popen(["dotnet", BERTH, "server", "--listen", "127.0.0.1:%d" % api_port,
                           "--agent-listen", "127.0.0.1:%d" % free_port(), "--data", data, "--log-level", "Warning"],
-                         stdout=log, stderr=subprocess.STDOUT)
+                         stdout=log, stderr=subprocess.STDOUT, env=env)
     wait_http("http://127.0.0.1:%d/_berth/health" % api_port)
     return p
 
@@ -141,6 +146,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="nginx worker_processes / haproxy nbthread of the proxies")
     ap.add_argument("--register-samples", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=10, help="seconds of load on each proxy before the rounds (Berth's JIT reaches its optimised tier)")
+    ap.add_argument("--berth-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment of the berth process, e.g. DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1")
     args = ap.parse_args()
 
     for tool in ("wrk", "nginx", "haproxy"):
@@ -154,7 +162,7 @@ def main():
         procs.append(start_backend(work, backend_port))
         procs.append(start_nginx(work, nginx_port, backend_port, args.workers))
         procs.append(start_haproxy(work, haproxy_port, backend_port, args.workers))
-        procs.append(start_berth(work, berth_api))
+        procs.append(start_berth(work, berth_api, args.berth_env))
         elb = boto3.client("elbv2", endpoint_url="http://127.0.0.1:%d" % berth_api, region_name="us-east-1",
                            aws_access_key_id="test", aws_secret_access_key="test")
         lb = elb.create_load_balancer(Name="bench")["LoadBalancers"][0]["LoadBalancerArn"]
@@ -175,8 +183,8 @@ def main():
                     if os.path.exists(path):
                         print("--- %s\n%s" % (log, open(path).read()[-2000:]))
                 sys.exit("%s (%s) does not answer 200: %s" % (name, u, status_of(u)))
-        for u in urls.values():  # warm-up: JIT, connection pools
-            run_wrk(u, args.threads, args.connections, 3)
+        for u in urls.values():  # warm-up: JIT (tiered compilation needs some seconds of load), connection pools
+            run_wrk(u, args.threads, args.connections, args.warmup)
 
         results = {k: [] for k in urls}
         order = list(urls)

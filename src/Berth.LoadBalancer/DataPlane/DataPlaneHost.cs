@@ -12,7 +12,6 @@ using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
-using Yarp.ReverseProxy.Transforms;
 
 namespace Berth.LoadBalancer.DataPlane;
 
@@ -38,7 +37,8 @@ internal sealed partial class DataPlaneHost(
     private readonly Elbv2ProxyConfigProvider _config = new();
     private readonly ListenerEndpoints _endpoints = new();
     private readonly Dictionary<(string Group, string Key), DestinationState> _draining = [];
-    private WebApplication? _app;
+    private readonly InFlightRequests _inFlight = new();
+    private IHost? _app;
     private IReadOnlySet<int> _ports = new HashSet<int>();
 
     /// <summary>The listener ports currently bound.</summary>
@@ -99,71 +99,68 @@ internal sealed partial class DataPlaneHost(
         if (_app is not null)
         {
             await _app.StopAsync(cancellationToken).ConfigureAwait(false);
-            await _app.DisposeAsync().ConfigureAwait(false);
+            if (_app is IAsyncDisposable disposable)
+            {
+                await disposable.DisposeAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                _app.Dispose();
+            }
         }
     }
 
-    private WebApplication BuildApp()
+    private IHost BuildApp()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(loggerFactory);
-        builder.Services.AddSingleton(regions);
-        builder.Services.AddSingleton(book);
-        builder.Services.AddSingleton(metrics);
-        builder.Services.AddSingleton(_routing);
-        builder.Services.AddSingleton(time);
-        builder.Services.AddSingleton(Random.Shared);
-        builder.Services.AddSingleton<RuleMiddleware>();
-        // The AWSALB cookie is protected with a per-process key: after a restart clients are simply rebalanced.
-        builder.Services.AddSingleton<Microsoft.AspNetCore.DataProtection.IDataProtectionProvider>(new Microsoft.AspNetCore.DataProtection.EphemeralDataProtectionProvider(loggerFactory));
-        builder.Services.AddSingleton<IProxyConfigProvider>(_config);
-        builder.Services.AddReverseProxy().AddTransforms(t =>
-        {
-            // ALB's request headers: X-Forwarded-For appended, -Proto and -Port set, X-Amzn-Trace-Id added; Host kept.
-            t.UseDefaultForwarders = false;
-            t.AddOriginalHost(true);
-            t.AddXForwardedFor("X-Forwarded-For", ForwardedTransformActions.Append);
-            t.AddXForwardedProto("X-Forwarded-Proto", ForwardedTransformActions.Set);
-            // YARP adds its affinity cookie per route; the route here is the catch-all one and the cluster is
-            // chosen later (RuleMiddleware), so the AWSALB cookie is set here for the cluster actually used.
-            t.AddResponseTransform(StickinessCookie.SetAsync);
-            t.AddRequestTransform(rt =>
-            {
-                var headers = rt.ProxyRequest.Headers;
-                headers.Remove("X-Forwarded-Port");
-                headers.TryAddWithoutValidation("X-Forwarded-Port", rt.HttpContext.Connection.LocalPort.ToString(CultureInfo.InvariantCulture));
-                var incoming = rt.HttpContext.Request.Headers["X-Amzn-Trace-Id"].ToString();
-                if (!incoming.Contains("Root=", StringComparison.Ordinal))
-                {
-                    headers.Remove("X-Amzn-Trace-Id");
-                    headers.TryAddWithoutValidation("X-Amzn-Trace-Id", TraceId.New(time.GetUtcNow()));
-                }
-                return ValueTask.CompletedTask;
-            });
-        });
-        builder.Services.AddSingleton<IActiveHealthCheckPolicy, AlbHealthCheckPolicy>();
-        builder.Services.AddSingleton<IAvailableDestinationsPolicy, FailOpenDestinationsPolicy>();
-        builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, LeastOutstandingRequestsPolicy>();
-        builder.Services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, SlowStartRoundRobinPolicy>();
-        builder.Services.AddSingleton<IForwarderHttpClientFactory>(sp => new BerthForwarderHttpClientFactory(options.ConnectTimeout));
+        // A bare generic host rather than WebApplication: WebApplication adds routing and authorization middleware of
+        // its own around the pipeline, and every listener request would pay for them. The pipeline here is one handler.
         var kestrelConfig = new ConfigurationBuilder().Add(_endpoints).Build();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.Configure(kestrelConfig, reloadOnChange: true);
-            // Kestrel binds localhost:5000 when it has no endpoint at all; one ephemeral loopback port prevents that.
-            k.Listen(System.Net.IPAddress.Loopback, 0);
-            k.AddServerHeader = false;
-        });
-        var app = builder.Build();
-        var rules = app.Services.GetRequiredService<RuleMiddleware>();
-        app.MapReverseProxy(pipeline =>
-        {
-            pipeline.Use((ctx, next) => rules.InvokeAsync(ctx, () => next(ctx)));
-            pipeline.UseSessionAffinity();
-            pipeline.UseLoadBalancing();
-        });
-        return app;
+        return new HostBuilder()
+            .ConfigureServices(services =>
+            {
+                services.AddSingleton<ILoggerFactory>(new DataPlaneLoggerFactory(loggerFactory));
+                services.AddSingleton(regions);
+                services.AddSingleton(book);
+                services.AddSingleton(metrics);
+                services.AddSingleton(_routing);
+                services.AddSingleton(_inFlight);
+                services.AddSingleton(time);
+                services.AddSingleton(Random.Shared);
+                services.AddSingleton<AlbHeadersTransformer>();
+                services.AddSingleton<RuleMiddleware>();
+                // The AWSALB cookie is protected with a per-process key: after a restart clients are simply rebalanced.
+                services.AddSingleton<Microsoft.AspNetCore.DataProtection.IDataProtectionProvider>(new Microsoft.AspNetCore.DataProtection.EphemeralDataProtectionProvider(loggerFactory));
+                services.AddSingleton<IProxyConfigProvider>(_config);
+                // YARP keeps the clusters (destinations, active health checks, HTTP clients) and the forwarder; no request
+                // goes through its routes or middleware: RuleMiddleware chooses the cluster and target and calls the forwarder.
+                services.AddReverseProxy();
+                services.AddSingleton<IActiveHealthCheckPolicy, AlbHealthCheckPolicy>();
+                services.AddSingleton<IAvailableDestinationsPolicy, FailOpenDestinationsPolicy>();
+                services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, LeastOutstandingRequestsPolicy>();
+                services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, SlowStartRoundRobinPolicy>();
+                services.AddSingleton<IForwarderHttpClientFactory>(sp => new BerthForwarderHttpClientFactory(options.ConnectTimeout));
+            })
+            .ConfigureWebHost(web => web
+                .UseKestrel(k =>
+                {
+                    k.Configure(kestrelConfig, reloadOnChange: true);
+                    // Kestrel binds localhost:5000 when it has no endpoint at all; one ephemeral loopback port prevents that.
+                    k.Listen(System.Net.IPAddress.Loopback, 0);
+                    k.AddServerHeader = false;
+                })
+                // Run the request on the thread that completed the socket read instead of queueing it to the thread pool
+                // again (and the response write likewise): the data plane's code never blocks, and each hop saved is a
+                // thread-pool dispatch (often a thread wake-up) per request on a host with few cores.
+                .UseSockets(o => o.UnsafePreferInlineScheduling = true)
+                .Configure(app =>
+                {
+                    // YARP loads its configuration (creating the clusters, starting their health checks) when its routes
+                    // are mapped; they are mapped into a route table no request goes through.
+                    new DetachedEndpointRouteBuilder(app.ApplicationServices).MapReverseProxy();
+                    var rules = app.ApplicationServices.GetRequiredService<RuleMiddleware>();
+                    app.Run(rules.InvokeAsync);
+                }))
+            .Build();
     }
 
     private void Reconcile(bool first)
@@ -302,7 +299,7 @@ internal sealed partial class DataPlaneHost(
             foreach (var (key, until) in book.Draining(group))
             {
                 var live = _draining.GetValueOrDefault((group, key));
-                if (now >= until || live is null || live.ConcurrentRequestCount == 0)
+                if (now >= until || live is null || _inFlight.Count(live) == 0)
                 {
                     book.Forget(group, key);
                     _draining.Remove((group, key));
@@ -354,6 +351,16 @@ internal sealed partial class DataPlaneHost(
 [System.Text.Json.Serialization.JsonSerializable(typeof(Dictionary<string, Dictionary<string, TargetVerdict>>))]
 internal sealed partial class VerdictJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
 
+/// <summary>An endpoint route builder outside any request pipeline: its routes are built but never matched.</summary>
+internal sealed class DetachedEndpointRouteBuilder(IServiceProvider services) : Microsoft.AspNetCore.Routing.IEndpointRouteBuilder
+{
+    public IServiceProvider ServiceProvider => services;
+
+    public ICollection<Microsoft.AspNetCore.Routing.EndpointDataSource> DataSources { get; } = [];
+
+    public Microsoft.AspNetCore.Builder.IApplicationBuilder CreateApplicationBuilder() => new ApplicationBuilder(services);
+}
+
 /// <summary>Kestrel endpoints as configuration, so that a reload binds new listener ports and unbinds removed ones.</summary>
 internal sealed class ListenerEndpoints : ConfigurationProvider, IConfigurationSource
 {
@@ -377,33 +384,45 @@ internal sealed class BerthForwarderHttpClientFactory(TimeSpan connectTimeout) :
     {
         base.ConfigureHandler(context, handler);
         handler.ConnectTimeout = connectTimeout;
-    }
-}
-
-/// <summary>Sets the AWSALB cookie for the destination that served a request of a sticky target group.</summary>
-internal static class StickinessCookie
-{
-    public static ValueTask SetAsync(ResponseTransformContext context)
-    {
-        var feature = context.HttpContext.Features.Get<Yarp.ReverseProxy.Model.IReverseProxyFeature>();
-        if (feature?.ProxiedDestination is not { } destination || feature.Cluster.Config.SessionAffinity is not { Enabled: true } affinity)
-        {
-            return ValueTask.CompletedTask;
-        }
-        var policies = context.HttpContext.RequestServices.GetServices<Yarp.ReverseProxy.SessionAffinity.ISessionAffinityPolicy>();
-        var policy = policies.FirstOrDefault(p => string.Equals(p.Name, affinity.Policy, StringComparison.OrdinalIgnoreCase));
-        var lookup = context.HttpContext.RequestServices.GetRequiredService<IProxyStateLookup>();
-        if (policy is not null && lookup.TryGetCluster(feature.Cluster.Config.ClusterId, out var cluster))
-        {
-            policy.AffinitizeResponse(context.HttpContext, cluster, affinity, destination);
-        }
-        return ValueTask.CompletedTask;
+        // ALB passes trace headers through untouched and adds none of its own (X-Amzn-Trace-Id is a transform).
+        handler.ActivityHeadersPropagator = null;
     }
 }
 
 /// <summary>X-Amzn-Trace-Id as ALB writes it: Root=1-{epoch seconds, hex}-{96 random bits, hex}.</summary>
 internal static class TraceId
 {
+    private const int Length = 40; // "Root=1-" + 8 hex + "-" + 24 hex
+
+    /// <summary>The 96 bits only tell requests apart (as ALB's do); they need not be unpredictable, so no crypto RNG.</summary>
     public static string New(DateTimeOffset now)
-        => $"Root=1-{now.ToUnixTimeSeconds():x8}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12))}";
+        => string.Create(Length, (uint)now.ToUnixTimeSeconds(), static (span, seconds) =>
+        {
+            "Root=1-".CopyTo(span);
+            seconds.TryFormat(span[7..15], out _, "x8", CultureInfo.InvariantCulture);
+            span[15] = '-';
+            Span<byte> random = stackalloc byte[12];
+            Random.Shared.NextBytes(random);
+            Convert.TryToHexStringLower(random, span[16..], out _);
+        });
+}
+
+/// <summary>
+/// The process's logger factory minus ASP.NET Core's hosting diagnostics: while that logger is enabled (it is, at any
+/// level) the host starts an Activity and a log scope per request, and the HTTP client then propagates it — work the
+/// data plane never reports.
+/// </summary>
+internal sealed class DataPlaneLoggerFactory(ILoggerFactory inner) : ILoggerFactory
+{
+    public ILogger CreateLogger(string categoryName)
+        => categoryName.StartsWith("Microsoft.AspNetCore.Hosting", StringComparison.Ordinal)
+            ? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance
+            : inner.CreateLogger(categoryName);
+
+    public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
+
+    // The process owns the inner factory.
+    public void Dispose()
+    {
+    }
 }

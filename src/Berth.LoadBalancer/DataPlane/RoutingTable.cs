@@ -16,7 +16,10 @@ public sealed class RoutingTable
 {
     public static readonly RoutingTable Empty = new(FrozenDictionary<int, ListenerRoute>.Empty);
 
-    private RoutingTable(FrozenDictionary<int, ListenerRoute> byPort) => ByPort = byPort;
+    private RoutingTable(FrozenDictionary<int, ListenerRoute> byPort)
+    {
+        ByPort = byPort;
+    }
 
     public FrozenDictionary<int, ListenerRoute> ByPort { get; }
 
@@ -62,6 +65,10 @@ public sealed record ListenerRoute(string ListenerArn, string LoadBalancerArn, i
     /// <summary>The first rule whose conditions all hold, as ALB evaluates them (the default rule always does).</summary>
     public CompiledRule Match(HttpRequest request, IPAddress? remote)
     {
+        if (Rules.Count == 1)
+        {
+            return Rules[0]; // only the default rule: nothing to evaluate
+        }
         foreach (var rule in Rules)
         {
             if (rule.Matches(request, remote))

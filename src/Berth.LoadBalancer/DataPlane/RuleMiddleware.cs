@@ -1,11 +1,15 @@
+using System.Collections.Frozen;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Berth.Aws.Elbv2;
-using Berth.LoadBalancer.State;
 using Microsoft.AspNetCore.Http;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.LoadBalancing;
+using Yarp.ReverseProxy.Model;
+using Yarp.ReverseProxy.SessionAffinity;
 
 namespace Berth.LoadBalancer.DataPlane;
 
@@ -22,24 +26,39 @@ public sealed class RoutingState
 }
 
 /// <summary>
-/// First step of the proxy pipeline: finds the listener by the local port, evaluates its rules by priority,
-/// answers fixed-response and redirect actions itself, and for forward actions picks the target group
-/// (weighted, with the AWSALBTG cookie when group stickiness is on) and hands the request to its cluster.
-/// Afterwards it turns forwarding failures into ALB's status codes and counts the request.
+/// The data plane's whole request path, as one terminal handler (no ASP.NET routing, no YARP middleware pipeline):
+/// finds the listener by the local port, evaluates its rules by priority, answers fixed-response and redirect actions
+/// itself, and for forward actions picks the target group (weighted, with the AWSALBTG cookie when group stickiness is
+/// on), the target (the AWSALB cookie when the group is sticky, then the group's algorithm among the available targets)
+/// and forwards with YARP's <see cref="IHttpForwarder"/>. Forwarding failures become ALB's status codes; every forwarded
+/// request is counted. YARP still owns the clusters, their health checks and the HTTP clients.
 /// </summary>
-internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup lookup, Elbv2Regions regions, DataPlaneMetrics metrics, Random random)
+internal sealed class RuleMiddleware(
+    RoutingState routing,
+    IProxyStateLookup lookup,
+    Elbv2Regions regions,
+    DataPlaneMetrics metrics,
+    Random random,
+    IHttpForwarder forwarder,
+    IEnumerable<ILoadBalancingPolicy> balancers,
+    IEnumerable<ISessionAffinityPolicy> affinityPolicies,
+    InFlightRequests inFlight,
+    AlbHeadersTransformer transformer)
 {
     public const string GroupStickinessCookie = "AWSALBTG";
 
-    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    private readonly FrozenDictionary<string, ILoadBalancingPolicy> _balancers = balancers.ToFrozenDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
+    private readonly FrozenDictionary<string, ISessionAffinityPolicy> _affinity = affinityPolicies.ToFrozenDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
+
+    public async Task InvokeAsync(HttpContext context)
     {
-        if (!routing.Current.ByPort.TryGetValue(context.Connection.LocalPort, out var listener))
+        var table = routing.Current;
+        if (!table.ByPort.TryGetValue(context.Connection.LocalPort, out var listener))
         {
             await ElbError(context, 503).ConfigureAwait(false);
             return;
         }
-        var rule = listener.Match(context.Request, context.Connection.RemoteIpAddress);
-        var action = rule.Action;
+        var action = listener.Match(context.Request, context.Connection.RemoteIpAddress).Action;
         switch (action.Type)
         {
             case "fixed-response":
@@ -57,24 +76,22 @@ internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup loo
             await ElbError(context, 503).ConfigureAwait(false);
             return;
         }
-        context.ReassignProxyRequest(cluster);
         var name = regions.MetricName(tgId) ?? tgId;
         var started = Stopwatch.GetTimestamp();
-        await next().ConfigureAwait(false);
-        var error = context.Features.Get<IForwarderErrorFeature>();
-        if (error is null || error.Error == ForwarderError.None)
+        var result = await ForwardAsync(context, cluster).ConfigureAwait(false);
+        if (result == ForwarderError.None)
         {
             metrics.Record(name, context.Response.StatusCode, fromTarget: true, Stopwatch.GetElapsedTime(started));
             return;
         }
-        var status = error.Error switch
+        var status = result switch
         {
             ForwarderError.NoAvailableDestinations => 503,
             ForwarderError.RequestTimedOut => 504,
-            _ when IsTimeout(error.Exception) => 504,
+            _ when IsTimeout(context.Features.Get<IForwarderErrorFeature>()?.Exception) => 504,
             _ => 502,
         };
-        if (error.Error is not (ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled))
+        if (result is not (ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled))
         {
             metrics.Record(name, status, fromTarget: false, Stopwatch.GetElapsedTime(started));
         }
@@ -82,6 +99,49 @@ internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup loo
         {
             context.Response.Clear();
             await ElbError(context, status).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Picks the target among the group's available ones (healthy, or all when none is) and forwards to it.</summary>
+    private async ValueTask<ForwarderError> ForwardAsync(HttpContext context, ClusterState cluster)
+    {
+        var model = cluster.Model;
+        var config = model.Config;
+        var destinations = cluster.DestinationsState.AvailableDestinations;
+        ISessionAffinityPolicy? affinityPolicy = null;
+        var affinity = config.SessionAffinity;
+        if (affinity is { Enabled: true } && destinations.Count > 0 && _affinity.TryGetValue(affinity.Policy ?? "", out affinityPolicy))
+        {
+            // A valid AWSALB cookie naming an available target keeps the client there; otherwise (no cookie, or its
+            // target gone) the request is balanced as usual and the response carries a new cookie (redistribute).
+            var found = affinityPolicy.FindAffinitizedDestinations(context, cluster, affinity, destinations);
+            if (found.Status == AffinityStatus.OK && found.Destinations is { Count: > 0 } kept)
+            {
+                destinations = kept;
+            }
+        }
+        var destination = destinations.Count switch
+        {
+            0 => null,
+            1 => destinations[0],
+            _ => (_balancers.GetValueOrDefault(config.LoadBalancingPolicy ?? "") ?? _balancers[SlowStartRoundRobinPolicy.PolicyName])
+                .PickDestination(context, cluster, destinations),
+        };
+        if (destination is null)
+        {
+            return ForwarderError.NoAvailableDestinations;
+        }
+        affinityPolicy?.AffinitizeResponse(context, cluster, affinity!, destination);
+        var counter = inFlight.Of(destination);
+        Interlocked.Increment(ref counter.Value);
+        try
+        {
+            return await forwarder.SendAsync(context, destination.Model.Config.Address, model.HttpClient,
+                config.HttpRequest ?? ForwarderRequestConfig.Empty, transformer).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref counter.Value);
         }
     }
 
@@ -193,5 +253,80 @@ internal sealed class RuleMiddleware(RoutingState routing, IProxyStateLookup loo
         context.Response.StatusCode = status;
         context.Response.ContentType = "text/html";
         return context.Response.WriteAsync($"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n", context.RequestAborted);
+    }
+}
+
+/// <summary>
+/// Requests in flight per target, counted by the data plane itself (YARP's own counter is bumped by its forwarder
+/// middleware, which this data plane does not use): a draining target leaves as soon as its count is zero.
+/// </summary>
+internal sealed class InFlightRequests
+{
+    private readonly ConditionalWeakTable<DestinationState, StrongBox<int>> _counts = [];
+
+    public StrongBox<int> Of(DestinationState destination) => _counts.GetValue(destination, static _ => new StrongBox<int>());
+
+    public int Count(DestinationState destination) => _counts.TryGetValue(destination, out var box) ? Volatile.Read(ref box.Value) : 0;
+}
+
+/// <summary>
+/// The request headers ALB adds, on top of YARP's copy of the client's headers (Host kept as the client sent it):
+/// X-Forwarded-For appended, X-Forwarded-Proto and X-Forwarded-Port set, X-Amzn-Trace-Id added unless the client
+/// sent one with a Root. One transformer object for every request; nothing is allocated beyond the header values.
+/// </summary>
+internal sealed class AlbHeadersTransformer(TimeProvider time) : HttpTransformer
+{
+    private const string ForwardedFor = "X-Forwarded-For";
+    private const string ForwardedProto = "X-Forwarded-Proto";
+    private const string ForwardedPort = "X-Forwarded-Port";
+    private const string TraceHeader = "X-Amzn-Trace-Id";
+
+    // Listener ports are few; their text is made once.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> _portText = new();
+
+    public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+    {
+        await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
+        var request = httpContext.Request;
+        var incoming = request.Headers;
+        var headers = proxyRequest.Headers;
+        if (request.Host.HasValue)
+        {
+            headers.Host = request.Host.Value;
+        }
+        var remote = httpContext.Connection.RemoteIpAddress?.ToString();
+        var forwardedFor = incoming[ForwardedFor];
+        if (forwardedFor.Count > 0)
+        {
+            headers.Remove(ForwardedFor);
+            if (remote is not null)
+            {
+                forwardedFor = Microsoft.Extensions.Primitives.StringValues.Concat(forwardedFor, remote);
+            }
+            headers.TryAddWithoutValidation(ForwardedFor, (IEnumerable<string?>)forwardedFor);
+        }
+        else if (remote is not null)
+        {
+            headers.TryAddWithoutValidation(ForwardedFor, remote);
+        }
+        if (incoming.ContainsKey(ForwardedProto))
+        {
+            headers.Remove(ForwardedProto);
+        }
+        headers.TryAddWithoutValidation(ForwardedProto, "http");
+        if (incoming.ContainsKey(ForwardedPort))
+        {
+            headers.Remove(ForwardedPort);
+        }
+        headers.TryAddWithoutValidation(ForwardedPort, _portText.GetOrAdd(httpContext.Connection.LocalPort, static p => p.ToString(CultureInfo.InvariantCulture)));
+        var trace = incoming[TraceHeader];
+        if (trace.Count == 0 || !trace.ToString().Contains("Root=", StringComparison.Ordinal))
+        {
+            if (trace.Count > 0)
+            {
+                headers.Remove(TraceHeader);
+            }
+            headers.TryAddWithoutValidation(TraceHeader, TraceId.New(time.GetUtcNow()));
+        }
     }
 }

@@ -26,9 +26,7 @@ internal sealed class SlowStartRoundRobinPolicy(TargetHealthBook book, TimeProvi
         {
             return null;
         }
-        // YARP passes the route's cluster here; the cluster serving the request is the one RuleMiddleware
-        // reassigned it to, which the proxy feature holds.
-        var config = context.GetReverseProxyFeature().Cluster.Config;
+        var config = cluster.Model.Config;
         var duration = config.Metadata?.GetValueOrDefault(DurationKey);
         var weights = duration is null or "0" ? null
             : Weights(config.ClusterId, availableDestinations, TimeSpan.FromSeconds(int.Parse(duration, CultureInfo.InvariantCulture)));
