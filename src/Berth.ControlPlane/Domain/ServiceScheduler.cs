@@ -540,13 +540,19 @@ public sealed partial class ServiceScheduler : BackgroundService
         }
     }
 
-    /// <summary>Instances of the cluster that should run one task of a DAEMON service: ACTIVE, agent connected, constraints met.</summary>
+    /// <summary>
+    /// Instances of the cluster that should run one task of a DAEMON service: ACTIVE, agent connected, constraints met,
+    /// and a host policy (and size) that allows the task — an instance whose agent forbids it is left out, as one a
+    /// constraint excludes is, rather than given a task the agent would refuse on every pass.
+    /// </summary>
     private List<string> DaemonInstances(ServiceRecord svc)
     {
         var constraints = svc.PlacementConstraints.Select(c => new PlacementConstraintSpec(c.Type, c.Value)).ToList();
+        HostNeeds? needs = null;
         if (svc.Primary is { } primary && _tasks.FindDefinition(primary.TaskDefinition, activeOnlyForFamily: false)?.Definition is { } definition)
         {
             constraints.AddRange(PlacementRules.OfDefinition(definition));
+            needs = HostNeeds.Of(definition);
         }
         var result = new List<string>();
         foreach (var key in _state.Ledger.InCluster(svc.Cluster))
@@ -555,7 +561,7 @@ public sealed partial class ServiceScheduler : BackgroundService
             {
                 continue;
             }
-            if (constraints.Count > 0)
+            if (constraints.Count > 0 || needs is not null)
             {
                 // The ledger's candidate: attributes, ec2InstanceId, running tasks and task groups, as RunTask's memberOf sees them.
                 var known = _state.Ledger.Candidate(key);
@@ -568,6 +574,10 @@ public sealed partial class ServiceScheduler : BackgroundService
                         Attributes = InstanceLedger.AttributeMap(instance),
                     }
                     : known with { CpuAvailable = int.MaxValue, MemoryAvailable = long.MaxValue, Status = "ACTIVE", AgentConnected = true };
+                if (needs?.Refuse(candidate) is not null)
+                {
+                    continue;
+                }
                 var probe = Scheduler.Place(new PlacementRequest
                 {
                     Candidates = [candidate],
