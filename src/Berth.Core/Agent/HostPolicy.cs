@@ -4,9 +4,10 @@ namespace Berth.Core.Agent;
 
 /// <summary>
 /// What the operator of an agent host lets task definitions take from the host: bind mounts of host paths (only
-/// under given prefixes), the Docker socket, privileged containers, added capabilities, devices, and the host's
-/// pid and ipc namespaces. Nothing by default. The agent enforces it; it also reports it as container instance
-/// attributes (<see cref="Attributes"/>) so that placement can skip instances that would refuse a task.
+/// under given prefixes), the Docker socket, privileged containers, added capabilities, devices, the host's
+/// pid and ipc namespaces, and security options that lift Docker's confinement. Nothing by default. The agent
+/// enforces it; it also reports it as container instance attributes (<see cref="Attributes"/>) so that placement
+/// can skip instances that would refuse a task.
 /// </summary>
 /// <remarks>
 /// Like the ECS agent's ECS_DISABLE_PRIVILEGED, inverted: a host must opt in. networkMode <c>host</c> is not part of
