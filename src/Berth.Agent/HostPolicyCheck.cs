@@ -99,6 +99,10 @@ internal sealed class HostPolicyCheck
         {
             return $"{who}: ipcMode host is not allowed on this container instance (berth agent --allow-host-ipc)";
         }
+        if (!policy.Unconfined && HostPolicy.FirstUnconfining(c.DockerSecurityOptions) is { } unconfining)
+        {
+            return $"{who}: dockerSecurityOptions {unconfining} is not allowed on this container instance (berth agent --allow-unconfined)";
+        }
         if (c.LinuxParameters is { } lp)
         {
             foreach (var cap in lp.CapabilitiesAdd)

@@ -157,7 +157,12 @@ internal static class Commands
         Description = "Allow ipcMode host: the container shares this host's IPC namespace and /dev/shm (env BERTH_ALLOW_HOST_IPC=true).",
     }, "BERTH_ALLOW_HOST_IPC");
 
-    private static Option[] HostPolicyOptionsList => [AllowHostPath, AllowDockerSocket, AllowPrivileged, AllowCapability, AllowDevices, AllowHostPid, AllowHostIpc];
+    private static readonly Option<bool> AllowUnconfined = EnvFlag(new Option<bool>("--allow-unconfined")
+    {
+        Description = "Allow dockerSecurityOptions that lift Docker's confinement: seccomp=unconfined or a task's own seccomp profile, apparmor=unconfined, label=disable or label=type:..., systempaths=unconfined, no-new-privileges=false, writable-cgroups (env BERTH_ALLOW_UNCONFINED=true).",
+    }, "BERTH_ALLOW_UNCONFINED");
+
+    private static Option[] HostPolicyOptionsList => [AllowHostPath, AllowDockerSocket, AllowPrivileged, AllowCapability, AllowDevices, AllowHostPid, AllowHostIpc, AllowUnconfined];
 
     private static Option<bool> EnvFlag(Option<bool> option, string variable)
     {
@@ -178,7 +183,7 @@ internal static class Commands
             await Console.Error.WriteLineAsync($"berth: {error}.").ConfigureAwait(false);
             return null;
         }
-        return policy;
+        return policy with { Unconfined = p.GetValue(AllowUnconfined) };
     }
 
     private static readonly Option<int> Simulate = new("--simulate")

@@ -6,7 +6,7 @@ namespace Berth.ControlPlane.Domain;
 
 /// <summary>
 /// What a task definition asks of its host that the agents' host policy governs (privileged, host paths, the Docker
-/// socket, added capabilities, devices, pidMode/ipcMode host), worked out once per launch, and the check of one
+/// socket, added capabilities, devices, pidMode/ipcMode host, dockerSecurityOptions that lift confinement), worked out once per launch, and the check of one
 /// placement candidate against the berth.policy.* attributes its agent reported.
 /// </summary>
 /// <remarks>
@@ -23,6 +23,7 @@ public sealed class HostNeeds
     private readonly string? _hostPid;
     private readonly string? _hostIpc;
     private readonly string? _devices;
+    private readonly (string Container, string Option)? _unconfined;
     private readonly List<(string Container, string Capability)> _capabilities = [];
     private readonly List<(string Container, string Source, string? Normalized)> _hostPaths = [];
     private readonly (string Container, string Source, string Socket)? _socket;
@@ -69,6 +70,10 @@ public sealed class HostNeeds
                     _capabilities.Add((name, HostPolicy.NormalizeCapability(cap)));
                 }
             }
+            if (_unconfined is null && HostPolicy.FirstUnconfining(c.DockerSecurityOptions) is { } option)
+            {
+                _unconfined = (name, option);
+            }
             if (c.LinuxParameters?.Devices is { Count: > 0 })
             {
                 _devices ??= name;
@@ -93,7 +98,7 @@ public sealed class HostNeeds
     {
         var needs = new HostNeeds(def);
         return needs._privileged is null && needs._hostPid is null && needs._hostIpc is null && needs._devices is null
-            && needs._capabilities.Count == 0 && needs._hostPaths.Count == 0 && needs._ephemeralGib == 0 ? null : needs;
+            && needs._unconfined is null && needs._capabilities.Count == 0 && needs._hostPaths.Count == 0 && needs._ephemeralGib == 0 ? null : needs;
     }
 
     public static string ReasonOf(string attribute) => Scheduler.ReasonAttribute + ":" + attribute;
@@ -122,6 +127,10 @@ public sealed class HostNeeds
         if (_hostIpc is not null && !Allowed(a, HostPolicy.HostIpcAttribute))
         {
             return ReasonOf(HostPolicy.HostIpcAttribute);
+        }
+        if (_unconfined is not null && !Allowed(a, HostPolicy.UnconfinedAttribute))
+        {
+            return ReasonOf(HostPolicy.UnconfinedAttribute);
         }
         if (_capabilities.Count > 0 && CapabilityRefused(a.GetValueOrDefault(HostPolicy.CapabilitiesAttribute) ?? HostPolicy.None) is not null)
         {
@@ -163,6 +172,10 @@ public sealed class HostNeeds
         if (reason == ReasonOf(HostPolicy.HostIpcAttribute))
         {
             return $"container {_hostIpc}: ipcMode host is not allowed by the container instance's host policy ({HostPolicy.HostIpcAttribute}={Value(HostPolicy.HostIpcAttribute)}; berth agent --allow-host-ipc)";
+        }
+        if (reason == ReasonOf(HostPolicy.UnconfinedAttribute) && _unconfined is { } u)
+        {
+            return $"container {u.Container}: dockerSecurityOptions {u.Option} is not allowed by the container instance's host policy ({HostPolicy.UnconfinedAttribute}={Value(HostPolicy.UnconfinedAttribute)}; berth agent --allow-unconfined)";
         }
         if (reason == ReasonOf(HostPolicy.CapabilitiesAttribute))
         {

@@ -56,6 +56,10 @@ internal static partial class TaskDefinitionRules
         for (var i = 0; i < containers.Count; i++)
         {
             ValidateContainer(containers[i], $"containerDefinitions[{i}]", mode, volumes, names);
+            if (req.IpcMode == "host")
+            {
+                RefuseIpcSysctls(containers[i], $"containerDefinitions[{i}]");
+            }
         }
         RefuseStartCycles(containers);
     }
@@ -407,10 +411,30 @@ internal static partial class TaskDefinitionRules
             }
             if (mode == "host" && sc.Namespace.StartsWith("net.", StringComparison.Ordinal))
             {
-                throw AwsException.Client($"{at}.systemControls[{j}].namespace: network sysctls such as {sc.Namespace} are not supported in the host network mode (they would change the host's own settings) (container '{name}').");
+                throw AwsException.Client($"{at}.systemControls[{j}].namespace: network namespace systemControls such as {sc.Namespace} aren't supported for tasks that use the host network mode (they would change the host's own settings) (container '{name}').");
             }
         }
     }
+
+    /// <summary>
+    /// ipcMode host: an IPC namespace sysctl would set the host's own (runc refuses it at start, too late for a
+    /// clear answer). ECS: "For tasks that use the host IPC mode, IPC namespace systemControls aren't supported."
+    /// </summary>
+    private static void RefuseIpcSysctls(ContainerDefinition c, string at)
+    {
+        for (var j = 0; j < (c.SystemControls?.Count ?? 0); j++)
+        {
+            if (c.SystemControls![j].Namespace is { } ns && IsIpcSysctl(ns))
+            {
+                throw AwsException.Client($"{at}.systemControls[{j}].namespace: IPC namespace systemControls such as {ns} aren't supported for tasks that use the host IPC mode (they would change the host's own settings) (container '{c.Name}').");
+            }
+        }
+    }
+
+    /// <summary>The sysctls of the IPC namespace, as runc lists them: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*.</summary>
+    internal static bool IsIpcSysctl(string name)
+        => name == "kernel.sem" || name.StartsWith("kernel.msg", StringComparison.Ordinal) || name.StartsWith("kernel.shm", StringComparison.Ordinal)
+            || name.StartsWith("fs.mqueue.", StringComparison.Ordinal);
 
     private static void ValidateLinux(ContainerDefinition c, string at)
     {

@@ -4,9 +4,10 @@ namespace Berth.Core.Agent;
 
 /// <summary>
 /// What the operator of an agent host lets task definitions take from the host: bind mounts of host paths (only
-/// under given prefixes), the Docker socket, privileged containers, added capabilities, devices, and the host's
-/// pid and ipc namespaces. Nothing by default. The agent enforces it; it also reports it as container instance
-/// attributes (<see cref="Attributes"/>) so that placement can skip instances that would refuse a task.
+/// under given prefixes), the Docker socket, privileged containers, added capabilities, devices, the host's
+/// pid and ipc namespaces, and security options that lift Docker's confinement. Nothing by default. The agent
+/// enforces it; it also reports it as container instance attributes (<see cref="Attributes"/>) so that placement
+/// can skip instances that would refuse a task.
 /// </summary>
 /// <remarks>
 /// Like the ECS agent's ECS_DISABLE_PRIVILEGED, inverted: a host must opt in. networkMode <c>host</c> is not part of
@@ -22,6 +23,7 @@ public sealed record HostPolicy
     public const string DevicesAttribute = "berth.policy.devices";
     public const string HostPidAttribute = "berth.policy.host-pid";
     public const string HostIpcAttribute = "berth.policy.host-ipc";
+    public const string UnconfinedAttribute = "berth.policy.unconfined";
 
     /// <summary>The prefix of every policy attribute: only the agent sets them (PutAttributes refuses the names).</summary>
     public const string AttributePrefix = "berth.policy.";
@@ -50,6 +52,9 @@ public sealed record HostPolicy
     /// <summary>ipcMode host: the container shares the host's System V IPC and /dev/shm.</summary>
     public bool HostIpc { get; init; }
 
+    /// <summary>dockerSecurityOptions that lift the confinement Docker applies by default (see <see cref="Unconfining"/>).</summary>
+    public bool Unconfined { get; init; }
+
     /// <summary>Nothing from the host: the default of every agent.</summary>
     public static HostPolicy Default { get; } = new();
 
@@ -63,6 +68,7 @@ public sealed record HostPolicy
         Devices = true,
         HostPid = true,
         HostIpc = true,
+        Unconfined = true,
     };
 
     /// <summary>The policy as container instance attributes (lists comma-separated, "none" when empty).</summary>
@@ -76,6 +82,7 @@ public sealed record HostPolicy
         yield return new(DevicesAttribute, Word(Devices));
         yield return new(HostPidAttribute, Word(HostPid));
         yield return new(HostIpcAttribute, Word(HostIpc));
+        yield return new(UnconfinedAttribute, Word(Unconfined));
     }
 
     private static string Word(bool allowed) => allowed ? Allowed : Denied;
@@ -170,6 +177,7 @@ public sealed record HostPolicy
             Devices = Is(attributes, DevicesAttribute),
             HostPid = Is(attributes, HostPidAttribute),
             HostIpc = Is(attributes, HostIpcAttribute),
+            Unconfined = Is(attributes, UnconfinedAttribute),
         };
     }
 
@@ -223,6 +231,49 @@ public sealed record HostPolicy
         };
         return true;
     }
+
+    /// <summary>
+    /// Whether a dockerSecurityOptions entry weakens the confinement Docker gives every container: seccomp off or a
+    /// profile the task brings (seccomp=unconfined, or inline JSON that may allow everything; only seccomp=builtin,
+    /// Docker's own, is kept), AppArmor off (apparmor=unconfined), SELinux labelling off or a type the task picks
+    /// (label=disable, label=type:spc_t), /proc and /sys unmasked (systempaths=unconfined), no-new-privileges turned
+    /// off against the daemon's default (no-new-privileges=false), and writable cgroups. Read as dockerd parses
+    /// SecurityOpt: "=" separates key and value, else the deprecated ":"; bare "disable" is label=disable.
+    /// </summary>
+    public static bool Unconfining(string option)
+    {
+        switch (option)
+        {
+            case "no-new-privileges":
+                return false;
+            case "writable-cgroups" or "disable":
+                return true;
+        }
+        var at = option.IndexOf('=', StringComparison.Ordinal);
+        if (at < 0)
+        {
+            at = option.IndexOf(':', StringComparison.Ordinal);
+        }
+        if (at < 0)
+        {
+            return false; // Docker refuses it ("invalid --security-opt"): the task stops at create
+        }
+        var key = option[..at];
+        var value = option[(at + 1)..];
+        return key switch
+        {
+            "seccomp" => value != "builtin",
+            "apparmor" => value == "unconfined",
+            "label" => value == "disable" || value.StartsWith("type:", StringComparison.Ordinal),
+            "systempaths" => value == "unconfined",
+            "no-new-privileges" => value is "0" or "f" or "F" or "false" or "FALSE" or "False", // Go's strconv.ParseBool
+            "writable-cgroups" => value is "1" or "t" or "T" or "true" or "TRUE" or "True",
+            _ => false,
+        };
+    }
+
+    /// <summary>The first of <paramref name="options"/> that <see cref="Unconfining"/> finds, else null.</summary>
+    public static string? FirstUnconfining(IEnumerable<string>? options) => options?.FirstOrDefault(o => o is not null && Unconfining(o));
 
     /// <summary>The well-known places of the Docker socket; the agent adds the one it talks to (DOCKER_HOST).</summary>
     public static IReadOnlyList<string> WellKnownDockerSockets { get; } = ["/var/run/docker.sock", "/run/docker.sock"];

@@ -5,7 +5,7 @@ namespace Berth.EndToEnd.Api;
 
 /// <summary>
 /// One <c>berth server</c> and two <c>berth agent</c> processes on real Docker, each in its own cluster: "strict"
-/// with the default host policy (nothing from the host) and "open" with <c>--allow-host-path DIR --allow-privileged</c>.
+/// with the default host policy (nothing from the host) and "open" with <c>--allow-host-path DIR --allow-privileged --allow-unconfined</c>.
 /// </summary>
 public sealed class HostPolicyFixture : IAsyncLifetime
 {
@@ -26,7 +26,7 @@ public sealed class HostPolicyFixture : IAsyncLifetime
         await Aws.RunAsync("ecs", "create-cluster", "--cluster-name", "strict");
         await Aws.RunAsync("ecs", "create-cluster", "--cluster-name", "open");
         Server.StartAgent("strict", "strict");
-        Server.StartAgent("open", "open", "--allow-host-path", Allowed, "--allow-privileged");
+        Server.StartAgent("open", "open", "--allow-host-path", Allowed, "--allow-privileged", "--allow-unconfined");
         try
         {
             StrictInstance = await Aws.WaitForContainerInstanceAsync("strict", TimeSpan.FromSeconds(60));
@@ -81,11 +81,13 @@ public sealed class HostPolicyTests(HostPolicyFixture f) : IClassFixture<HostPol
         Assert.Equal("denied", strict["berth.policy.devices"]);
         Assert.Equal("denied", strict["berth.policy.host-pid"]);
         Assert.Equal("denied", strict["berth.policy.host-ipc"]);
+        Assert.Equal("denied", strict["berth.policy.unconfined"]);
 
         var open = await AttributesAsync(f.Aws, "open", f.OpenInstance);
         Assert.Equal(f.Allowed, open["berth.policy.host-paths"]);
         Assert.Equal("allowed", open["berth.policy.privileged"]);
         Assert.Equal("denied", open["berth.policy.docker-socket"]);
+        Assert.Equal("allowed", open["berth.policy.unconfined"]);
 
         // Only the agent sets them: a client cannot widen an instance's policy.
         var put = await f.Aws.TryRunAsync("ecs", "put-attributes", "--cluster", "strict", "--attributes",
@@ -187,5 +189,31 @@ public sealed class HostPolicyTests(HostPolicyFixture f) : IClassFixture<HostPol
         Assert.Contains("exposes the Docker socket", reason, StringComparison.Ordinal);
         Assert.EndsWith("(berth agent --allow-docker-socket)", reason, StringComparison.Ordinal);
         Assert.Empty(await ContainersOfAsync(arn));
+    }
+
+    [Fact]
+    public async Task RunTask_SeccompUnconfined_RefusedByPlacementOnADefaultAgent_RunsUnconfinedWhereAllowed()
+    {
+        await EcsScenario.RegisterAsync(f.Aws, "unconfined", """[{"name":"main","image":"berth-test/busybox:latest","memory":16,"command":["sleep","300"],"stopTimeout":1,"dockerSecurityOptions":["no-new-privileges","seccomp=unconfined"]}]""");
+
+        var run = await f.Aws.RunAsync("ecs", "run-task", "--cluster", "strict", "--task-definition", "unconfined");
+
+        Assert.Empty(run["tasks"]!.AsArray());
+        var failure = run["failures"]![0]!;
+        Assert.Equal("ATTRIBUTE:berth.policy.unconfined", failure["reason"]!.GetValue<string>());
+        Assert.Equal(f.StrictInstance, failure["arn"]!.GetValue<string>());
+        var detail = failure["detail"]!.GetValue<string>();
+        Assert.Contains("container main: dockerSecurityOptions seccomp=unconfined", detail, StringComparison.Ordinal);
+        Assert.Contains("berth agent --allow-unconfined", detail, StringComparison.Ordinal);
+
+        // On the agent started with --allow-unconfined the container runs with Docker's seccomp filter off.
+        var arn = (await EcsScenario.RunOneAsync(f.Aws, "open", "unconfined"))["taskArn"]!.GetValue<string>();
+        await EcsScenario.WaitForStatusAsync(f.Aws, "open", arn, "RUNNING");
+        var id = Assert.Single(await ContainersOfAsync(arn));
+        var inspect = await DockerCli.RunAsync("inspect", "--format", "{{json .HostConfig.SecurityOpt}}", id);
+        Assert.Equal("""["no-new-privileges","seccomp=unconfined"]""", inspect.Stdout.Trim());
+        var seccomp = await DockerCli.RunAsync("exec", id, "grep", "^Seccomp:", "/proc/self/status");
+        Assert.Equal("Seccomp:\t0", seccomp.Stdout.Trim()); // 0: no filter; Docker's default profile shows 2
+        await f.Aws.RunAsync("ecs", "stop-task", "--cluster", "open", "--task", arn);
     }
 }

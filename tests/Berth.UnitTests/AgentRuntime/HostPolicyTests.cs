@@ -239,6 +239,59 @@ public sealed class HostPolicyTests : IDisposable
         Assert.Null(new HostPolicyCheck(HostPolicy.Default).Refusal(spec));
     }
 
+    [Theory]
+    [InlineData("seccomp=unconfined", true)]
+    [InlineData("seccomp:unconfined", true)]
+    [InlineData("seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}", true)] // a task's own profile can allow everything
+    [InlineData("seccomp=builtin", false)]
+    [InlineData("apparmor=unconfined", true)]
+    [InlineData("apparmor:unconfined", true)]
+    [InlineData("apparmor=docker-default", false)]
+    [InlineData("label=disable", true)]
+    [InlineData("label:disable", true)]
+    [InlineData("disable", true)]
+    [InlineData("label=type:spc_t", true)]
+    [InlineData("label=level:s0:c100,c200", false)]
+    [InlineData("systempaths=unconfined", true)]
+    [InlineData("no-new-privileges", false)]
+    [InlineData("no-new-privileges=true", false)]
+    [InlineData("no-new-privileges:true", false)]
+    [InlineData("no-new-privileges=false", true)]
+    [InlineData("no-new-privileges:0", true)]
+    [InlineData("writable-cgroups", true)]
+    [InlineData("writable-cgroups=true", true)]
+    [InlineData("writable-cgroups=false", false)]
+    [InlineData("bogus", false)]
+    public void Unconfining_ReadsOptionsAsDockerDoes(string option, bool expected)
+        => Assert.Equal(expected, HostPolicy.Unconfining(option));
+
+    [Fact]
+    public void Refusal_UnconfiningSecurityOption_RefusedUnlessAllowed()
+    {
+        var spec = Desired("t", containers: ["web"]).Spec;
+        var c = spec.Containers[0];
+        c.DockerSecurityOptions.Add("no-new-privileges");
+        var deny = new HostPolicyCheck(HostPolicy.Default);
+        Assert.Null(deny.Refusal(spec));
+
+        c.DockerSecurityOptions.Add("seccomp=unconfined");
+        Assert.Equal("container web: dockerSecurityOptions seccomp=unconfined is not allowed on this container instance (berth agent --allow-unconfined)", deny.Refusal(spec));
+        Assert.Null(new HostPolicyCheck(HostPolicy.Default with { Unconfined = true }).Refusal(spec));
+        Assert.Null(new HostPolicyCheck(HostPolicy.AllowAll).Refusal(spec));
+        // privileged does not imply it: the operator allows each on its own.
+        Assert.NotNull(new HostPolicyCheck(Policy(privileged: true)).Refusal(spec));
+    }
+
+    [Fact]
+    public void Attributes_Unconfined_DeniedByDefaultAndRoundTrips()
+    {
+        Assert.Equal("denied", HostPolicy.Default.Attributes().ToDictionary()[HostPolicy.UnconfinedAttribute]);
+        var attrs = (HostPolicy.Default with { Unconfined = true }).Attributes().ToDictionary();
+        Assert.Equal("allowed", attrs[HostPolicy.UnconfinedAttribute]);
+        Assert.True(HostPolicy.FromAttributes(attrs)!.Unconfined);
+        Assert.False(HostPolicy.FromAttributes(HostPolicy.Default.Attributes().ToDictionary())!.Unconfined);
+    }
+
     [Fact]
     public async Task TaskEngine_TaskAskingForMore_StoppedTaskFailedToStartWithoutPullOrCreate()
     {

@@ -68,4 +68,31 @@ public sealed class TaskDefinitionOperationsTests
         Assert.Empty(await ListAsync(f, "ListTaskDefinitionFamilies", """{"status":"ALL"}""", "families"));
         Assert.Empty(await ListAsync(f, "ListTaskDefinitionFamilies", """{"status":"INACTIVE"}""", "families"));
     }
+
+    [Theory]
+    [InlineData("host", "none", "net.core.somaxconn", "network namespace systemControls such as net.core.somaxconn aren't supported for tasks that use the host network mode")]
+    [InlineData("bridge", "host", "kernel.shmmax", "IPC namespace systemControls such as kernel.shmmax aren't supported for tasks that use the host IPC mode")]
+    [InlineData("bridge", "host", "kernel.msgmnb", "IPC namespace systemControls such as kernel.msgmnb")]
+    [InlineData("bridge", "host", "kernel.sem", "IPC namespace systemControls such as kernel.sem")]
+    [InlineData("bridge", "host", "fs.mqueue.msg_max", "IPC namespace systemControls such as fs.mqueue.msg_max")]
+    public async Task RegisterTaskDefinition_HostNamespaceSysctl_RefusedNamingTheField(string network, string ipc, string sysctl, string message)
+    {
+        await using var f = new EcsFixture();
+        var ipcMode = ipc == "none" ? "" : $$""","ipcMode":"{{ipc}}" """;
+        var e = await f.CallFailsAsync("RegisterTaskDefinition",
+            $$"""{"family":"s","networkMode":"{{network}}"{{ipcMode}},"containerDefinitions":[{"name":"web","image":"busybox","memory":32,"systemControls":[{"namespace":"{{sysctl}}","value":"1"}]}]}""");
+        Assert.Equal("ClientException", e.ErrorType);
+        Assert.StartsWith("containerDefinitions[0].systemControls[0].namespace: " + message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("bridge", "task", "kernel.shmmax")] // the task's own IPC namespace
+    [InlineData("bridge", "host", "net.core.somaxconn")] // host IPC, own network namespace
+    public async Task RegisterTaskDefinition_SysctlOfANamespaceTheTaskOwns_Accepted(string network, string ipc, string sysctl)
+    {
+        await using var f = new EcsFixture();
+        var r = await f.CallAsync("RegisterTaskDefinition",
+            $$"""{"family":"s","networkMode":"{{network}}","ipcMode":"{{ipc}}","containerDefinitions":[{"name":"web","image":"busybox","memory":32,"systemControls":[{"namespace":"{{sysctl}}","value":"1"}]}]}""");
+        Assert.Equal(1, r.GetProperty("taskDefinition").GetProperty("revision").GetInt32());
+    }
 }

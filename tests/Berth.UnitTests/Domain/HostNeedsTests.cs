@@ -143,4 +143,56 @@ public sealed class HostNeedsTests
 
         Assert.Equal("ATTRIBUTE:berth.policy.privileged", start.GetProperty("failures")[0].GetProperty("reason").GetString());
     }
+
+    private static TaskDefinition Unconfined(params string[] options)
+    {
+        var def = EcsFixture.Web();
+        def.ContainerDefinitions![0].DockerSecurityOptions = [.. options];
+        return def;
+    }
+
+    [Fact]
+    public async Task RunTask_UnconfinedSecurityOptionOnADefaultInstance_FailureNamesTheAttributeTheOptionAndTheFlag()
+    {
+        await using var f = new EcsFixture();
+        await f.Gateway.RegisterAsync(WithPolicy("agent-1", HostPolicy.Default), CancellationToken.None);
+        await f.AddTaskDefinitionAsync("sec", 1, Unconfined("no-new-privileges", "seccomp=unconfined"));
+
+        var run = await f.CallAsync("RunTask", """{"taskDefinition":"sec"}""");
+
+        Assert.Equal(0, run.GetProperty("tasks").GetArrayLength());
+        var failure = run.GetProperty("failures")[0];
+        Assert.Equal("ATTRIBUTE:berth.policy.unconfined", failure.GetProperty("reason").GetString());
+        Assert.Equal("container web: dockerSecurityOptions seccomp=unconfined is not allowed by the container instance's host policy (berth.policy.unconfined=denied; berth agent --allow-unconfined)",
+            failure.GetProperty("detail").GetString());
+        Assert.Equal(0, f.State.Tasks.Count);
+    }
+
+    [Fact]
+    public async Task RunTask_UnconfinedSecurityOption_PlacedOnlyOnTheInstanceThatAllowsIt()
+    {
+        await using var f = new EcsFixture();
+        await f.Gateway.RegisterAsync(WithPolicy("agent-1", Policy(privileged: true)), CancellationToken.None);
+        var allowing = (await f.Gateway.RegisterAsync(WithPolicy("agent-2", HostPolicy.Default with { Unconfined = true }), CancellationToken.None)).Key;
+        await f.AddTaskDefinitionAsync("sec", 1, Unconfined("apparmor:unconfined"));
+
+        var run = await f.CallAsync("RunTask", """{"taskDefinition":"sec","count":3}""");
+
+        Assert.Equal(0, run.GetProperty("failures").GetArrayLength());
+        var instances = run.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("containerInstanceArn").GetString()!).Distinct().ToList();
+        Assert.Equal(allowing[(allowing.IndexOf('/') + 1)..], Assert.Single(instances)[(instances[0].LastIndexOf('/') + 1)..]);
+    }
+
+    [Fact]
+    public async Task RunTask_ConfiningSecurityOptions_NeedNothing()
+    {
+        await using var f = new EcsFixture();
+        await f.Gateway.RegisterAsync(WithPolicy("agent-1", HostPolicy.Default), CancellationToken.None);
+        await f.AddTaskDefinitionAsync("nnp", 1, Unconfined("no-new-privileges", "apparmor=docker-default"));
+
+        var run = await f.CallAsync("RunTask", """{"taskDefinition":"nnp"}""");
+
+        Assert.Equal(0, run.GetProperty("failures").GetArrayLength());
+        Assert.Equal(1, run.GetProperty("tasks").GetArrayLength());
+    }
 }
