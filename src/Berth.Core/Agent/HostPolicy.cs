@@ -235,8 +235,8 @@ public sealed record HostPolicy
     /// <summary>
     /// Whether a dockerSecurityOptions entry weakens the confinement Docker gives every container: seccomp off or a
     /// profile the task brings (seccomp=unconfined, or inline JSON that may allow everything; only seccomp=builtin,
-    /// Docker's own, is kept), AppArmor off (apparmor=unconfined), SELinux labelling off or a type the task picks
-    /// (label=disable, label=type:spc_t), /proc and /sys unmasked (systempaths=unconfined), no-new-privileges turned
+    /// Docker's own, is kept), AppArmor off (apparmor=unconfined), SELinux labelling off or a label the task picks
+    /// (label=disable, label=type:spc_t, label=level:s0:c1,c2), /proc and /sys unmasked (systempaths=unconfined), no-new-privileges turned
     /// off against the daemon's default (no-new-privileges=false), and writable cgroups. Read as dockerd parses
     /// SecurityOpt: "=" separates key and value, else the deprecated ":"; bare "disable" is label=disable.
     /// </summary>
@@ -264,7 +264,9 @@ public sealed record HostPolicy
         {
             "seccomp" => value != "builtin",
             "apparmor" => value == "unconfined",
-            "label" => value == "disable" || value.StartsWith("type:", StringComparison.Ordinal),
+            // Every SELinux label choice: off, or a user/role/type/level the task picks (an MCS level shared with another
+            // container reaches that container's files), so none is left to the task without the permission.
+            "label" => true,
             "systempaths" => value == "unconfined",
             "no-new-privileges" => value is "0" or "f" or "F" or "false" or "FALSE" or "False", // Go's strconv.ParseBool
             "writable-cgroups" => value is "1" or "t" or "T" or "true" or "TRUE" or "True",

@@ -251,7 +251,7 @@ public sealed class HostPolicyTests : IDisposable
     [InlineData("label:disable", true)]
     [InlineData("disable", true)]
     [InlineData("label=type:spc_t", true)]
-    [InlineData("label=level:s0:c100,c200", false)]
+    [InlineData("label=level:s0:c100,c200", true)]
     [InlineData("systempaths=unconfined", true)]
     [InlineData("no-new-privileges", false)]
     [InlineData("no-new-privileges=true", false)]
