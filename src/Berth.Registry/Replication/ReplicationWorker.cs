@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Berth.Registry.Hosting;
 using Berth.Registry.Metadata;
 using Microsoft.Extensions.Hosting;
@@ -9,8 +10,10 @@ namespace Berth.Registry.Replication;
 /// Copies pushed images to the regions their registry's replication rules name, out of the push's request path.
 /// Level-triggered: a push stores its destinations as IN_PROGRESS entries on the manifest (desired state, in the
 /// same commit as the manifest) and announces the image on the <see cref="ReplicationQueue"/>; this worker copies
-/// each IN_PROGRESS destination and records COMPLETE or FAILED. At start and every <see cref="ResyncInterval"/> it
-/// looks for IN_PROGRESS entries again, so a lost announcement, a crash or a failed copy heals by itself.
+/// each IN_PROGRESS destination and records COMPLETE or FAILED. At start it looks through every open region for
+/// IN_PROGRESS entries (a crash between a push and its copy); every <see cref="ResyncInterval"/> it retries the
+/// images whose copy failed transiently and looks through any region opened since — never the whole store again, so
+/// the resync costs what is pending, not what the registry holds.
 /// </summary>
 internal sealed partial class ReplicationWorker(RegistryRegions regions, ReplicationQueue queue, TimeProvider time, ILogger<ReplicationWorker> logger) : BackgroundService
 {
@@ -19,6 +22,9 @@ internal sealed partial class ReplicationWorker(RegistryRegions regions, Replica
 
     /// <summary>Copies tried (a resync apart) before a destination is FAILED.</summary>
     public const int MaxAttempts = 5;
+
+    private readonly ConcurrentDictionary<ReplicationKey, byte> _retry = new();
+    private readonly ConcurrentDictionary<string, byte> _scanned = new(StringComparer.Ordinal);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -35,7 +41,7 @@ internal sealed partial class ReplicationWorker(RegistryRegions regions, Replica
             {
                 if (!stoppingToken.IsCancellationRequested)
                 {
-                    EnqueuePending();
+                    Resync();
                 }
                 continue;
             }
@@ -50,22 +56,46 @@ internal sealed partial class ReplicationWorker(RegistryRegions regions, Replica
             catch (Exception e)
             {
                 // The entries stay IN_PROGRESS: the next resync tries again.
+                _retry.TryAdd(key.Value, 0);
                 LogFailed(logger, e, key.Value.Region, key.Value.Repository, key.Value.Digest);
             }
         }
     }
 
-    /// <summary>Queues every image of every open region that still has a destination IN_PROGRESS.</summary>
+    /// <summary>Queues every image of every open region that still has a destination IN_PROGRESS (at start).</summary>
     public void EnqueuePending()
     {
         foreach (var region in regions.Open)
         {
-            foreach (var m in region.State.Manifests.All)
+            _scanned.TryAdd(region.Region, 0);
+            Scan(region);
+        }
+    }
+
+    /// <summary>The periodic pass: the images whose copy failed and is to be tried again, and regions opened since the last look.</summary>
+    private void Resync()
+    {
+        foreach (var region in regions.Open)
+        {
+            if (_scanned.TryAdd(region.Region, 0))
             {
-                if (m.Value.Replication?.Any(r => r.Status == ReplicationRules.InProgress) == true)
-                {
-                    queue.Enqueue(new ReplicationKey(region.Region, m.Value.Repository, m.Value.Digest));
-                }
+                Scan(region);
+            }
+        }
+        foreach (var key in _retry.Keys)
+        {
+            _retry.TryRemove(key, out _);
+            queue.Enqueue(key);
+        }
+    }
+
+    private void Scan(RegistryRegion region)
+    {
+        foreach (var m in region.State.Manifests.All)
+        {
+            if (m.Value.Replication?.Any(r => r.Status == ReplicationRules.InProgress) == true)
+            {
+                queue.Enqueue(new ReplicationKey(region.Region, m.Value.Repository, m.Value.Digest));
             }
         }
     }
@@ -136,6 +166,11 @@ internal sealed partial class ReplicationWorker(RegistryRegions regions, Replica
         {
             // Pushed again (or pulled) since it was read: look at it afresh.
             queue.Enqueue(key);
+        }
+        else if (outcomes.Exists(o => o.Status == ReplicationRules.InProgress))
+        {
+            // A transient failure: tried again at the next resync, up to MaxAttempts.
+            _retry.TryAdd(key, 0);
         }
     }
 
