@@ -23,8 +23,6 @@ public sealed class RoutingTable
 
     public FrozenDictionary<int, ListenerRoute> ByPort { get; }
 
-    public static RoutingTable Build(Elbv2State state) => Build([state]);
-
     /// <summary>The listeners of every region: one port of this host holds at most one listener of all of them.</summary>
     public static RoutingTable Build(IEnumerable<Elbv2State> states)
     {
