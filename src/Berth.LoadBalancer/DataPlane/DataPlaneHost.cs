@@ -39,6 +39,7 @@ internal sealed partial class DataPlaneHost(
     private readonly Dictionary<(string Group, string Key), DestinationState> _draining = [];
     private readonly InFlightRequests _inFlight = new();
     private IHost? _app;
+    private Fast.FastPath? _fast;
     private IReadOnlySet<int> _ports = new HashSet<int>();
 
     /// <summary>The listener ports currently bound.</summary>
@@ -46,9 +47,20 @@ internal sealed partial class DataPlaneHost(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (Fast.FastPath.Supported)
+        {
+            _fast = new Fast.FastPath(_routing, regions, metrics, _inFlight, options, time, _logger);
+        }
         _app = BuildApp();
         var applied = regions.Generation;
         RestoreVerdicts();
+        if (_fast is not null)
+        {
+            _fast.Lookup = _app.Services.GetRequiredService<IProxyStateLookup>();
+            var policies = _app.Services.GetServices<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy>().ToList();
+            _fast.RoundRobin = policies.OfType<SlowStartRoundRobinPolicy>().Single();
+            _fast.LeastOutstanding = policies.OfType<LeastOutstandingRequestsPolicy>().Single();
+        }
         Reconcile(first: true);
         await _app.StartAsync(stoppingToken).ConfigureAwait(false);
         while (!stoppingToken.IsCancellationRequested)
@@ -96,6 +108,7 @@ internal sealed partial class DataPlaneHost(
         {
             LogVerdictsNotSaved(_logger, e);
         }
+        _fast?.Dispose();
         if (_app is not null)
         {
             await _app.StopAsync(cancellationToken).ConfigureAwait(false);
@@ -143,9 +156,17 @@ internal sealed partial class DataPlaneHost(
             .ConfigureWebHost(web => web
                 .UseKestrel(k =>
                 {
-                    k.Configure(kestrelConfig, reloadOnChange: true);
-                    // Kestrel binds localhost:5000 when it has no endpoint at all; one ephemeral loopback port prevents that.
-                    k.Listen(System.Net.IPAddress.Loopback, 0);
+                    if (_fast is not null)
+                    {
+                        // Listener ports are the fast path's; Kestrel serves what it hands over, on a private Unix socket.
+                        k.ListenUnixSocket(_fast.KestrelSocketPath, l => l.Use(Fast.HandOverPreamble.Middleware));
+                    }
+                    else
+                    {
+                        k.Configure(kestrelConfig, reloadOnChange: true);
+                        // Kestrel binds localhost:5000 when it has no endpoint at all; one ephemeral loopback port prevents that.
+                        k.Listen(System.Net.IPAddress.Loopback, 0);
+                    }
                     k.AddServerHeader = false;
                 })
                 // Run the request on the thread that completed the socket read instead of queueing it to the thread pool
@@ -198,7 +219,14 @@ internal sealed partial class DataPlaneHost(
         var ports = table.ByPort.Keys.ToHashSet();
         if (!ports.SetEquals(_ports))
         {
-            _endpoints.Set(ports, options.BindAddress);
+            if (_fast is not null)
+            {
+                _fast.SetPorts(ports, options.BindAddress);
+            }
+            else
+            {
+                _endpoints.Set(ports, options.BindAddress);
+            }
             _ports = ports;
             LogListeners(_logger, string.Join(", ", ports.Order()));
         }
@@ -392,7 +420,18 @@ internal sealed class BerthForwarderHttpClientFactory(TimeSpan connectTimeout) :
 /// <summary>X-Amzn-Trace-Id as ALB writes it: Root=1-{epoch seconds, hex}-{96 random bits, hex}.</summary>
 internal static class TraceId
 {
-    private const int Length = 40; // "Root=1-" + 8 hex + "-" + 24 hex
+    public const int Length = 40; // "Root=1-" + 8 hex + "-" + 24 hex
+
+    /// <summary>Writes a new id as ASCII into <paramref name="dest"/> (at least <see cref="Length"/> bytes).</summary>
+    public static void Write(Span<byte> dest, DateTimeOffset now)
+    {
+        "Root=1-"u8.CopyTo(dest);
+        ((uint)now.ToUnixTimeSeconds()).TryFormat(dest[7..15], out _, "x8", CultureInfo.InvariantCulture);
+        dest[15] = (byte)'-';
+        Span<byte> random = stackalloc byte[12];
+        Random.Shared.NextBytes(random);
+        Convert.TryToHexStringLower(random, dest[16..Length], out _);
+    }
 
     /// <summary>The 96 bits only tell requests apart (as ALB's do); they need not be unpredictable, so no crypto RNG.</summary>
     public static string New(DateTimeOffset now)

@@ -20,6 +20,21 @@ internal sealed class LeastOutstandingRequestsPolicy : ILoadBalancingPolicy
 
     public DestinationState? PickDestination(HttpContext context, ClusterState cluster, IReadOnlyList<DestinationState> availableDestinations)
     {
+        var best = Pick(availableDestinations, out var held);
+        if (held is not null)
+        {
+            context.Response.RegisterForDispose(new Release(held));
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// The pick itself (the fast path calls it directly): the chosen target's count is raised, and the caller lowers
+    /// <paramref name="held"/> again when the response completes.
+    /// </summary>
+    public DestinationState? Pick(IReadOnlyList<DestinationState> availableDestinations, out StrongBox<int>? held)
+    {
+        held = null;
         if (availableDestinations.Count == 0)
         {
             return null;
@@ -36,7 +51,7 @@ internal sealed class LeastOutstandingRequestsPolicy : ILoadBalancingPolicy
             }
         }
         Interlocked.Increment(ref bestCount!.Value);
-        context.Response.RegisterForDispose(new Release(bestCount));
+        held = bestCount;
         return best;
     }
 

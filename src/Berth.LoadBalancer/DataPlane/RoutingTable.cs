@@ -47,8 +47,8 @@ public sealed class RoutingTable
             var rules = state.Index.RulesOf(listener.ListenerArn!)
                 .Select(id => state.Rules.Find(id)?.Rule).OfType<Rule>()
                 .OrderBy(r => int.Parse(r.Priority!, CultureInfo.InvariantCulture))
-                .Select(r => new CompiledRule(r.Priority!, RuleMatcher.Compile(r.Conditions ?? []), r.Actions![0]))
-                .Append(new CompiledRule("default", RuleMatcher.Always, listener.DefaultActions![0]))
+                .Select(r => new CompiledRule(r.Priority!, RuleMatcher.Compile(r.Conditions ?? []), r.Actions![0], (r.Conditions ?? []).Select(c => c.Field ?? "").ToHashSet(StringComparer.Ordinal)))
+                .Append(new CompiledRule("default", RuleMatcher.Always, listener.DefaultActions![0], new HashSet<string>()))
                 .ToArray();
             byPort[listener.Port!.Value] = new ListenerRoute(listener.ListenerArn!, lb.LoadBalancer.LoadBalancerArn!, listener.Port.Value, TimeSpan.FromSeconds(idle), rules);
         }
@@ -62,6 +62,10 @@ public sealed record ListenerRoute(string ListenerArn, string LoadBalancerArn, i
 {
     /// <summary>The first rule whose conditions all hold, as ALB evaluates them (the default rule always does).</summary>
     public CompiledRule Match(HttpRequest request, IPAddress? remote)
+        => Rules.Count == 1 ? Rules[0] : Match(new HttpRuleInput(request, remote));
+
+    /// <summary>The first rule whose conditions all hold for <paramref name="input"/>.</summary>
+    public CompiledRule Match(IRuleInput input)
     {
         if (Rules.Count == 1)
         {
@@ -69,30 +73,81 @@ public sealed record ListenerRoute(string ListenerArn, string LoadBalancerArn, i
         }
         foreach (var rule in Rules)
         {
-            if (rule.Matches(request, remote))
+            if (rule.Matches(input))
             {
                 return rule;
             }
         }
         return Rules[^1];
     }
+
+    /// <summary>Some rule tests the path (which the fast path hands over as sent, so it leaves paths with escapes to Kestrel).</summary>
+    public bool TestsPath { get; } = Rules.Any(r => r.Fields.Contains("path-pattern"));
+
+    /// <summary>Some rule tests the query string (decoded as Kestrel decodes it: the fast path leaves such listeners to Kestrel).</summary>
+    public bool TestsQuery { get; } = Rules.Any(r => r.Fields.Contains("query-string"));
 }
 
-public sealed record CompiledRule(string Priority, Func<HttpRequest, IPAddress?, bool> Matches, Elbv2Action Action);
+/// <summary>What rule conditions read from a request.</summary>
+public interface IRuleInput
+{
+    string Method { get; }
+
+    /// <summary>The path without the query ("/" when empty), escaped as sent.</summary>
+    string Path { get; }
+
+    /// <summary>The Host header without its port.</summary>
+    string Host { get; }
+
+    IPAddress? Remote { get; }
+
+    /// <summary>The values of every header line called <paramref name="name"/>.</summary>
+    IEnumerable<string> Header(string name);
+
+    /// <summary>The query's decoded key/value pairs.</summary>
+    IEnumerable<KeyValuePair<string, string>> Query();
+}
+
+/// <summary>A Kestrel request as rule input.</summary>
+internal sealed class HttpRuleInput(HttpRequest request, IPAddress? remote) : IRuleInput
+{
+    public string Method => request.Method;
+
+    public string Path
+    {
+        get
+        {
+            var path = request.PathBase.Add(request.Path).ToUriComponent();
+            return path.Length == 0 ? "/" : path;
+        }
+    }
+
+    public string Host => request.Host.Host;
+
+    public IPAddress? Remote => remote;
+
+    public IEnumerable<string> Header(string name)
+        => request.Headers.TryGetValue(name, out var values) ? values.OfType<string>() : [];
+
+    public IEnumerable<KeyValuePair<string, string>> Query()
+        => request.Query.SelectMany(q => q.Value.OfType<string>().Select(v => KeyValuePair.Create(q.Key, v)));
+}
+
+public sealed record CompiledRule(string Priority, Func<IRuleInput, bool> Matches, Elbv2Action Action, IReadOnlySet<string> Fields);
 
 /// <summary>Turns ALB rule conditions into one predicate: every condition must hold; within one, any value.</summary>
 public static class RuleMatcher
 {
-    public static readonly Func<HttpRequest, IPAddress?, bool> Always = (_, _) => true;
+    public static readonly Func<IRuleInput, bool> Always = _ => true;
 
-    public static Func<HttpRequest, IPAddress?, bool> Compile(IReadOnlyList<RuleCondition> conditions)
+    public static Func<IRuleInput, bool> Compile(IReadOnlyList<RuleCondition> conditions)
     {
         var checks = conditions.Select(CompileOne).ToArray();
-        return (req, ip) =>
+        return req =>
         {
             foreach (var c in checks)
             {
-                if (!c(req, ip))
+                if (!c(req))
                 {
                     return false;
                 }
@@ -101,7 +156,7 @@ public static class RuleMatcher
         };
     }
 
-    private static Func<HttpRequest, IPAddress?, bool> CompileOne(RuleCondition c)
+    private static Func<IRuleInput, bool> CompileOne(RuleCondition c)
     {
         switch (c.Field)
         {
@@ -109,42 +164,42 @@ public static class RuleMatcher
                 {
                     // Path patterns are case-sensitive and apply to the path only, not the query.
                     var patterns = (c.PathPatternConfig?.Values ?? c.Values ?? []).Select(v => Wildcard(v, ignoreCase: false)).ToArray();
-                    return (req, _) =>
+                    return req =>
                     {
-                        var path = req.PathBase.Add(req.Path).ToUriComponent();
-                        return patterns.Any(p => p.IsMatch(path.Length == 0 ? "/" : path));
+                        var path = req.Path;
+                        return patterns.Any(p => p.IsMatch(path));
                     };
                 }
             case "host-header":
                 {
                     var patterns = (c.HostHeaderConfig?.Values ?? c.Values ?? []).Select(v => Wildcard(v, ignoreCase: true)).ToArray();
-                    return (req, _) => patterns.Any(p => p.IsMatch(req.Host.Host));
+                    return req => patterns.Any(p => p.IsMatch(req.Host));
                 }
             case "http-header":
                 {
                     var name = c.HttpHeaderConfig!.HttpHeaderName!;
                     var patterns = c.HttpHeaderConfig.Values!.Select(v => Wildcard(v, ignoreCase: true)).ToArray();
-                    return (req, _) => req.Headers.TryGetValue(name, out var values) && values.Any(v => v is not null && patterns.Any(p => p.IsMatch(v)));
+                    return req => req.Header(name).Any(v => patterns.Any(p => p.IsMatch(v)));
                 }
             case "http-request-method":
                 {
                     var methods = c.HttpRequestMethodConfig!.Values!.ToFrozenSet(StringComparer.Ordinal);
-                    return (req, _) => methods.Contains(req.Method);
+                    return req => methods.Contains(req.Method);
                 }
             case "query-string":
                 {
                     var pairs = c.QueryStringConfig!.Values!
                         .Select(v => (Key: v.Key is null ? null : Wildcard(v.Key, ignoreCase: true), Value: Wildcard(v.Value!, ignoreCase: true))).ToArray();
-                    return (req, _) => pairs.Any(p => req.Query.Any(q =>
-                        (p.Key is null || p.Key.IsMatch(q.Key)) && q.Value.Any(v => v is not null && p.Value.IsMatch(v))));
+                    return req => pairs.Any(p => req.Query().Any(q =>
+                        (p.Key is null || p.Key.IsMatch(q.Key)) && p.Value.IsMatch(q.Value)));
                 }
             case "source-ip":
                 {
                     var networks = c.SourceIpConfig!.Values!.Select(v => IPNetwork.Parse(v)).ToArray();
-                    return (_, ip) => ip is not null && networks.Any(n => n.Contains(ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip));
+                    return req => req.Remote is { } ip && networks.Any(n => n.Contains(ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip));
                 }
             default:
-                return (_, _) => false;
+                return _ => false;
         }
     }
 

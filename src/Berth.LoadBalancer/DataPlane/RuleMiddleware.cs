@@ -167,30 +167,9 @@ internal sealed class RuleMiddleware(
         {
             return RoutingTable.LastSegment(kept.TargetGroupArn!);
         }
-        string chosen;
-        if (groups.Count == 1)
+        if (WeightedPick(groups, random) is not { } chosen)
         {
-            chosen = RoutingTable.LastSegment(groups[0].TargetGroupArn!);
-        }
-        else
-        {
-            var total = groups.Sum(g => g.Weight ?? 1);
-            if (total <= 0)
-            {
-                return null;
-            }
-            var pick = random.Next(total);
-            var choice = groups[^1];
-            foreach (var g in groups)
-            {
-                pick -= g.Weight ?? 1;
-                if (pick < 0)
-                {
-                    choice = g;
-                    break;
-                }
-            }
-            chosen = RoutingTable.LastSegment(choice.TargetGroupArn!);
+            return null;
         }
         if (sticky)
         {
@@ -201,6 +180,36 @@ internal sealed class RuleMiddleware(
             });
         }
         return chosen;
+    }
+
+    /// <summary>A target group id chosen by the groups' weights (null when every weight is 0).</summary>
+    internal static string? WeightedPick(IReadOnlyList<TargetGroupTuple> groups, Random random)
+    {
+        if (groups.Count == 1)
+        {
+            return RoutingTable.LastSegment(groups[0].TargetGroupArn!);
+        }
+        var total = 0;
+        foreach (var g in groups)
+        {
+            total += g.Weight ?? 1;
+        }
+        if (total <= 0)
+        {
+            return null;
+        }
+        var pick = random.Next(total);
+        var choice = groups[^1];
+        foreach (var g in groups)
+        {
+            pick -= g.Weight ?? 1;
+            if (pick < 0)
+            {
+                choice = g;
+                break;
+            }
+        }
+        return RoutingTable.LastSegment(choice.TargetGroupArn!);
     }
 
     private static Task FixedResponse(HttpContext context, FixedResponseActionConfig config)

@@ -21,6 +21,10 @@ internal sealed class SlowStartRoundRobinPolicy(TargetHealthBook book, TimeProvi
     public string Name => PolicyName;
 
     public DestinationState? PickDestination(HttpContext context, ClusterState cluster, IReadOnlyList<DestinationState> availableDestinations)
+        => Pick(cluster, availableDestinations);
+
+    /// <summary>The pick itself, which reads nothing of the request (the fast path calls it directly).</summary>
+    public DestinationState? Pick(ClusterState cluster, IReadOnlyList<DestinationState> availableDestinations)
     {
         if (availableDestinations.Count == 0)
         {
