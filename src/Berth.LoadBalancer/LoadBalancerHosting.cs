@@ -42,7 +42,7 @@ public static class LoadBalancerHosting
     {
         _ = endpoints.ServiceProvider.GetRequiredService<Elbv2Regions>();
         endpoints.MapGet("/_berth/metrics", (DataPlaneMetrics metrics, DataPlaneHost host) =>
-            Results.Text(metrics.Render(host.HostCounts()), "text/plain; version=0.0.4"));
+            Results.Text(metrics.Render(host.HostCounts()) + host.FastPathMetrics(), "text/plain; version=0.0.4"));
         return endpoints;
     }
 }

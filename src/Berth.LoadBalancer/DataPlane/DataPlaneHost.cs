@@ -341,6 +341,27 @@ internal sealed partial class DataPlaneHost(
         }
     }
 
+    /// <summary>How many requests the fast path forwarded and how many connections it handed to Kestrel (Prometheus text).</summary>
+    public string FastPathMetrics()
+    {
+        if (_fast is null)
+        {
+            return "";
+        }
+        long forwarded = 0, handedOver = 0;
+        foreach (var loop in _fast.Loops)
+        {
+            forwarded += Volatile.Read(ref loop.Forwarded);
+            handedOver += Volatile.Read(ref loop.HandedOver);
+        }
+        return "# HELP berth_alb_fast_path_requests Requests forwarded by the data plane's fast path (the others went through Kestrel).\n"
+            + "# TYPE berth_alb_fast_path_requests counter\n"
+            + $"berth_alb_fast_path_requests {forwarded}\n"
+            + "# HELP berth_alb_handed_over_connections Listener connections the fast path handed to Kestrel + YARP.\n"
+            + "# TYPE berth_alb_handed_over_connections counter\n"
+            + $"berth_alb_handed_over_connections {handedOver}\n";
+    }
+
     /// <summary>The (healthy, unhealthy) target counts per target group name, for the metrics page.</summary>
     public IReadOnlyDictionary<string, (int Healthy, int Unhealthy)> HostCounts()
     {

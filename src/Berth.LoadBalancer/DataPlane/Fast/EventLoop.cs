@@ -43,6 +43,12 @@ internal sealed unsafe class EventLoop : IDisposable
 
     public int Index { get; }
 
+    /// <summary>Requests forwarded by this loop's connections (written by the loop thread only).</summary>
+    public long Forwarded;
+
+    /// <summary>Connections this loop handed to Kestrel.</summary>
+    public long HandedOver;
+
     public int EpollFd => _epfd;
 
     public void Start() => _thread.Start();

@@ -60,6 +60,10 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         {
             // The client went away, or stayed idle past the load balancer's idle timeout.
         }
+        catch (Exception e)
+        {
+            _fp.ConnectionFailed(e);
+        }
         finally
         {
             if (!handedOver)
@@ -81,6 +85,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
     private async ValueTask<Next> ReadHeadAsync()
     {
         client.ReceiveTimeout = (long)IdleTimeout.TotalMilliseconds;
+        client.SendTimeout = client.ReceiveTimeout; // a client that stops reading its response is dropped like an idle one
         while (true)
         {
             if (_buf is not null && _end > _start && HttpWire.HeadEnd(_buf.AsSpan(_start, _end - _start)) >= 0)
@@ -332,11 +337,13 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                     case RelayOutcome.TargetTimedOut:
                         return await ElbErrorAsync(504, metricName, started).ConfigureAwait(false);
                     case RelayOutcome.Done:
+                        Volatile.Write(ref loop.Forwarded, loop.Forwarded + 1);
                         _fp.Metrics.Record(metricName, status, fromTarget: true, Stopwatch.GetElapsedTime(started));
                         pick.Pool.Return(target);
                         target = null;
                         return request.ClientClose ? Next.Close : Next.Continue;
                     case RelayOutcome.DoneCloseTarget:
+                        Volatile.Write(ref loop.Forwarded, loop.Forwarded + 1);
                         _fp.Metrics.Record(metricName, status, fromTarget: true, Stopwatch.GetElapsedTime(started));
                         return request.ClientClose ? Next.Close : Next.Continue;
                     default:
@@ -583,6 +590,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         }
         client.ReceiveTimeout = 0;
         client.SendTimeout = 0;
+        Volatile.Write(ref loop.HandedOver, loop.HandedOver + 1);
         var relay = new Relay(loop, client, kestrel);
         if (_buf is not null)
         {

@@ -107,6 +107,12 @@ internal sealed partial class FastPath : IDisposable
         }
     }
 
+    /// <summary>A connection ended by an unexpected error (a bug: the client's connection was closed).</summary>
+    public void ConnectionFailed(Exception e) => LogConnectionFailed(_logger, e);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Load balancer connection closed after an unexpected error")]
+    private static partial void LogConnectionFailed(ILogger logger, Exception e);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Load balancer listener port {Port} could not be opened")]
     private static partial void LogBindFailed(ILogger logger, int port, Exception e);
 }
