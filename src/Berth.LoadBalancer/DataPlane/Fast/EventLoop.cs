@@ -62,11 +62,11 @@ internal sealed unsafe class EventLoop : IDisposable
     }
 
     /// <summary>Target connections kept alive by this loop, per target address.</summary>
-    public BackendPool Pool(string address, Func<string, BackendPool> create)
+    public BackendPool Pool(string address)
     {
         if (!_pools.TryGetValue(address, out var pool))
         {
-            pool = create(address);
+            pool = new BackendPool(this, address);
             _pools[address] = pool;
         }
         return pool;

@@ -209,7 +209,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         {
             return null;
         }
-        var pool = loop.Pool(destination.Model.Config.Address, a => new BackendPool(loop, a));
+        var pool = loop.Pool(destination.Model.Config.Address);
         if (pool.SockAddr is null)
         {
             Release(held);
