@@ -69,6 +69,7 @@ internal sealed unsafe class EventLoop : IDisposable
             pool = new BackendPool(this, address);
             _pools[address] = pool;
         }
+        pool.LastUsed = Environment.TickCount64;
         return pool;
     }
 
@@ -202,6 +203,14 @@ internal sealed unsafe class EventLoop : IDisposable
         foreach (var pool in _pools.Values)
         {
             pool.Trim(now);
+        }
+        // Targets come and go with deployments: a pool unused for ten minutes and holding nothing is forgotten.
+        foreach (var (address, pool) in _pools)
+        {
+            if (pool.IdleCount == 0 && now - pool.LastUsed > 600_000)
+            {
+                _pools.Remove(address);
+            }
         }
     }
 

@@ -275,6 +275,11 @@ internal sealed class BackendPool
         }
     }
 
+    /// <summary>When a request last picked this target on this loop.</summary>
+    public long LastUsed { get; set; }
+
+    public int IdleCount => _idle.Count;
+
     /// <summary>Null when the address is not an IP literal (such a target is served by Kestrel).</summary>
     public byte[]? SockAddr { get; }
     public int Family { get; }
