@@ -249,7 +249,12 @@ internal static class Commands
         Description = "Address every load balancer listener port binds to (env BERTH_LB_BIND).",
     }, "BERTH_LB_BIND", "127.0.0.1");
 
-    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds, LogsSweepSeconds, AuthModeOption, RegistryAnonymousPull];
+    private static readonly Option<int?> LbMaxConnections = new("--lb-max-connections")
+    {
+        Description = "Most client connections the load balancer's listeners hold at once, all ports together (default 50000); more wait in the accept queue.",
+    };
+
+    private static Option[] RegistryOptionsList => [RegistryHost, RegistryAuth, RegistrySweepSeconds, RegistryGcGraceSeconds, LbBind, LbMaxConnections, TaskRetentionSeconds, RetentionSweepSeconds, AgentGraceSeconds, LogsSweepSeconds, AuthModeOption, RegistryAnonymousPull];
 
     private static readonly Option<int?> LogsSweepSeconds = new("--logs-retention-sweep-interval")
     {
@@ -493,6 +498,7 @@ internal static class Commands
                 DefaultAvailabilityZone = p.GetValue(Zone) ?? (p.GetValue(Region) + "a"),
                 ReservedPorts = new HashSet<int> { port, agentPort },
                 HealthFile = Path.Combine(data, "lb-health.json"),
+                MaxConnections = p.GetValue(LbMaxConnections) is > 0 and var max ? max : 50_000,
             });
             builder.Services.AddBerthRegistry(new RegistryOptions
             {

@@ -26,6 +26,12 @@ public sealed record LoadBalancerOptions
     /// </summary>
     public string? HealthFile { get; init; }
 
+    /// <summary>
+    /// Most client connections the listeners hold at once (all ports; shared evenly by the data plane's event loops). At
+    /// the limit a loop stops accepting until connections close; waiting clients sit in the kernel's accept queue.
+    /// </summary>
+    public int MaxConnections { get; init; } = 50_000;
+
     /// <summary>How often draining targets and target group counts are re-examined.</summary>
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 }

@@ -33,16 +33,25 @@ public sealed class BerthServer : IAsyncDisposable
     public string Endpoint => $"http://127.0.0.1:{Port}";
     public string Label => $"berth.test-run={RunId}";
     public string Log { get { lock (_log) { return _log.ToString(); } } }
+    private IReadOnlyDictionary<string, string>? _environment;
+
     public int? Pid => _process is { HasExited: false } p ? p.Id : null;
 
     /// <summary>Starts <c>berth up</c> (or <c>berth server</c> when <paramref name="mode"/> is "server").</summary>
     public static Task<BerthServer> StartAsync(string mode = "up", params string[] extraArgs)
         => StartWithDataAsync(Path.Combine(Path.GetTempPath(), "berth-e2e-" + Guid.NewGuid().ToString("N")), mode, extraArgs);
 
+    /// <summary>Starts berth with extra environment variables for its process (and its restarts).</summary>
+    public static Task<BerthServer> StartWithEnvAsync(IReadOnlyDictionary<string, string> environment, string mode = "up", params string[] extraArgs)
+        => StartWithDataAsync(Path.Combine(Path.GetTempPath(), "berth-e2e-" + Guid.NewGuid().ToString("N")), mode, extraArgs, environment);
+
     /// <summary>Starts berth on a data directory that already holds state (it is removed on dispose).</summary>
-    public static async Task<BerthServer> StartWithDataAsync(string dataDirectory, string mode = "up", params string[] extraArgs)
+    public static Task<BerthServer> StartWithDataAsync(string dataDirectory, string mode = "up", params string[] extraArgs)
+        => StartWithDataAsync(dataDirectory, mode, extraArgs, null);
+
+    private static async Task<BerthServer> StartWithDataAsync(string dataDirectory, string mode, string[] extraArgs, IReadOnlyDictionary<string, string>? environment)
     {
-        var server = new BerthServer(mode, FreePort(), FreePort(), dataDirectory, Guid.NewGuid().ToString("N"));
+        var server = new BerthServer(mode, FreePort(), FreePort(), dataDirectory, Guid.NewGuid().ToString("N")) { _environment = environment };
         Directory.CreateDirectory(server.DataDirectory);
         // A port found free can be taken by another process before berth binds it; on that race (and only
         // on it) the first start moves to fresh ports. Restarts keep their ports: tests rely on them.
@@ -209,6 +218,10 @@ public sealed class BerthServer : IAsyncDisposable
     private Process Spawn(string[] args, string tag)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (key, value) in _environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[key] = value;
+        }
         psi.ArgumentList.Add(BerthDll);
         foreach (var a in args)
         {

@@ -49,6 +49,19 @@ internal sealed unsafe class EventLoop : IDisposable
     /// <summary>Connections this loop handed to Kestrel.</summary>
     public long HandedOver;
 
+    /// <summary>Client connections open on this loop (loop thread only).</summary>
+    public int ClientConnections { get; private set; }
+
+    /// <summary>Client connections this loop takes before it stops accepting.</summary>
+    public int MaxClientConnections { get; set; } = int.MaxValue;
+
+    private readonly List<IPausable> _paused = [];
+
+    /// <summary>An acceptor that stopped (connection cap, or out of descriptors) and asks to be resumed by the sweep.</summary>
+    public void Paused(IPausable acceptor) => _paused.Add(acceptor);
+
+    public void ClientOpened() => ClientConnections++;
+
     public int EpollFd => _epfd;
 
     public void Start() => _thread.Start();
@@ -103,6 +116,10 @@ internal sealed unsafe class EventLoop : IDisposable
     public void Unregister(FdSocket socket)
     {
         _sockets.Remove(socket);
+        if (socket.IsClient)
+        {
+            ClientConnections--;
+        }
         if (socket.Handle.IsAllocated)
         {
             _freeAfterBatch.Add(socket.Handle);
@@ -188,6 +205,14 @@ internal sealed unsafe class EventLoop : IDisposable
 
     private void Sweep(long now)
     {
+        if (_paused.Count > 0 && ClientConnections < MaxClientConnections)
+        {
+            foreach (var a in _paused)
+            {
+                a.Resume();
+            }
+            _paused.Clear();
+        }
         foreach (var s in _sockets)
         {
             if (s.Expired(now))
@@ -228,6 +253,12 @@ internal sealed unsafe class EventLoop : IDisposable
     }
 }
 
+/// <summary>An acceptor the loop resumes once it may take connections again.</summary>
+internal interface IPausable
+{
+    void Resume();
+}
+
 /// <summary>Something registered with a loop's epoll.</summary>
 internal interface IEventTarget
 {
@@ -255,6 +286,9 @@ internal sealed unsafe class FdSocket : IEventTarget
     public EventLoop Loop { get; }
     public int Fd { get; }
     public GCHandle Handle { get; set; }
+
+    /// <summary>A listener's client (counted against the loop's connection cap).</summary>
+    public bool IsClient { get; init; }
     public bool Closed => _closed;
 
     /// <summary>Set when the peer closed or failed while nothing was waiting (an idle pooled connection the target dropped).</summary>

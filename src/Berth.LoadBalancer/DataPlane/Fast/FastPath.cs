@@ -44,6 +44,7 @@ internal sealed partial class FastPath : IDisposable
         Loops = Enumerable.Range(0, Math.Clamp(Environment.ProcessorCount, 1, 16)).Select(i => new EventLoop(i)).ToArray();
         foreach (var loop in Loops)
         {
+            loop.MaxClientConnections = Math.Max(1, options.MaxConnections / Loops.Length);
             loop.Start();
         }
     }
@@ -149,6 +150,7 @@ internal sealed unsafe class ListenerSocket
         foreach (var loop in owner.Loops)
         {
             var handle = GCHandle.Alloc(new Acceptor(this, loop, fd));
+            ((Acceptor)handle.Target!).Handle = handle;
             _registrations.Add((loop, handle));
             Linux.Control(loop.EpollFd, Linux.EPOLL_CTL_ADD, fd, Linux.EPOLLIN | Linux.EPOLLEXCLUSIVE, (ulong)GCHandle.ToIntPtr(handle));
         }
@@ -180,32 +182,71 @@ internal sealed unsafe class ListenerSocket
         }
     }
 
-    private sealed class Acceptor(ListenerSocket listener, EventLoop loop, int fd) : IEventTarget
+    private sealed class Acceptor(ListenerSocket listener, EventLoop loop, int fd) : IEventTarget, IPausable
     {
+        private const int EMFILE = 24;
+        private const int ENFILE = 23;
+        private const int ENOBUFS = 105;
+        private const int ENOMEM = 12;
+
+        private bool _paused;
+
+        public GCHandle Handle { get; set; }
+
         public void OnEvents(uint flags)
         {
             var address = stackalloc byte[128];
             for (var i = 0; i < 64 && !listener.Closed; i++)
             {
+                if (loop.ClientConnections >= loop.MaxClientConnections)
+                {
+                    Pause();
+                    return;
+                }
                 uint length = 128;
                 var client = Linux.accept4(fd, address, &length, Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC);
                 if (client < 0)
                 {
-                    return; // EAGAIN (another loop took it), or a transient error such as EMFILE: the next event retries
+                    // Out of descriptors or memory: the socket stays readable, so waiting on it would spin; stop a while.
+                    if (Linux.Errno is EMFILE or ENFILE or ENOBUFS or ENOMEM)
+                    {
+                        Pause();
+                    }
+                    return; // EAGAIN: another loop took it
                 }
                 Linux.NoDelay(client);
                 var (ip, port) = SocketAddresses.Parse(new ReadOnlySpan<byte>(address, (int)length));
                 FdSocket socket;
                 try
                 {
-                    socket = new FdSocket(loop, client);
+                    socket = new FdSocket(loop, client) { IsClient = true };
                 }
                 catch (SocketException)
                 {
                     Linux.close(client);
                     continue;
                 }
+                loop.ClientOpened();
                 _ = new FastConnection(listener, loop, socket, ip, port).RunAsync();
+            }
+        }
+
+        private void Pause()
+        {
+            if (!_paused)
+            {
+                _paused = true;
+                Linux.Control(loop.EpollFd, Linux.EPOLL_CTL_DEL, fd, 0, 0);
+                loop.Paused(this);
+            }
+        }
+
+        public void Resume()
+        {
+            if (_paused && !listener.Closed)
+            {
+                _paused = false;
+                Linux.Control(loop.EpollFd, Linux.EPOLL_CTL_ADD, fd, Linux.EPOLLIN | Linux.EPOLLEXCLUSIVE, (ulong)GCHandle.ToIntPtr(Handle));
             }
         }
     }
