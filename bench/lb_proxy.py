@@ -15,6 +15,9 @@ RegisterTargets until the listener first answers 200 from the new target.
 
 `--berth-env KEY=VALUE` (repeatable) sets the berth process's environment, for runtime settings such as
 DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 (docs/BENCHMARKS.md says what it changes).
+`--compare-kestrel` adds a second berth process with BERTH_LB_FAST_PATH=0 (every request through Kestrel + YARP)
+as "berth-kestrel", loaded in the same rotation. Each proxy's CPU time per request (its processes' user + system
+time from /proc, nginx and haproxy counted with their workers) is reported beside the figures.
 """
 import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.request, urllib.error, socket
 
@@ -118,6 +121,24 @@ def start_berth(work, api_port, extra_env=()):
     return p
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process and its direct children (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        if int(entry) == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def parse_wrk(out):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -147,6 +168,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="nginx worker_processes / haproxy nbthread of the proxies")
     ap.add_argument("--register-samples", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=10, help="seconds of load on each proxy before the rounds (Berth's JIT reaches its optimised tier)")
+    ap.add_argument("--compare-kestrel", action="store_true", help="also load a berth with BERTH_LB_FAST_PATH=0")
     ap.add_argument("--berth-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment of the berth process, e.g. DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1")
     args = ap.parse_args()
@@ -163,17 +185,30 @@ def main():
         procs.append(start_nginx(work, nginx_port, backend_port, args.workers))
         procs.append(start_haproxy(work, haproxy_port, backend_port, args.workers))
         procs.append(start_berth(work, berth_api, args.berth_env))
-        elb = boto3.client("elbv2", endpoint_url="http://127.0.0.1:%d" % berth_api, region_name="us-east-1",
-                           aws_access_key_id="test", aws_secret_access_key="test")
-        lb = elb.create_load_balancer(Name="bench")["LoadBalancers"][0]["LoadBalancerArn"]
-        tg = elb.create_target_group(Name="bench", Protocol="HTTP", Port=backend_port, VpcId="vpc-0a1b2c3d",
-                                     TargetType="ip", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
-                                     HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
-        elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": "127.0.0.1", "Port": backend_port}])
-        elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=berth_port,
-                            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+        pids = {"nginx": procs[1].pid, "haproxy": procs[2].pid, "berth": procs[3].pid}
+
+        def listener(api_port, listen_port):
+            client = boto3.client("elbv2", endpoint_url="http://127.0.0.1:%d" % api_port, region_name="us-east-1",
+                                  aws_access_key_id="test", aws_secret_access_key="test")
+            lb_arn = client.create_load_balancer(Name="bench")["LoadBalancers"][0]["LoadBalancerArn"]
+            tg_arn = client.create_target_group(Name="bench", Protocol="HTTP", Port=backend_port, VpcId="vpc-0a1b2c3d",
+                                                TargetType="ip", HealthCheckIntervalSeconds=5, HealthCheckTimeoutSeconds=2,
+                                                HealthyThresholdCount=2)["TargetGroups"][0]["TargetGroupArn"]
+            client.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": "127.0.0.1", "Port": backend_port}])
+            client.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTP", Port=listen_port,
+                                   DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}])
+            return client, lb_arn
+
+        elb, lb = listener(berth_api, berth_port)
         urls = {"berth": "http://127.0.0.1:%d/" % berth_port, "nginx": "http://127.0.0.1:%d/" % nginx_port,
                 "haproxy": "http://127.0.0.1:%d/" % haproxy_port}
+        if args.compare_kestrel:
+            kestrel_api, kestrel_port = free_port(), free_port()
+            os.makedirs(os.path.join(work, "k"))
+            procs.append(start_berth(os.path.join(work, "k"), kestrel_api, args.berth_env + ["BERTH_LB_FAST_PATH=0"]))
+            pids["berth-kestrel"] = procs[-1].pid
+            listener(kestrel_api, kestrel_port)
+            urls["berth-kestrel"] = "http://127.0.0.1:%d/" % kestrel_port
         for name, u in urls.items():
             if status_of(u) != 200:
                 time.sleep(2)
@@ -189,18 +224,21 @@ def main():
         results = {k: [] for k in urls}
         order = list(urls)
         for r in range(args.rounds):
-            for name in order[r % 3:] + order[:r % 3]:
+            n = len(order)
+            for name in order[r % n:] + order[:r % n]:
+                cpu0 = cpu_seconds(pids[name])
                 res = run_wrk(urls[name], args.threads, args.connections, args.duration)
+                res["cpu_us"] = (cpu_seconds(pids[name]) - cpu0) / (res["rps"] * args.duration) * 1e6
                 results[name].append(res)
-                print("round %d %-7s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %d %s" % (
-                    r + 1, name, res["rps"], res["p50"], res["p99"], res["non2xx"], res["socket_errors"]), flush=True)
+                print("round %d %-13s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  CPU %5.1f µs/req  non-2xx %d %s" % (
+                    r + 1, name, res["rps"], res["p50"], res["p99"], res["cpu_us"], res["non2xx"], res["socket_errors"]), flush=True)
 
-        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99")} for k, v in results.items()}
-        print("\n| proxy | requests/s | p50 | p99 | req/s vs nginx | p99 vs nginx |")
-        print("|---|---|---|---|---|---|")
-        for k in ("berth", "nginx", "haproxy"):
-            print("| %s | %.0f | %.2f ms | %.2f ms | %.2f× | %.2f× |" % (
-                k, med[k]["rps"], med[k]["p50"], med[k]["p99"], med[k]["rps"] / med["nginx"]["rps"], med[k]["p99"] / med["nginx"]["p99"]))
+        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us")} for k, v in results.items()}
+        print("\n| proxy | requests/s | p50 | p99 | req/s vs nginx | p99 vs nginx | proxy CPU per request |")
+        print("|---|---|---|---|---|---|---|")
+        for k in order:
+            print("| %s | %.0f | %.2f ms | %.2f ms | %.2f× | %.2f× | %.1f µs |" % (
+                k, med[k]["rps"], med[k]["p50"], med[k]["p99"], med[k]["rps"] / med["nginx"]["rps"], med[k]["p99"] / med["nginx"]["p99"], med[k]["cpu_us"]))
 
         # RegisterTargets -> first 200 from the new target, on a listener whose group starts empty (503).
         tg2 = elb.create_target_group(Name="bench-reg", Protocol="HTTP", Port=backend_port, VpcId="vpc-0a1b2c3d",

@@ -276,6 +276,11 @@ internal sealed unsafe class FdSocket : IEventTarget
     private readonly Op _write = new();
     private bool _closed;
 
+    // False once a receive found the socket drained (EAGAIN, or fewer bytes than asked for) and no readiness event has
+    // come since: being edge-triggered, the next arrival is bound to raise one, so a receive may park at once instead
+    // of asking the kernel first (a syscall saved per wait, e.g. for every response a target has yet to send).
+    private bool _mayHaveData = true;
+
     public FdSocket(EventLoop loop, int fd)
     {
         Loop = loop;
@@ -309,6 +314,10 @@ internal sealed unsafe class FdSocket : IEventTarget
     /// <summary>Receives into <paramref name="buffer"/>; 0 means the peer closed its side.</summary>
     public ValueTask<int> ReceiveAsync(Memory<byte> buffer)
     {
+        if (!_mayHaveData)
+        {
+            return _read.Park(OpKind.Receive, buffer, ReceiveTimeout);
+        }
         var n = TryReceive(buffer.Span, out var errno);
         if (n >= 0)
         {
@@ -324,6 +333,10 @@ internal sealed unsafe class FdSocket : IEventTarget
     /// <summary>One receive that never parks: bytes read, 0 when the peer closed, -1 when nothing is there yet.</summary>
     public int TryReceiveNow(Span<byte> buffer)
     {
+        if (!_mayHaveData)
+        {
+            return -1;
+        }
         var n = TryReceive(buffer, out var errno);
         if (n >= 0)
         {
@@ -333,7 +346,7 @@ internal sealed unsafe class FdSocket : IEventTarget
     }
 
     /// <summary>Completes when the socket has data (or the peer closed): for idle connections that hold no buffer.</summary>
-    public ValueTask<int> WaitReadableAsync() => _read.Park(OpKind.WaitReadable, default, ReceiveTimeout);
+    public ValueTask<int> WaitReadableAsync() => _mayHaveData ? new ValueTask<int>(0) : _read.Park(OpKind.WaitReadable, default, ReceiveTimeout);
 
     /// <summary>Sends all of <paramref name="data"/>.</summary>
     public ValueTask<int> SendAsync(ReadOnlyMemory<byte> data)
@@ -389,9 +402,14 @@ internal sealed unsafe class FdSocket : IEventTarget
             }
             if (n >= 0)
             {
+                _mayHaveData = n == buffer.Length || n == 0;
                 return (int)n;
             }
             errno = Linux.Errno;
+            if (errno == Linux.EAGAIN)
+            {
+                _mayHaveData = false;
+            }
             if (errno != Linux.EINTR)
             {
                 return -1;
@@ -430,6 +448,7 @@ internal sealed unsafe class FdSocket : IEventTarget
         var failed = (flags & (Linux.EPOLLERR | Linux.EPOLLHUP)) != 0;
         if ((flags & (Linux.EPOLLIN | Linux.EPOLLRDHUP)) != 0 || failed)
         {
+            _mayHaveData = true;
             if (_read.Pending)
             {
                 ResumeRead();
