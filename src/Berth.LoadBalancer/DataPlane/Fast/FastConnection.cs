@@ -607,7 +607,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         return fd >= 0 ? fd : throw new SocketException(Linux.Errno);
     }
 
-    /// <summary>Bytes both ways between the client and Kestrel; the second direction to finish closes both sockets.</summary>
+    /// <summary>Bytes both ways between the client (a) and Kestrel (b); Kestrel closing, or both directions done, closes both.</summary>
     private sealed class Relay(EventLoop loop, FdSocket a, FdSocket b)
     {
         private int _running = 2;
@@ -628,7 +628,15 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                     var n = await from.ReceiveAsync(buffer).ConfigureAwait(false);
                     if (n == 0)
                     {
-                        to.ShutdownSend();
+                        if (from == b)
+                        {
+                            // Kestrel closed: nothing more can come for this client (HTTP has no use for a half-closed
+                            // server side), so the client's connection closes too rather than wait for the client.
+                            a.Close();
+                            b.Close();
+                            break;
+                        }
+                        to.ShutdownSend(); // the client is done sending; Kestrel may still be answering
                         break;
                     }
                     await to.SendAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);
