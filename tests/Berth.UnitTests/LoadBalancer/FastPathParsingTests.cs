@@ -433,6 +433,10 @@ public sealed partial class FastPathParsingTests
         var (r, _) = Rewrite($"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
         Assert.NotEqual(-1, r.Length);
         Assert.Equal(target, S(B($"GET {target} HTTP/1.1").AsSpan(r.TargetStart, r.TargetLength)));
+        // The path rules see is the one Kestrel's input would give for the same (escape-free) target.
+        var q = target.IndexOf('?', StringComparison.Ordinal);
+        var path = q < 0 ? target : target[..q];
+        Assert.Equal(new HttpRuleInput(Kestrel("GET", path, "a", []), null).Path, HeadInput($"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").Path);
     }
 
     [Theory]
@@ -529,6 +533,8 @@ public sealed partial class FastPathParsingTests
     [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\n", 200, -1L, false, true, true)]
     [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 200, -1L, false, true, true)]
     [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 200, -1L, false, true, true)]
+    [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", 200, -1L, true, true, true)]
+    [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", 200, -1L, false, true, true)]
     [InlineData("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", 200, 1L, false, true, true)]
     [InlineData("HTTP/1.1 200 OK\r\nconnection: Keep-Alive, CLOSE\r\n\r\n", 200, -1L, false, true, true)]
     [InlineData("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", 200, 1L, false, false, true)]
@@ -600,6 +606,12 @@ public sealed partial class FastPathParsingTests
         "HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n")]
     [InlineData(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ncontent-length: 5\r\nX-A: 1\r\n\r\n", true,
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\n\r\n")]
+    [InlineData( // the codings are the lines' lists joined: the last one says chunked, so every line goes on
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n")]
+    [InlineData( // not chunked at the end: close-delimited, and no line of it goes on
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nTransfer-Encoding: gzip\r\n\r\n", true,
         "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\n\r\n")]
     [InlineData(
         "HTTP/1.1 204\r\nConnection: keep-alive\r\n\r\n", false,
@@ -674,6 +686,7 @@ public sealed partial class FastPathParsingTests
     [InlineData("/?a=1&a=2", new[] { "a=1", "a=2" })]
     [InlineData("/?k%3D=v%26w&x+y=%41%42", new[] { "k==v&w", "x y=AB" })]
     [InlineData("/?u=%C3%A9", new[] { "u=\u00e9" })]
+    [InlineData("/?u=%FF&v=%zz&w=%", new[] { "u=%FF", "v=%zz", "w=%" })]
     public void HeadInput_Query_Decoded(string target, string[] expected)
     {
         var input = HeadInput($"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");

@@ -314,8 +314,10 @@ internal readonly struct ResponseHead
         var w = HttpWire.Put(output, 0, "HTTP/1.1"u8);
         w = HttpWire.Put(output, w, head[8..(lineEnd + 2)]);
         var pos = lineEnd + 2;
-        var chunked = false;
-        var transferEncoding = HasHeader(head[pos..], "transfer-encoding"u8);
+        // The codings are every Transfer-Encoding line's list joined: the last line says whether the body is chunked.
+        var transferEncoding = LastValue(head[pos..], "transfer-encoding"u8, out var codings);
+        var lastComma = codings.LastIndexOf((byte)',');
+        var chunked = transferEncoding && HttpWire.TokenIs(lastComma < 0 ? codings : codings[(lastComma + 1)..], "chunked"u8);
         while (true)
         {
             var end = head[pos..].IndexOf(HttpWire.Crlf);
@@ -323,13 +325,8 @@ internal readonly struct ResponseHead
             {
                 break;
             }
-            HttpWire.SplitHeader(head.Slice(pos, end), out var name, out var value);
+            HttpWire.SplitHeader(head.Slice(pos, end), out var name, out _);
             var te = HttpWire.NameIs(name, "transfer-encoding"u8);
-            if (te)
-            {
-                var last = value.LastIndexOf((byte)',');
-                chunked = HttpWire.TokenIs(last < 0 ? value : value[(last + 1)..], "chunked"u8);
-            }
             var skip = HttpWire.NameIs(name, "connection"u8) || HttpWire.NameIs(name, "keep-alive"u8) || HttpWire.NameIs(name, "proxy-connection"u8)
                 || (te && !chunked) || (transferEncoding && HttpWire.NameIs(name, "content-length"u8));
             if (!skip)
@@ -345,19 +342,22 @@ internal readonly struct ResponseHead
         return HttpWire.Put(output, w, HttpWire.Crlf);
     }
 
-    private static bool HasHeader(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> lowerName)
+    private static bool LastValue(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> lowerName, out ReadOnlySpan<byte> value)
     {
+        value = default;
+        var found = false;
         var pos = 0;
         int end;
         while ((end = headers[pos..].IndexOf(HttpWire.Crlf)) > 0)
         {
-            if (HttpWire.SplitHeader(headers.Slice(pos, end), out var name, out _) && HttpWire.NameIs(name, lowerName))
+            if (HttpWire.SplitHeader(headers.Slice(pos, end), out var name, out var v) && HttpWire.NameIs(name, lowerName))
             {
-                return true;
+                value = v;
+                found = true;
             }
             pos += end + 2;
         }
-        return false;
+        return found;
     }
 }
 
