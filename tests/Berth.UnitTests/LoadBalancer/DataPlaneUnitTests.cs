@@ -21,7 +21,7 @@ public sealed class RuleMatcherTests
         return ctx.Request;
     }
 
-    private static bool Match(RuleCondition c, HttpRequest r, string ip = "10.1.2.3") => RuleMatcher.Compile([c])(r, IPAddress.Parse(ip));
+    private static bool Match(RuleCondition c, HttpRequest r, string ip = "10.1.2.3") => RuleMatcher.Compile([c])(new HttpRuleInput(r, IPAddress.Parse(ip)));
 
     [Theory]
     [InlineData("/api/*", "/api/users", true)]
@@ -89,8 +89,8 @@ public sealed class RuleMatcherTests
             new RuleCondition { Field = "path-pattern", Values = ["/api/*"] },
             new RuleCondition { Field = "host-header", Values = ["api.*"] },
         ]);
-        Assert.True(match(Request("/api/x", "api.local"), null));
-        Assert.False(match(Request("/api/x", "www.local"), null));
+        Assert.True(match(new HttpRuleInput(Request("/api/x", "api.local"), null)));
+        Assert.False(match(new HttpRuleInput(Request("/api/x", "www.local"), null)));
     }
 
     [Fact]
@@ -98,9 +98,9 @@ public sealed class RuleMatcherTests
     {
         var forward = new Elbv2Action { Type = "fixed-response" };
         var route = new ListenerRoute("l", "lb", 80, TimeSpan.FromSeconds(60), [
-            new CompiledRule("1", RuleMatcher.Compile([new RuleCondition { Field = "path-pattern", Values = ["/a*"] }]), forward),
-            new CompiledRule("2", RuleMatcher.Compile([new RuleCondition { Field = "path-pattern", Values = ["/ab*"] }]), forward),
-            new CompiledRule("default", RuleMatcher.Always, forward),
+            new CompiledRule("1", RuleMatcher.Compile([new RuleCondition { Field = "path-pattern", Values = ["/a*"] }]), forward, new HashSet<string> { "path-pattern" }),
+            new CompiledRule("2", RuleMatcher.Compile([new RuleCondition { Field = "path-pattern", Values = ["/ab*"] }]), forward, new HashSet<string> { "path-pattern" }),
+            new CompiledRule("default", RuleMatcher.Always, forward, new HashSet<string>()),
         ]);
         Assert.Equal("1", route.Match(Request("/abc"), null).Priority);
         Assert.Equal("default", route.Match(Request("/x"), null).Priority);

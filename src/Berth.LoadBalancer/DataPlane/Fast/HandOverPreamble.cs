@@ -50,7 +50,8 @@ internal static class HandOverPreamble
         var parts = line.Split(' ');
         if (parts.Length != 4 || parts[0] != "BERTH" || !IPAddress.TryParse(parts[1], out var ip)
             || !int.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out var port)
-            || !int.TryParse(parts[3], NumberStyles.None, CultureInfo.InvariantCulture, out localPort))
+            || !int.TryParse(parts[3], NumberStyles.None, CultureInfo.InvariantCulture, out localPort)
+            || port > IPEndPoint.MaxPort || localPort > IPEndPoint.MaxPort)
         {
             return false;
         }

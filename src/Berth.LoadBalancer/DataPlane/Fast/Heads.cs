@@ -237,6 +237,7 @@ internal readonly struct ResponseHead
         var status = ((line[9] - '0') * 100) + ((line[10] - '0') * 10) + (line[11] - '0');
         long contentLength = -1;
         var chunked = false;
+        var transferEncoding = false;
         var closes = http10;
         var hop = http10;
         var pos = lineEnd + 2;
@@ -263,6 +264,7 @@ internal readonly struct ResponseHead
             {
                 var last = value.LastIndexOf((byte)',');
                 chunked = HttpWire.TokenIs(last < 0 ? value : value[(last + 1)..], "chunked"u8);
+                transferEncoding = true;
                 hop |= !chunked; // any other coding: the body runs to the close, and Transfer-Encoding must not reach the client as if chunked
                 closes |= !chunked;
             }
@@ -287,8 +289,10 @@ internal readonly struct ResponseHead
             }
             pos += end + 2;
         }
-        if (chunked)
+        if (transferEncoding)
         {
+            // Transfer-Encoding overrides Content-Length, which then must not reach the client (RFC 9112 6.3): Rewrite drops it.
+            hop |= contentLength >= 0;
             contentLength = -1;
         }
         return new ResponseHead
@@ -310,7 +314,10 @@ internal readonly struct ResponseHead
         var w = HttpWire.Put(output, 0, "HTTP/1.1"u8);
         w = HttpWire.Put(output, w, head[8..(lineEnd + 2)]);
         var pos = lineEnd + 2;
-        var chunked = false;
+        // The codings are every Transfer-Encoding line's list joined: the last line says whether the body is chunked.
+        var transferEncoding = LastValue(head[pos..], "transfer-encoding"u8, out var codings);
+        var lastComma = codings.LastIndexOf((byte)',');
+        var chunked = transferEncoding && HttpWire.TokenIs(lastComma < 0 ? codings : codings[(lastComma + 1)..], "chunked"u8);
         while (true)
         {
             var end = head[pos..].IndexOf(HttpWire.Crlf);
@@ -318,15 +325,10 @@ internal readonly struct ResponseHead
             {
                 break;
             }
-            HttpWire.SplitHeader(head.Slice(pos, end), out var name, out var value);
+            HttpWire.SplitHeader(head.Slice(pos, end), out var name, out _);
             var te = HttpWire.NameIs(name, "transfer-encoding"u8);
-            if (te)
-            {
-                var last = value.LastIndexOf((byte)',');
-                chunked = HttpWire.TokenIs(last < 0 ? value : value[(last + 1)..], "chunked"u8);
-            }
             var skip = HttpWire.NameIs(name, "connection"u8) || HttpWire.NameIs(name, "keep-alive"u8) || HttpWire.NameIs(name, "proxy-connection"u8)
-                || (te && !chunked);
+                || (te && !chunked) || (transferEncoding && HttpWire.NameIs(name, "content-length"u8));
             if (!skip)
             {
                 w = HttpWire.Put(output, w, head.Slice(pos, end + 2));
@@ -338,6 +340,24 @@ internal readonly struct ResponseHead
             w = HttpWire.Put(output, w, "Connection: close\r\n"u8);
         }
         return HttpWire.Put(output, w, HttpWire.Crlf);
+    }
+
+    private static bool LastValue(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> lowerName, out ReadOnlySpan<byte> value)
+    {
+        value = default;
+        var found = false;
+        var pos = 0;
+        int end;
+        while ((end = headers[pos..].IndexOf(HttpWire.Crlf)) > 0)
+        {
+            if (HttpWire.SplitHeader(headers.Slice(pos, end), out var name, out var v) && HttpWire.NameIs(name, lowerName))
+            {
+                value = v;
+                found = true;
+            }
+            pos += end + 2;
+        }
+        return found;
     }
 }
 

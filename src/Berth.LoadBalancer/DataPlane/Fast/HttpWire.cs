@@ -193,13 +193,18 @@ internal struct ChunkedScanner
                     i++;
                     break;
                 case State.TrailerStart:
-                    _state = c == '\r' ? State.EndLf : State.Trailer;
+                    // A bare LF ends no line here either (as after sizes and data): waiting for a CR that never comes would hang the relay.
+                    _state = c switch { (byte)'\r' => State.EndLf, (byte)'\n' => State.Invalid, _ => State.Trailer };
                     i++;
                     break;
                 case State.Trailer:
                     if (c == '\r')
                     {
                         _state = State.TrailerLf;
+                    }
+                    else if (c == '\n')
+                    {
+                        _state = State.Invalid;
                     }
                     i++;
                     break;
