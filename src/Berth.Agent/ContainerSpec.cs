@@ -274,8 +274,7 @@ internal static class ContainerSpec
         {
             return (image, null);
         }
-        var slash = image.LastIndexOf('/');
-        var colon = image.LastIndexOf(':');
-        return colon > slash ? (image[..colon], image[(colon + 1)..]) : (image, "latest");
+        var (repository, tag, _) = Berth.Core.ImageReference.Parse(image);
+        return (repository, tag ?? "latest");
     }
 }

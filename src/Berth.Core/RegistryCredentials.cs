@@ -30,6 +30,23 @@ public interface IRegistryCredentialProvider
 public static class ImageReference
 {
     /// <summary>
+    /// Splits <c>repository[:tag][@digest]</c>; a colon before the last '/' belongs to the registry's port, not a tag.
+    /// </summary>
+    public static (string Repository, string? Tag, string? Digest) Parse(string image)
+    {
+        string? digest = null;
+        var at = image.IndexOf('@', StringComparison.Ordinal);
+        if (at >= 0)
+        {
+            digest = image[(at + 1)..];
+            image = image[..at];
+        }
+        var slash = image.LastIndexOf('/');
+        var colon = image.LastIndexOf(':');
+        return colon > slash ? (image[..colon], image[(colon + 1)..], digest) : (image, null, digest);
+    }
+
+    /// <summary>
     /// The registry <c>host[:port]</c> of <paramref name="image"/>, or null for Docker Hub. As Docker
     /// reads it: the part before the first '/' names a registry when it contains '.' or ':', is
     /// <c>localhost</c>, or has an upper-case letter.

@@ -29,17 +29,7 @@ public static class VersionConsistency
     public static bool IsDigestReference(string image) => image.Contains('@', StringComparison.Ordinal);
 
     /// <summary>The image without its tag: <c>host:5000/app:1</c> is <c>host:5000/app</c>.</summary>
-    public static string Repository(string image)
-    {
-        var at = image.IndexOf('@', StringComparison.Ordinal);
-        if (at >= 0)
-        {
-            image = image[..at];
-        }
-        var slash = image.LastIndexOf('/');
-        var colon = image.LastIndexOf(':');
-        return colon > slash ? image[..colon] : image;
-    }
+    public static string Repository(string image) => Berth.Core.ImageReference.Parse(image).Repository;
 
     /// <summary>The reference a pinned container is created from.</summary>
     public static string Pin(string image, string digest) => Repository(image) + "@" + digest;
