@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using Berth.Aws.Elbv2;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.LoadBalancing;
@@ -290,6 +291,8 @@ internal sealed class AlbHeadersTransformer(TimeProvider time) : HttpTransformer
     private const string ForwardedPort = "X-Forwarded-Port";
     private const string TraceHeader = "X-Amzn-Trace-Id";
 
+    private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
+
     // Listener ports are few; their text is made once.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> _portText = new();
 
@@ -299,6 +302,12 @@ internal sealed class AlbHeadersTransformer(TimeProvider time) : HttpTransformer
         var request = httpContext.Request;
         var incoming = request.Headers;
         var headers = proxyRequest.Headers;
+        // The target as the client sent it (ALB does not re-encode): YARP rebuilds it from the decoded path, which turns
+        // an escaped slash (%2F, which Kestrel leaves escaped) into %252F.
+        if (httpContext.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw && raw[0] == '/')
+        {
+            proxyRequest.RequestUri = new Uri(destinationPrefix.TrimEnd('/') + raw, RawUri);
+        }
         if (request.Host.HasValue)
         {
             headers.Host = request.Host.Value;

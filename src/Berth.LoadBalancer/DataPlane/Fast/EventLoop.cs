@@ -281,6 +281,10 @@ internal sealed unsafe class FdSocket : IEventTarget
     // of asking the kernel first (a syscall saved per wait, e.g. for every response a target has yet to send).
     private bool _mayHaveData = true;
 
+    // Set once an event said the peer closed its side (or the socket failed): from then on a receive always asks the
+    // kernel (it returns 0), since that edge was the last one — data and the close often come in one event.
+    private bool _readShut;
+
     public FdSocket(EventLoop loop, int fd)
     {
         Loop = loop;
@@ -402,13 +406,13 @@ internal sealed unsafe class FdSocket : IEventTarget
             }
             if (n >= 0)
             {
-                _mayHaveData = n == buffer.Length || n == 0;
+                _mayHaveData = n == buffer.Length || n == 0 || _readShut;
                 return (int)n;
             }
             errno = Linux.Errno;
             if (errno == Linux.EAGAIN)
             {
-                _mayHaveData = false;
+                _mayHaveData = _readShut;
             }
             if (errno != Linux.EINTR)
             {
@@ -449,6 +453,7 @@ internal sealed unsafe class FdSocket : IEventTarget
         if ((flags & (Linux.EPOLLIN | Linux.EPOLLRDHUP)) != 0 || failed)
         {
             _mayHaveData = true;
+            _readShut |= failed || (flags & Linux.EPOLLRDHUP) != 0;
             if (_read.Pending)
             {
                 ResumeRead();

@@ -9,8 +9,9 @@ namespace Berth.LoadBalancer.DataPlane.Fast;
 /// load balancer sets, plus X-Forwarded-For (the client's address appended), -Proto, -Port and X-Amzn-Trace-Id (kept
 /// when the client's has a Root). <see cref="Length"/> is -1 for anything Kestrel must see instead: not HTTP/1.1, a
 /// target that is not a plain path (escapes, dot segments, absolute or asterisk form), Upgrade, Expect,
-/// Transfer-Encoding, a repeated or odd Content-Length, Connection options other than keep-alive/close, a missing or
-/// odd Host, a malformed line.
+/// Transfer-Encoding, a repeated or odd Content-Length, a missing or odd Host, a malformed line. Headers named in the
+/// Connection header are left out (hop-by-hop, RFC 9110 7.6.1), which Kestrel cannot do: it keeps only the options it
+/// knows of the Connection header, so a request handed over still forwards them.
 /// </summary>
 internal readonly struct RequestHead
 {
@@ -46,6 +47,13 @@ internal readonly struct RequestHead
         }
         var target = line[(sp1 + 1)..sp2];
         if (target[0] != '/' || !PlainTarget(target))
+        {
+            return Refused;
+        }
+        // Headers the Connection header names are for this hop only (RFC 9110 7.6.1): found first, left out below.
+        Span<Range> named = stackalloc Range[8];
+        var namedCount = 0;
+        if (head.IndexOf("onnection"u8) >= 0 && !ConnectionOptions(head[(lineEnd + 2)..], lineEnd + 2, named, out namedCount))
         {
             return Refused;
         }
@@ -94,15 +102,7 @@ internal readonly struct RequestHead
                     copy = false;
                     foreach (var range in value.Split((byte)','))
                     {
-                        var token = value[range];
-                        if (HttpWire.TokenIs(token, "close"u8))
-                        {
-                            clientClose = true;
-                        }
-                        else if (!HttpWire.TokenIs(token, "keep-alive"u8) && token.Trim(" \t"u8).Length > 0)
-                        {
-                            return Refused; // options naming further hop-by-hop headers
-                        }
+                        clientClose |= HttpWire.TokenIs(value[range], "close"u8);
                     }
                     break;
                 case 4 when HttpWire.NameIs(name, "host"u8):
@@ -134,6 +134,10 @@ internal readonly struct RequestHead
                     break;
                 default:
                     break;
+            }
+            for (var i = 0; i < namedCount && copy; i++)
+            {
+                copy = !EqualsIgnoreCase(name, head[named[i]]);
             }
             if (copy)
             {
@@ -176,6 +180,45 @@ internal readonly struct RequestHead
             HostLength = hostLength,
         };
     }
+
+    /// <summary>
+    /// The header names listed in Connection headers (besides keep-alive and close), as ranges of the head; false when
+    /// they cannot be honoured here (Upgrade, which is Kestrel's, or more than <paramref name="named"/> holds).
+    /// </summary>
+    private static bool ConnectionOptions(ReadOnlySpan<byte> headers, int offset, Span<Range> named, out int count)
+    {
+        count = 0;
+        var pos = 0;
+        int end;
+        while ((end = headers[pos..].IndexOf(HttpWire.Crlf)) > 0)
+        {
+            var line = headers.Slice(pos, end);
+            if (HttpWire.SplitHeader(line, out var name, out var value) && HttpWire.NameIs(name, "connection"u8))
+            {
+                var valueStart = offset + pos + (line.Length - line[(name.Length + 1)..].TrimStart(" \t"u8).Length);
+                foreach (var range in value.Split((byte)','))
+                {
+                    var raw = value[range];
+                    var token = raw.Trim(" \t"u8);
+                    if (token.Length == 0 || HttpWire.TokenIs(token, "keep-alive"u8) || HttpWire.TokenIs(token, "close"u8))
+                    {
+                        continue;
+                    }
+                    if (HttpWire.TokenIs(token, "upgrade"u8) || count == named.Length)
+                    {
+                        return false;
+                    }
+                    var start = valueStart + range.Start.GetOffset(value.Length) + (raw.Length - raw.TrimStart(" \t"u8).Length);
+                    named[count++] = new Range(start, start + token.Length);
+                }
+            }
+            pos += end + 2;
+        }
+        return true;
+    }
+
+    private static bool EqualsIgnoreCase(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
+        => a.Length == b.Length && System.Text.Ascii.EqualsIgnoreCase(a, b);
 
     /// <summary>
     /// A path (and query) Kestrel would hand on unchanged: visible ASCII, no percent-escapes, no dot segments, no
