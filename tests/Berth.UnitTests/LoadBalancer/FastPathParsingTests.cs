@@ -394,6 +394,22 @@ public sealed partial class FastPathParsingTests
     }
 
     [Theory]
+    [InlineData("GET", true)]
+    [InlineData("HEAD", true)]
+    [InlineData("PUT", true)]
+    [InlineData("DELETE", true)]
+    [InlineData("OPTIONS", true)]
+    [InlineData("POST", false)]
+    [InlineData("PATCH", false)]
+    [InlineData("GETX", false)]
+    public void Request_Idempotent_ByMethod(string method, bool idempotent)
+    {
+        var (r, _) = Rewrite(method + " / HTTP/1.1\r\nHost: a\r\n\r\n");
+        Assert.True(r.Length > 0);
+        Assert.Equal(idempotent, r.Idempotent);
+    }
+
+    [Theory]
     [InlineData("X-Hop: 1\r\nConnection: keep-alive, X-Hop\r\nx-hop: 2\r\n")]
     [InlineData("Connection: x-hop\r\nX-Hop: 1\r\n")]
     [InlineData("Connection: close , X-HOP ,X-Other\r\nX-Hop: 1\r\nX-Other: 3\r\n")]

@@ -252,7 +252,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
             while (true)
             {
                 var reused = true;
-                target = pick.Pool.Take();
+                target = retried ? null : pick.Pool.Take(); // a retry gets a new connection, not another pooled one
                 if (target is null)
                 {
                     reused = false;
@@ -323,7 +323,8 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 }
                 response ??= loop.RentBuffer();
                 var (outcome, status) = await RelayResponseAsync(target, response, request.IsHead, metricName, started).ConfigureAwait(false);
-                if (outcome == RelayOutcome.TargetFailedEarly && canRetry)
+                // Only a method that may be repeated: the target may have acted on the request before dropping the connection.
+                if (outcome == RelayOutcome.TargetClosedEarly && canRetry && request.Idempotent)
                 {
                     target.Close();
                     target = null;
@@ -332,7 +333,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 }
                 switch (outcome)
                 {
-                    case RelayOutcome.TargetFailedEarly:
+                    case RelayOutcome.TargetClosedEarly or RelayOutcome.BadResponse:
                         return await ElbErrorAsync(502, metricName, started).ConfigureAwait(false);
                     case RelayOutcome.TargetTimedOut:
                         return await ElbErrorAsync(504, metricName, started).ConfigureAwait(false);
@@ -376,8 +377,11 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         /// <summary>Whole response relayed; the target connection must be closed (it said so, or sent more than the response).</summary>
         DoneCloseTarget,
 
-        /// <summary>The target closed or failed before any response byte.</summary>
-        TargetFailedEarly,
+        /// <summary>The target closed or reset the connection before any response byte (a kept-alive connection it had just dropped).</summary>
+        TargetClosedEarly,
+
+        /// <summary>Not an HTTP/1.x response, or cut off inside its head: 502.</summary>
+        BadResponse,
 
         /// <summary>No response head within the idle timeout.</summary>
         TargetTimedOut,
@@ -391,6 +395,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
     private async ValueTask<(RelayOutcome, int)> RelayResponseAsync(FdSocket target, byte[] response, bool isHead, string metricName, long started)
     {
         var length = 0;
+        var interim = false;
         ResponseHead head;
         while (true)
         {
@@ -399,7 +404,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
             {
                 if (length == response.Length)
                 {
-                    return (RelayOutcome.TargetFailedEarly, 0); // a head over 16 KiB: ALB answers 502 too
+                    return (RelayOutcome.BadResponse, 0); // a head over 16 KiB: ALB answers 502 too
                 }
                 int n;
                 try
@@ -412,24 +417,25 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 }
                 catch (SocketException)
                 {
-                    return (RelayOutcome.TargetFailedEarly, 0);
+                    return (length == 0 && !interim ? RelayOutcome.TargetClosedEarly : RelayOutcome.BadResponse, 0);
                 }
                 if (n == 0)
                 {
-                    return (RelayOutcome.TargetFailedEarly, 0);
+                    return (length == 0 && !interim ? RelayOutcome.TargetClosedEarly : RelayOutcome.BadResponse, 0);
                 }
                 length += n;
             }
             head = ResponseHead.Parse(response.AsSpan(0, headEnd));
             if (!head.Valid)
             {
-                return (RelayOutcome.TargetFailedEarly, 0);
+                return (RelayOutcome.BadResponse, 0);
             }
             if (head.Status >= 200)
             {
                 break;
             }
             // An interim response (100, 102, 103) goes to the client as it is; the real one follows.
+            interim = true;
             await client.SendAsync(response.AsMemory(0, headEnd)).ConfigureAwait(false);
             Buffer.BlockCopy(response, headEnd, response, 0, length - headEnd);
             length -= headEnd;

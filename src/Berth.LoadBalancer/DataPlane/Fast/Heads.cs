@@ -19,6 +19,9 @@ internal readonly struct RequestHead
     public long ContentLength { get; init; }
     public bool ClientClose { get; init; }
     public bool IsHead { get; init; }
+
+    /// <summary>GET, HEAD, OPTIONS, TRACE, PUT or DELETE: safe to send again on a new connection (RFC 9110 9.2.2).</summary>
+    public bool Idempotent { get; init; }
     public int MethodLength { get; init; }
     public int TargetStart { get; init; }
     public int TargetLength { get; init; }
@@ -173,6 +176,8 @@ internal readonly struct RequestHead
             ContentLength = Math.Max(0, contentLength),
             ClientClose = clientClose,
             IsHead = method.SequenceEqual("HEAD"u8),
+            Idempotent = method.SequenceEqual("GET"u8) || method.SequenceEqual("HEAD"u8) || method.SequenceEqual("OPTIONS"u8)
+                || method.SequenceEqual("TRACE"u8) || method.SequenceEqual("PUT"u8) || method.SequenceEqual("DELETE"u8),
             MethodLength = sp1,
             TargetStart = sp1 + 1,
             TargetLength = target.Length,
