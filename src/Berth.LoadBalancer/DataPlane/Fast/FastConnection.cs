@@ -19,6 +19,7 @@ namespace Berth.LoadBalancer.DataPlane.Fast;
 internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, FdSocket client, IPAddress remote, int remotePort)
 {
     private const int HeadReserve = 512; // room for the headers the load balancer adds
+    private const long HeadTimeoutMs = 30_000;
 
     private readonly FastPath _fp = listener.Owner;
     private readonly byte[] _remoteText = Encoding.ASCII.GetBytes(remote.ToString());
@@ -86,6 +87,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
     {
         client.ReceiveTimeout = (long)IdleTimeout.TotalMilliseconds;
         client.SendTimeout = client.ReceiveTimeout; // a client that stops reading its response is dropped like an idle one
+        long headStarted = 0;
         while (true)
         {
             if (_buf is not null && _end > _start && HttpWire.HeadEnd(_buf.AsSpan(_start, _end - _start)) >= 0)
@@ -126,6 +128,10 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 _end -= _start;
                 _start = 0;
             }
+            // Part of a head is here: the rest must come within HeadTimeoutMs of the first part (as Kestrel's
+            // RequestHeadersTimeout), whatever the idle timeout, so a client trickling a head cannot hold the connection.
+            headStarted = headStarted == 0 ? Environment.TickCount64 : headStarted;
+            client.ReceiveTimeout = Math.Max(1, HeadTimeoutMs - (Environment.TickCount64 - headStarted));
             var n = await client.ReceiveAsync(_buf.AsMemory(_end)).ConfigureAwait(false);
             if (n == 0)
             {
@@ -295,8 +301,9 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 {
                     return await ElbErrorAsync(e is TimeoutException ? 504 : 502, metricName, started).ConfigureAwait(false);
                 }
-                // The rest of the body, relayed as it arrives.
+                // The rest of the body, relayed as it arrives (each read within the idle timeout).
                 _start = bodyStart + bodyBuffered;
+                client.ReceiveTimeout = idleMs;
                 while (bodyLeft > 0)
                 {
                     if (_start == _end)
