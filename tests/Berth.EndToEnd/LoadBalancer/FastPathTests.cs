@@ -92,7 +92,7 @@ public sealed partial class FastPathTests(LoadBalancerFixture fx) : IClassFixtur
     {
         // A target that answers one request per connection and then closes it without saying so (HTTP/1.1, no
         // Connection: close): the load balancer's pooled connection is dead by the next request, sometimes only just.
-        using var raw = new OneShotBackend();
+        await using var raw = new RawTcpBackend("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         var (lb, _) = await Elb.CreateLoadBalancerAsync(LoadBalancerFixture.Unique("oneshot"));
         var tg = await Elb.TextAsync("TargetGroups[0].TargetGroupArn", "create-target-group", "--name", LoadBalancerFixture.Unique("oneshot"),
             "--protocol", "HTTP", "--port", "80", "--vpc-id", "vpc-0a1b2c3d", "--target-type", "ip");
@@ -182,78 +182,5 @@ public sealed partial class FastPathTests(LoadBalancerFixture fx) : IClassFixtur
         var (port, _) = await ListenerAsync(elb, backend);
         Assert.Equal((200, "kestrel"), await Elbv2Cli.CurlAsync($"http://127.0.0.1:{port}/"));
         Assert.Equal((-1, -1), await CountersAsync(server));
-    }
-
-    /// <summary>Answers one request per connection with 200 "ok", then closes the connection after <see cref="CloseDelayMs"/>.</summary>
-    private sealed class OneShotBackend : IDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _stop = new();
-        private int _connections;
-
-        public OneShotBackend()
-        {
-            _listener.Start();
-            _ = AcceptLoopAsync();
-        }
-
-        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-        public int Connections => Volatile.Read(ref _connections);
-        public volatile int CloseDelayMs;
-
-        private async Task AcceptLoopAsync()
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                TcpClient c;
-                try
-                {
-                    c = await _listener.AcceptTcpClientAsync(_stop.Token);
-                }
-                catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-                {
-                    return;
-                }
-                Interlocked.Increment(ref _connections);
-                _ = ServeAsync(c);
-            }
-        }
-
-        private async Task ServeAsync(TcpClient c)
-        {
-            using (c)
-            {
-                try
-                {
-                    var stream = c.GetStream();
-                    var buffer = new byte[8192];
-                    var have = 0;
-                    while (Encoding.ASCII.GetString(buffer, 0, have).IndexOf("\r\n\r\n", StringComparison.Ordinal) < 0)
-                    {
-                        var n = await stream.ReadAsync(buffer.AsMemory(have));
-                        if (n == 0)
-                        {
-                            return; // a health check's or pooled connection closed unused
-                        }
-                        have += n;
-                    }
-                    await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray());
-                    if (CloseDelayMs > 0)
-                    {
-                        await Task.Delay(CloseDelayMs);
-                    }
-                }
-                catch (IOException)
-                {
-                }
-            }
-        }
-
-        public void Dispose()
-        {
-            _stop.Cancel();
-            _listener.Stop();
-            _stop.Dispose();
-        }
     }
 }

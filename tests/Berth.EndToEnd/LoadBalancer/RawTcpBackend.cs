@@ -31,6 +31,14 @@ public sealed class RawTcpBackend : IAsyncDisposable
     /// <summary>Requests other than the health check.</summary>
     public int Requests => Volatile.Read(ref _requests);
 
+    /// <summary>Connections accepted (health checks included).</summary>
+    public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Milliseconds to wait after the reply before closing (0: at once).</summary>
+    public volatile int CloseDelayMs;
+
+    private int _connections;
+
     private async Task AcceptLoopAsync()
     {
         while (!_stop.IsCancellationRequested)
@@ -44,6 +52,7 @@ public sealed class RawTcpBackend : IAsyncDisposable
             {
                 return;
             }
+            Interlocked.Increment(ref _connections);
             _ = ServeAsync(client);
         }
     }
@@ -66,6 +75,10 @@ public sealed class RawTcpBackend : IAsyncDisposable
                 Interlocked.Increment(ref _requests);
                 await stream.WriteAsync(_reply, timeout.Token);
                 await stream.FlushAsync(timeout.Token);
+                if (CloseDelayMs > 0)
+                {
+                    await Task.Delay(CloseDelayMs, timeout.Token);
+                }
                 client.Client.Shutdown(SocketShutdown.Send);
             }
             catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
