@@ -241,6 +241,9 @@ internal sealed partial class MetadataServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Most connections the metadata server holds at once (Kestrel queues no more: further ones are closed).</summary>
+    internal const int MaxConnections = 1024;
+
     private async Task<WebApplication> ListenAsync(IPAddress[] addresses, int port, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -249,6 +252,10 @@ internal sealed partial class MetadataServer : IAsyncDisposable
         builder.WebHost.UseUrls();
         builder.WebHost.ConfigureKestrel(k =>
         {
+            // Containers reach this server: one of them opening connections without end must not exhaust the agent's
+            // descriptors. A host's containers polling metadata and credentials need far fewer.
+            k.Limits.MaxConcurrentConnections = MaxConnections;
+            k.Limits.MaxConcurrentUpgradedConnections = 0;
             foreach (var address in addresses)
             {
                 k.Listen(address, port);
