@@ -456,15 +456,11 @@ internal static class TraceId
 
     /// <summary>The 96 bits only tell requests apart (as ALB's do); they need not be unpredictable, so no crypto RNG.</summary>
     public static string New(DateTimeOffset now)
-        => string.Create(Length, (uint)now.ToUnixTimeSeconds(), static (span, seconds) =>
-        {
-            "Root=1-".CopyTo(span);
-            seconds.TryFormat(span[7..15], out _, "x8", CultureInfo.InvariantCulture);
-            span[15] = '-';
-            Span<byte> random = stackalloc byte[12];
-            Random.Shared.NextBytes(random);
-            Convert.TryToHexStringLower(random, span[16..], out _);
-        });
+    {
+        Span<byte> ascii = stackalloc byte[Length];
+        Write(ascii, now);
+        return System.Text.Encoding.ASCII.GetString(ascii);
+    }
 }
 
 /// <summary>

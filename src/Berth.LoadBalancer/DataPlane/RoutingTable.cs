@@ -81,9 +81,6 @@ public sealed record ListenerRoute(string ListenerArn, string LoadBalancerArn, i
         return Rules[^1];
     }
 
-    /// <summary>Some rule tests the path (which the fast path hands over as sent, so it leaves paths with escapes to Kestrel).</summary>
-    public bool TestsPath { get; } = Rules.Any(r => r.Fields.Contains("path-pattern"));
-
     /// <summary>Some rule tests the query string (decoded as Kestrel decodes it: the fast path leaves such listeners to Kestrel).</summary>
     public bool TestsQuery { get; } = Rules.Any(r => r.Fields.Contains("query-string"));
 }

@@ -256,13 +256,18 @@ internal sealed class RuleMiddleware(
         context.Response.Headers.Location = RedirectLocation(context.Request, config, port);
     }
 
-    /// <summary>The small HTML page ALB answers its own errors with.</summary>
-    internal static Task ElbError(HttpContext context, int status)
+    /// <summary>The reason phrase and small HTML page ALB answers its own errors with (both data plane paths use it).</summary>
+    internal static (string Reason, string Page) ElbErrorPage(int status)
     {
         var reason = status switch { 502 => "Bad Gateway", 503 => "Service Temporarily Unavailable", 504 => "Gateway Time-out", _ => "Error" };
+        return (reason, $"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n");
+    }
+
+    internal static Task ElbError(HttpContext context, int status)
+    {
         context.Response.StatusCode = status;
         context.Response.ContentType = "text/html";
-        return context.Response.WriteAsync($"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n", context.RequestAborted);
+        return context.Response.WriteAsync(ElbErrorPage(status).Page, context.RequestAborted);
     }
 }
 

@@ -451,27 +451,26 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         var bodyless = isHead || head.Status is 204 or 304;
         var closeDelimited = !bodyless && !head.Chunked && head.ContentLength < 0;
         // The head to the client: rewritten only when it carries hop-by-hop headers or the client must be told we close.
-        var clientHead = response.AsMemory(0, headLength);
         byte[]? rewritten = null;
+        var rewrittenLength = 0;
         try
         {
             if (head.HasHopByHop || closeDelimited)
             {
                 rewritten = loop.RentBuffer();
-                var w = ResponseHead.Rewrite(response.AsSpan(0, headLength), rewritten, closeDelimited);
-                clientHead = rewritten.AsMemory(0, w);
+                rewrittenLength = ResponseHead.Rewrite(response.AsSpan(0, headLength), rewritten, closeDelimited);
             }
             var bodyHere = length - headLength;
             if (bodyless)
             {
-                await client.SendAsync(clientHead).ConfigureAwait(false);
+                await SendHeadAndBodyAsync(response, headLength, 0, rewritten, rewrittenLength).ConfigureAwait(false);
                 return (bodyHere == 0 && !head.TargetCloses ? RelayOutcome.Done : RelayOutcome.DoneCloseTarget, head.Status);
             }
             if (head.ContentLength >= 0 && !head.Chunked)
             {
                 var take = (int)Math.Min(head.ContentLength, bodyHere);
                 var extra = bodyHere > head.ContentLength;
-                await SendHeadAndBodyAsync(clientHead, rewritten, response.AsMemory(headLength, take)).ConfigureAwait(false);
+                await SendHeadAndBodyAsync(response, headLength, take, rewritten, rewrittenLength).ConfigureAwait(false);
                 var left = head.ContentLength - take;
                 while (left > 0)
                 {
@@ -492,7 +491,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 var scanner = default(ChunkedScanner);
                 var used = scanner.Scan(response.AsSpan(headLength, bodyHere));
                 var extra = used < bodyHere;
-                await SendHeadAndBodyAsync(clientHead, rewritten, response.AsMemory(headLength, used)).ConfigureAwait(false);
+                await SendHeadAndBodyAsync(response, headLength, used, rewritten, rewrittenLength).ConfigureAwait(false);
                 while (!scanner.Done)
                 {
                     if (scanner.Invalid)
@@ -511,7 +510,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 return (extra || head.TargetCloses ? RelayOutcome.DoneCloseTarget : RelayOutcome.Done, head.Status);
             }
             // Neither length nor chunks: the body ends when the target closes, and so does the client's connection.
-            await SendHeadAndBodyAsync(clientHead, rewritten, response.AsMemory(headLength, bodyHere)).ConfigureAwait(false);
+            await SendHeadAndBodyAsync(response, headLength, bodyHere, rewritten, rewrittenLength).ConfigureAwait(false);
             while (true)
             {
                 var n = await target.ReceiveAsync(response).ConfigureAwait(false);
@@ -536,27 +535,27 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
         }
     }
 
-    /// <summary>One write when the body fits after a rewritten head (the common small response), two otherwise.</summary>
+    /// <summary>
+    /// The head and the body bytes that came with it: one write from the response buffer, where they lie together, or
+    /// from the rewritten head's buffer when the body fits after it (the common small response); two writes otherwise.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendHeadAndBodyAsync(ReadOnlyMemory<byte> head, byte[]? rewritten, ReadOnlyMemory<byte> body)
+    private async ValueTask SendHeadAndBodyAsync(byte[] response, int headLength, int bodyLength, byte[]? rewritten, int rewrittenLength)
     {
         if (rewritten is null)
         {
-            // The head is still in place in the response buffer, and the body follows it there.
-            if (MemoryMarshalExtensions.Adjacent(head, body))
-            {
-                await client.SendAsync(MemoryMarshalExtensions.Join(head, body.Length)).ConfigureAwait(false);
-                return;
-            }
-        }
-        else if (head.Length + body.Length <= rewritten.Length)
-        {
-            body.CopyTo(rewritten.AsMemory(head.Length));
-            await client.SendAsync(rewritten.AsMemory(0, head.Length + body.Length)).ConfigureAwait(false);
+            await client.SendAsync(response.AsMemory(0, headLength + bodyLength)).ConfigureAwait(false);
             return;
         }
-        await client.SendAsync(head).ConfigureAwait(false);
-        if (body.Length > 0)
+        var body = response.AsMemory(headLength, bodyLength);
+        if (rewrittenLength + bodyLength <= rewritten.Length)
+        {
+            body.CopyTo(rewritten.AsMemory(rewrittenLength));
+            await client.SendAsync(rewritten.AsMemory(0, rewrittenLength + bodyLength)).ConfigureAwait(false);
+            return;
+        }
+        await client.SendAsync(rewritten.AsMemory(0, rewrittenLength)).ConfigureAwait(false);
+        if (bodyLength > 0)
         {
             await client.SendAsync(body).ConfigureAwait(false);
         }
@@ -565,9 +564,8 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
     /// <summary>ALB's error pages; the fast path closes the connection after one (the client simply reconnects).</summary>
     private static readonly Dictionary<int, byte[]> ErrorResponses = new[] { 502, 503, 504 }.ToDictionary(s => s, s =>
     {
-        var reason = s switch { 502 => "Bad Gateway", 503 => "Service Temporarily Unavailable", _ => "Gateway Time-out" };
-        var body = $"<html>\r\n<head><title>{s} {reason}</title></head>\r\n<body>\r\n<center><h1>{s} {reason}</h1></center>\r\n</body>\r\n</html>\r\n";
-        return Encoding.ASCII.GetBytes($"HTTP/1.1 {s} {reason}\r\nContent-Type: text/html\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n{body}");
+        var (reason, page) = RuleMiddleware.ElbErrorPage(s);
+        return Encoding.ASCII.GetBytes($"HTTP/1.1 {s} {reason}\r\nContent-Type: text/html\r\nContent-Length: {page.Length}\r\nConnection: close\r\n\r\n{page}");
     });
 
     private async ValueTask<Next> ElbErrorAsync(int status, string metricName, long started)
@@ -589,8 +587,7 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
             kestrel.SendTimeout = 5000;
             await kestrel.ConnectAsync(_fp.KestrelAddress).ConfigureAwait(false);
             kestrel.SendTimeout = 0;
-            var preamble = Encoding.ASCII.GetBytes($"BERTH {remote} {remotePort} {listener.Port}\n");
-            await kestrel.SendAsync(preamble).ConfigureAwait(false);
+            await kestrel.SendAsync(HandOverPreamble.Line(remote, remotePort, listener.Port)).ConfigureAwait(false);
             if (_buf is not null && _end > _start)
             {
                 await kestrel.SendAsync(_buf.AsMemory(_start, _end - _start)).ConfigureAwait(false);
@@ -670,20 +667,5 @@ internal sealed class FastConnection(ListenerSocket listener, EventLoop loop, Fd
                 }
             }
         }
-    }
-}
-
-/// <summary>Memory helpers for "is this body right after this head in the same array".</summary>
-internal static class MemoryMarshalExtensions
-{
-    public static bool Adjacent(ReadOnlyMemory<byte> head, ReadOnlyMemory<byte> body)
-        => System.Runtime.InteropServices.MemoryMarshal.TryGetArray(head, out var h)
-           && System.Runtime.InteropServices.MemoryMarshal.TryGetArray(body, out var b)
-           && ReferenceEquals(h.Array, b.Array) && h.Offset + h.Count == b.Offset;
-
-    public static ReadOnlyMemory<byte> Join(ReadOnlyMemory<byte> head, int more)
-    {
-        System.Runtime.InteropServices.MemoryMarshal.TryGetArray(head, out var h);
-        return h.Array.AsMemory(h.Offset, h.Count + more);
     }
 }

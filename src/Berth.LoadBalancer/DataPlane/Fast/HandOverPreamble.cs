@@ -43,6 +43,10 @@ internal static class HandOverPreamble
         await next(connection).ConfigureAwait(false);
     };
 
+    /// <summary>The first line the fast path writes for a connection it hands over.</summary>
+    internal static byte[] Line(IPAddress remote, int remotePort, int listenerPort)
+        => Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"BERTH {remote} {remotePort} {listenerPort}\n"));
+
     internal static bool TryParse(string line, out IPEndPoint remote, out int localPort)
     {
         remote = new IPEndPoint(IPAddress.None, 0);
